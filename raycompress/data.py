@@ -1,0 +1,262 @@
+"""Datasets as tensors (thesis §2.3): pixels scaled to [0, 1] once, no per-sample Python per epoch.
+
+load_dataset(name, data_dir)  CIFAR-10, Fashion-MNIST, MNIST through torchvision, or the
+                              bundled offline Fashion-MNIST subset ("fashion-mnist-demo")
+stratified_subset             the training split downsampled, stratified, to the test size
+Imbalance                     step / exponential class-imbalance profiles for the train split
+batch_indices                 seeded, class-mixed batch order (training and measurement)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split as tensors: x (N, C, H, W) float32 in [0, 1], y (N,) int64."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return self.y.numel()
+
+    def subset(self, index: Tensor) -> Split:
+        return Split(self.x[index], self.y[index])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def class_counts(self, num_classes: int) -> Tensor:
+        return torch.bincount(self.y, minlength=num_classes)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset's files are not in the data directory and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    torchvision_class: str
+    files: tuple[str, ...]  # relative to the data directory, what torchvision reads offline
+
+
+_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+_SOURCES = {
+    "cifar10": _Source(
+        "CIFAR10",
+        tuple(
+            f"cifar-10-batches-py/{f}"
+            for f in ("batches.meta", *(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+        ),
+    ),
+    "fashion-mnist": _Source("FashionMNIST", tuple(f"FashionMNIST/raw/{f}" for f in _MNIST_FILES)),
+    "mnist": _Source("MNIST", tuple(f"MNIST/raw/{f}" for f in _MNIST_FILES)),
+}
+DEMO = "fashion-mnist-demo"
+DATASET_NAMES = (*_SOURCES, DEMO)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def default_data_dir() -> Path:
+    """$RAYCOMPRESS_DATA_DIR, else ~/.cache/raycompress/data."""
+    env = os.environ.get("RAYCOMPRESS_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "raycompress" / "data"
+
+
+def check_dataset_name(name: str) -> None:
+    if name not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASET_NAMES)}")
+
+
+def _to_split(images: np.ndarray | Tensor, labels: object) -> Split:
+    """uint8 images (N, H, W) or (N, H, W, C) → float32 (N, C, H, W) / 255, once."""
+    x = torch.as_tensor(np.asarray(images))
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return Split(
+        x.contiguous().float().div_(255), torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    )
+
+
+def _load_torchvision(name: str, data_dir: Path, download: bool) -> Dataset:
+    import torchvision
+
+    source = _SOURCES[name]
+    missing = [f for f in source.files if not (data_dir / f).is_file()]
+    if missing and not download:
+        raise DataNotFoundError(
+            f"{name} not found in {data_dir}: expected {', '.join(source.files)} "
+            f"(missing {missing[0]}); put the files there or allow downloading"
+        )
+    cls = getattr(torchvision.datasets, source.torchvision_class)
+    try:
+        train, test = (cls(data_dir, train=t, download=bool(missing)) for t in (True, False))
+    except Exception as err:
+        raise DataNotFoundError(
+            f"{name} not found in {data_dir} and the download failed ({type(err).__name__}: "
+            f"{err}); expected {', '.join(source.files)}"
+        ) from err
+    return Dataset(
+        name, _to_split(train.data, train.targets), _to_split(test.data, test.targets),
+        tuple(train.classes),
+    )  # fmt: skip
+
+
+def _load_demo() -> Dataset:
+    with resources.as_file(
+        resources.files("raycompress") / "assets" / "fashion_mnist_demo.npz"
+    ) as p:
+        arrays = np.load(p)
+        train = _to_split(arrays["x_train"], arrays["y_train"])
+        test = _to_split(arrays["x_test"], arrays["y_test"])
+    return Dataset(DEMO, train, test, FASHION_MNIST_CLASSES)
+
+
+def stratified_subset(labels: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """Indices of a seeded subset of `size` samples with the class proportions of `labels`.
+
+    Class quotas are size · n_c / N rounded by largest remainder, so they sum to `size`; the
+    indices come back sorted, keeping the dataset's order.
+    """
+    n = labels.numel()
+    if not 0 < size <= n:
+        raise ValueError(f"subset size must be in 1..{n}, got {size}")
+    counts = torch.bincount(labels)
+    exact = counts.double() * size / n
+    quota = exact.floor().long()
+    short = size - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[:short]] += 1
+    chosen = [
+        members[torch.randperm(members.numel(), generator=generator)[:k]]
+        for members, k in (
+            (torch.nonzero(labels == c).flatten(), int(quota[c])) for c in range(counts.numel())
+        )
+    ]
+    return torch.cat(chosen).sort().values
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    """A class-imbalance profile for the training split; ratio = n_min / n_max in (0, 1].
+
+    exponential: n_c ← n_c · ratio^(c / (C − 1))   (long-tailed, Cui et al. 2019)
+    step:        the last ⌊C · minority_fraction⌋ classes keep n_c · ratio (Buda et al. 2018)
+    """
+
+    profile: str
+    ratio: float
+    minority_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("step", "exponential"):
+            raise ValueError(
+                f"unknown imbalance profile {self.profile!r}: use 'step' or 'exponential'"
+            )
+        if not 0 < self.ratio <= 1 or math.isnan(self.ratio):
+            raise ValueError(f"imbalance ratio must be in (0, 1], got {self.ratio}")
+        if not 0 < self.minority_fraction < 1:
+            raise ValueError(f"minority_fraction must be in (0, 1), got {self.minority_fraction}")
+
+    def factors(self, num_classes: int) -> Tensor:
+        c = torch.arange(num_classes, dtype=torch.float64)
+        if self.profile == "exponential":
+            return self.ratio ** (c / (num_classes - 1))
+        minority = c >= num_classes - math.floor(num_classes * self.minority_fraction)
+        return torch.where(minority, self.ratio, 1.0)
+
+    def counts(self, counts: Tensor) -> Tensor:
+        """Target class counts; raises if a class would be emptied."""
+        target = (counts.double() * self.factors(counts.numel())).round().long()
+        emptied = torch.nonzero((target == 0) & (counts > 0)).flatten()
+        if emptied.numel():
+            c = int(emptied[0])
+            raise ValueError(
+                f"{self.profile} imbalance with ratio {self.ratio} leaves class {c} with no "
+                f"training samples ({int(counts[c])} × {float(self.factors(counts.numel())[c]):.3g} "
+                "rounds to 0): raise the ratio"
+            )
+        return target
+
+    def apply(self, split: Split, num_classes: int, generator: torch.Generator) -> Split:
+        target = self.counts(split.class_counts(num_classes))
+        keep = [
+            members[torch.randperm(members.numel(), generator=generator)[: int(target[c])]]
+            for c, members in (
+                (c, torch.nonzero(split.y == c).flatten()) for c in range(num_classes)
+            )
+        ]
+        return split.subset(torch.cat(keep).sort().values)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    train_size: int | None = None,
+    subset_seed: int = 0,
+    imbalance: Imbalance | None = None,
+) -> Dataset:
+    """Load a dataset as tensors; the train split is downsampled, stratified, to `train_size`.
+
+    train_size defaults to the test split's size (thesis §2.3); the seeded subset is selected by
+    subset_seed. An imbalance profile is applied to the downsampled training split.
+    """
+    check_dataset_name(name)
+    if name == DEMO:
+        data = _load_demo()
+    else:
+        data = _load_torchvision(name, Path(data_dir) if data_dir else default_data_dir(), download)
+    generator = torch.Generator().manual_seed(subset_seed)
+    size = len(data.test) if train_size is None else train_size
+    train = data.train.subset(stratified_subset(data.train.y, size, generator))
+    if imbalance is not None:
+        train = imbalance.apply(train, data.num_classes, generator)
+    return Dataset(data.name, train, data.test, data.classes)
+
+
+def batch_indices(num_samples: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """A seeded random permutation cut into batches (class-mixed, never class-sorted).
+
+    With batch-statistics batch normalisation a tiny last batch would get degenerate
+    statistics, so a remainder shorter than half a batch joins the previous batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batches = list(torch.randperm(num_samples, generator=generator).split(batch_size))
+    if len(batches) > 1 and 2 * batches[-1].numel() < batch_size:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
