@@ -203,10 +203,10 @@ class Imbalance:
         emptied = torch.nonzero((target == 0) & (counts > 0)).flatten()
         if emptied.numel():
             c = int(emptied[0])
+            factor = float(self.factors(counts.numel())[c])
             raise ValueError(
                 f"{self.profile} imbalance with ratio {self.ratio} leaves class {c} with no "
-                f"training samples ({int(counts[c])} × {float(self.factors(counts.numel())[c]):.3g} "
-                "rounds to 0): raise the ratio"
+                f"training samples ({int(counts[c])} × {factor:.3g} rounds to 0): raise the ratio"
             )
         return target
 

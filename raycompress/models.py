@@ -19,6 +19,7 @@ vector, the input of the final linear map.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a model's architecture: name, input (C, H, W), classes, widths."""
+    """What rebuilds an architecture: name, input shape (C, H, W), classes, widths."""
 
     name: str
     input_shape: tuple[int, ...]
@@ -82,7 +83,7 @@ def _plain_block(d_in: int, d_out: int) -> nn.Sequential:
 
 def _conv_layers(spec: ModelSpec, block: Callable[[int, int], nn.Module], pool: bool) -> list:
     channels = (spec.input_shape[0], *spec.widths)
-    blocks = [block(d_in, d_out) for d_in, d_out in zip(channels, channels[1:], strict=False)]
+    blocks = [block(d_in, d_out) for d_in, d_out in itertools.pairwise(channels)]
     with torch.no_grad():
         h = nn.Sequential(*blocks)(torch.zeros(2, *spec.input_shape))
     in_features = h.shape[1] if pool else h[0].numel()
@@ -92,8 +93,7 @@ def _conv_layers(spec: ModelSpec, block: Callable[[int, int], nn.Module], pool: 
 def _mlp_layers(spec: ModelSpec) -> list:
     dims = (int(torch.tensor(spec.input_shape).prod()), *spec.widths)
     blocks = [
-        nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU())
-        for d_in, d_out in zip(dims, dims[1:], strict=False)
+        nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU()) for d_in, d_out in itertools.pairwise(dims)
     ]
     blocks[0].insert(0, nn.Flatten())
     return [*blocks, Head(dims[-1], spec.num_classes, pool=False)]
@@ -179,7 +179,7 @@ def make_spec(
 
 
 def build_model(spec: ModelSpec, seed: int = 0) -> LayeredNet:
-    """Build the network with PyTorch's default initialisation, seeded without touching global RNG."""
+    """The network with PyTorch's default initialisation, seeded without touching global RNG."""
     _, layers = _ARCHITECTURES[spec.name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -103,7 +103,9 @@ def run_epochs(
         step_loss = train_epoch(model, optimizer, data.train, config.batch_size, generator)
         reason = stop_reason(epoch, step_loss, config)
         reports = [
-            None if reason == "diverged" else measure_collapse(model, split, data.num_classes, collapse)
+            None
+            if reason == "diverged"
+            else measure_collapse(model, split, data.num_classes, collapse)
             for split in (data.train, data.test)
         ]
         yield EpochRecord(epoch, step_loss, *reports, stop_reason=reason)

@@ -174,8 +174,9 @@ def _measure(
         stats = acc.result()
         between = between_class(stats, config.rtol)
         if path == "scatter":
+            trace = nc_trace_from_covariance(acc.within_covariance(), between)
             results[layer] = collapse_stats(
-                stats, between, nc_trace_from_covariance(acc.within_covariance(), between), acc.class_sq_dist, path=path,
+                stats, between, trace, acc.class_sq_dist, path=path,
                 classifier_weight=_classifier(model, layer),
             )  # fmt: skip
         else:

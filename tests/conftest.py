@@ -1,0 +1,34 @@
+"""Shared fixtures: the location of the real datasets and the opt-in slow tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_DATA = Path(
+    os.environ.get(
+        "RAYCOMPRESS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run the slow, opt-in tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def fashion_mnist_dir() -> Path:
+    if not (REAL_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"the real Fashion-MNIST release is not at {REAL_DATA}")
+    return REAL_DATA

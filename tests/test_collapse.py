@@ -1,0 +1,118 @@
+"""Neural collapse of a whole network: every path, the batch order, and the reported loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import dense_reference
+
+from raycompress.data import Split, batch_indices
+from raycompress.metrics import CollapseConfig, measure_collapse
+from raycompress.metrics.collapse import choose_paths
+from raycompress.models import build_model, make_spec
+
+BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(4).repeat_interleave(80)  # class-sorted on purpose
+    x = (torch.rand(len(y), 1, 28, 28, generator=g) + 0.3 * y[:, None, None, None]).clamp(0, 1)
+    model = build_model(make_spec("mnistnet", (1, 28, 28), 4), seed=1)
+    return model, Split(x, y)
+
+
+def measure(setup: tuple, **kwargs) -> object:
+    model, split = setup
+    return measure_collapse(model, split, 4, CollapseConfig(batch_size=BATCH, **kwargs))
+
+
+def test_every_path_gives_the_same_values(setup: tuple) -> None:
+    # The two-pass path re-runs the network; the features path reuses pass 1's representations.
+    # Under batch-statistics batch norm they agree only if both passes see identical batches.
+    reports = {m: measure(setup, method=m) for m in ("two_pass", "features", "scatter", "auto")}
+    base = reports["two_pass"].layers
+    for method, report in reports.items():
+        assert {s.path for s in report.layers.values()} <= {
+            method,
+            "features",
+            "scatter",
+            "two_pass",
+        }
+        for layer, stats in report.layers.items():
+            assert stats.nc_trace == pytest.approx(base[layer].nc_trace, rel=1e-9), (method, layer)
+            assert stats.within_trace == pytest.approx(base[layer].within_trace, rel=1e-9)
+            assert stats.rank == base[layer].rank == 3
+    assert reports["features"].layers[2].ncc_agreement == base[2].ncc_agreement
+
+
+def test_matches_dense_reference_in_the_same_batch_order(setup: tuple) -> None:
+    model, split = setup
+    report = measure(setup)
+    order = batch_indices(len(split), BATCH, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = [model.representations(split.x[i]) for i in order]
+    y = torch.cat([split.y[i] for i in order])
+    logits = torch.cat([out[1] for out in outputs])
+    for layer, stats in report.layers.items():
+        h = torch.cat([out[0][layer - 1].flatten(1) for out in outputs])
+        ref = dense_reference(h, y, 4)
+        assert stats.nc_trace == pytest.approx(ref["nc_trace"], rel=1e-8)
+        assert stats.dim == h.shape[1]
+        means = torch.stack([h[y == c].double().mean(0) for c in range(4)])
+        nearest = torch.cdist(h.double(), means).argmin(1)
+        assert stats.ncc_agreement == pytest.approx(
+            float((nearest == logits.argmax(1)).double().mean())
+        )
+    assert report.loss == pytest.approx(float(F.cross_entropy(logits.double(), y)), rel=1e-12)
+    assert report.accuracy == float((logits.argmax(1) == y).double().mean())
+    assert report.layers[4].self_duality >= 0
+    assert all(math.isnan(report.layers[layer].self_duality) for layer in (1, 2, 3))
+
+
+def test_batch_order_matters_under_batch_statistics(setup: tuple) -> None:
+    # Why the order is fixed: another order changes the representations, hence the value.
+    a, b = measure(setup, seed=0), measure(setup, seed=1)
+    assert a.layers[1].nc_trace != pytest.approx(b.layers[1].nc_trace, rel=1e-6)
+    assert measure(setup, seed=0).layers[1].nc_trace == a.layers[1].nc_trace
+
+
+def test_measurement_batches_are_class_mixed(setup: tuple) -> None:
+    _, split = setup
+    for index in batch_indices(len(split), BATCH, torch.Generator().manual_seed(0)):
+        assert split.y[index].unique().numel() == 4
+
+
+def test_measurement_restores_training_mode_and_weights(setup: tuple) -> None:
+    model, _ = setup
+    before = [p.clone() for p in model.parameters()]
+    model.train()
+    measure(setup)
+    assert model.training
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True))
+
+
+def test_automatic_choice() -> None:
+    config = CollapseConfig(feature_budget_bytes=1000 * 300 * 4, scatter_max_dim=200)
+    # Deepest first: 64 and 128 fit the budget (108 dims left), 120 does not but is small enough
+    # for the scatter, 4096 needs the second pass.
+    assert choose_paths([4096, 120, 128, 64], 1000, 4, config) == [
+        "two_pass", "scatter", "features", "features",
+    ]  # fmt: skip
+    # A shallow layer under a two-pass layer rides on that second pass instead of the budget.
+    assert choose_paths([4096, 16, 4096, 32], 1000, 4, config) == [
+        "two_pass", "two_pass", "two_pass", "features",
+    ]  # fmt: skip
+    assert choose_paths([10, 10], 10, 4, CollapseConfig(method="scatter")) == ["scatter"] * 2
+
+
+def test_bad_configuration() -> None:
+    with pytest.raises(ValueError, match="unknown NC method 'svd'"):
+        CollapseConfig(method="svd")
+    model = build_model(make_spec("mlp", (1, 4, 4), 3, widths=(5,)))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        measure_collapse(model, Split(torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0, 1])), 3)
