@@ -193,6 +193,7 @@ def run_case(case: str, num_samples: int) -> Result:
     prepare = _prepare_part_a if case in PART_A else _prepare_part_b
     work = prepare(case, num_samples)
     gc.collect()
+    load = os.getloadavg()[0]  # other work on the machine shows here (this process idles)
     setup_rss, setup_max_rss = _rss_mib(), _max_rss_mib()
     start = time.perf_counter()
     extra = work()
@@ -206,6 +207,7 @@ def run_case(case: str, num_samples: int) -> Result:
         "peak_delta_mib": peak - setup_rss,
         # False: the set-up's own high-water mark was never exceeded, the delta is an upper bound
         "peak_set_by_case": peak > setup_max_rss,
+        "load_1min_before": load,
         **extra,
     }
 

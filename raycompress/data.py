@@ -55,6 +55,9 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.x.shape[1:])
 
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset(self.name, self.train.to(device), self.test.to(device), self.classes)
+
 
 class DataNotFoundError(FileNotFoundError):
     """The dataset's files are not in the data directory and could not be downloaded."""

@@ -1,0 +1,99 @@
+"""One training run in this process, without Ray: train, measure every layer each epoch, print.
+
+    python -m raycompress.run --dataset fashion-mnist-demo --model mnistnet --epochs 3
+
+The sweeps (`python -m raycompress.sweep`) run many of these as Ray Tune trials; this command
+is the quickest way to see the numbers of one run. Usage errors exit with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from raycompress.data import DATASET_NAMES, Imbalance, check_dataset_name, load_dataset
+from raycompress.metrics import CollapseConfig
+from raycompress.metrics.collapse import METHODS
+from raycompress.models import MODEL_NAMES, build_model, make_spec
+from raycompress.training import EpochRecord, TrainConfig, run_epochs
+
+
+def parse_imbalance(text: str) -> Imbalance:
+    """'step:0.1' or 'exponential:0.01' → Imbalance."""
+    profile, _, ratio = text.partition(":")
+    try:
+        return Imbalance(profile, float(ratio))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (expected PROFILE:RATIO, e.g. step:0.1)") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m raycompress.run", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--dataset", default="fashion-mnist-demo", help=", ".join(DATASET_NAMES))
+    p.add_argument("--model", default="mnistnet", help=", ".join(MODEL_NAMES))
+    p.add_argument("--data-dir", help="folder with (or for) the torchvision files")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    p.add_argument("--train-size", type=int, help="training samples (default: the test size)")
+    p.add_argument("--imbalance", type=parse_imbalance, help="PROFILE:RATIO, e.g. step:0.1")
+    p.add_argument("--epochs", type=int, default=50, help="epoch cap (default 50)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=400)
+    p.add_argument("--loss-threshold", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nc-method", choices=METHODS, default="auto")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def format_row(record: EpochRecord, seconds: float) -> str:
+    if record.train is None or record.test is None:
+        return f"{record.epoch:5d} {record.train_step_loss:10.4f}  diverged"
+    nc = "  ".join(
+        f"{record.train.layers[layer].nc_trace:8.3g}/{record.test.layers[layer].nc_trace:<8.3g}"
+        for layer in record.train.layers
+    )
+    return (
+        f"{record.epoch:5d} {record.train_step_loss:10.4f} {record.train.accuracy:9.4f} "
+        f"{record.test.accuracy:9.4f} {record.test.loss:9.4f}  {nc}  {seconds:6.1f}s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        check_dataset_name(args.dataset)
+        make_spec(args.model, (1, 1, 1), 2)  # the name, before any data is read
+        config = TrainConfig(
+            lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
+            loss_threshold=args.loss_threshold, seed=args.seed,
+        )  # fmt: skip
+        collapse = CollapseConfig(batch_size=args.batch_size, method=args.nc_method)
+        data = load_dataset(
+            args.dataset, args.data_dir, download=not args.no_download,
+            train_size=args.train_size, subset_seed=args.seed, imbalance=args.imbalance,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    data = data.to(args.device)
+    spec = make_spec(args.model, data.input_shape, data.num_classes)
+    model = build_model(spec, seed=args.seed).to(args.device)
+    layers = "  ".join(f"NC h{layer} train/test" for layer in range(1, model.depth + 1))
+    print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
+    print(f"epoch  step loss train acc  test acc test loss  {layers}")
+    start = time.perf_counter()
+    for record in run_epochs(model, data, config, collapse):
+        print(format_row(record, time.perf_counter() - start), flush=True)
+        start = time.perf_counter()
+        if record.stop_reason:
+            print(f"stopped: {record.stop_reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

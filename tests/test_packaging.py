@@ -1,0 +1,29 @@
+"""A plain (non-editable) install must carry what the commands need: the bundled demo data."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_the_demo_data_and_its_licence(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # a copy, so the build leaves no build/ in the checkout
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(ROOT / "raycompress", source / "raycompress", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(source)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("raycompress-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "raycompress/assets/fashion_mnist_demo.npz" in names
+    assert "raycompress/assets/FASHION_MNIST_LICENSE.txt" in names
+    assert "raycompress/metrics/collapse.py" in names
