@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from raycompress.data import Dataset, Split, batch_indices
 from raycompress.metrics.collapse import CollapseConfig, CollapseReport, measure_collapse
 from raycompress.models import LayeredNet
+from raycompress.vinfo import VInfoConfig, measure_model, schedule_epochs
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class EpochRecord:
     train: CollapseReport | None
     test: CollapseReport | None
     stop_reason: str | None
+    vinfo: dict[tuple[int, str], dict] = field(default_factory=dict)  # (layer, split) → values
 
 
 def stop_reason(epoch: int, step_loss: float, config: TrainConfig) -> str | None:
@@ -91,23 +93,31 @@ def run_epochs(
     data: Dataset,
     config: TrainConfig,
     collapse: CollapseConfig | None = None,
+    vinfo: VInfoConfig | None = None,
 ) -> Iterator[EpochRecord]:
     """Train epoch by epoch, measuring both splits after each; stops by the protocol.
 
-    The measurement uses the training batch size unless `collapse` says otherwise.
+    Neural collapse is measured every epoch, with the training batch size unless `collapse`
+    says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
+    where training stops, layer 0 once per run.
     """
     collapse = collapse or CollapseConfig(batch_size=config.batch_size)
+    scheduled = schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
+    layer0: dict[str, dict] = {}
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(1, config.max_epochs + 1):
         step_loss = train_epoch(model, optimizer, data.train, config.batch_size, generator)
         reason = stop_reason(epoch, step_loss, config)
+        diverged = reason == "diverged"
         reports = [
-            None
-            if reason == "diverged"
-            else measure_collapse(model, split, data.num_classes, collapse)
+            None if diverged else measure_collapse(model, split, data.num_classes, collapse)
             for split in (data.train, data.test)
         ]
-        yield EpochRecord(epoch, step_loss, *reports, stop_reason=reason)
+        values = {}
+        if vinfo and not diverged and (epoch in scheduled or (reason and scheduled)):
+            splits = {"train": data.train, "test": data.test}
+            values = measure_model(model, splits, vinfo, config.seed + 1000 * epoch, layer0)
+        yield EpochRecord(epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
         if reason is not None:
             return

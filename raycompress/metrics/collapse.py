@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from raycompress.data import Split, batch_indices
+from raycompress.data import Split, batch_indices, check_labels
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
 from raycompress.metrics.nc import (
     CollapseStats,
     between_class,
-    check_labels,
     collapse_stats,
     nc_trace_from_covariance,
 )

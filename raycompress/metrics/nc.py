@@ -31,27 +31,6 @@ class DegenerateBetweenClassWarning(UserWarning):
     """Σ_B has rank 0 (all class means coincide): tr(Σ_W Σ_B⁺) is 0 by the pseudo-inverse."""
 
 
-def check_labels(labels: Tensor, num_classes: int, num_samples: int | None = None) -> None:
-    """Raise a one-line ValueError unless labels are C-class integer ids matching the features."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
-        raise ValueError(
-            f"labels must be a 1-D integer tensor, got dtype {labels.dtype} and shape "
-            f"{tuple(labels.shape)}"
-        )
-    if num_samples is not None and labels.numel() != num_samples:
-        raise ValueError(
-            f"features and labels have different lengths ({num_samples} vs {labels.numel()}): "
-            "pass one label per feature row"
-        )
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}), found values in "
-            f"[{int(labels.min())}, {int(labels.max())}]: check num_classes or the labels"
-        )
-
-
 @dataclass(frozen=True)
 class ClassMeans:
     """First-pass statistics: counts n_c (C,) int64 and class means μ_c (C, D) float64."""

@@ -1,0 +1,162 @@
+"""Train K fresh decoders f^{L:l+1} at once on cached features, each on its own targets.
+
+torch.func stacks the K decoders' parameters and vmap runs them as one batched forward: the
+heads share input batches, never weights. AdamW acts element-wise, so one optimiser over the
+stacked parameters is K independent optimisers. A head stops on its own (train-loss threshold,
+plateau, divergence or the epoch cap); its weights are kept from that moment and it leaves the
+batched forward, so the remaining heads train on without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state
+
+from raycompress.data import batch_indices
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Training "to convergence", with every control explicit (and recorded with the result).
+
+    A head stops when its epoch-mean training loss (nats) is ≤ loss_threshold, when it has not
+    improved by a relative min_delta for `patience` epochs (a plateau), or at max_epochs.
+    """
+
+    lr: float = 2e-3
+    batch_size: int = 400
+    max_epochs: int = 50
+    loss_threshold: float = 0.02
+    patience: int = 5
+    min_delta: float = 1e-3
+    weight_decay: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "batch_size", "max_epochs", "patience"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """How one head's training ended: epochs used, the reason, and its last epoch loss (nats)."""
+
+    epochs: int
+    stop: str  # "loss_threshold", "plateau", "max_epochs" or "diverged"
+    train_loss: float
+
+    @property
+    def converged(self) -> bool:
+        return self.stop in ("loss_threshold", "plateau")
+
+
+class StackedDecoders:
+    """K decoders of one architecture as stacked parameters (K, ...) and one batched forward."""
+
+    def __init__(self, decoders: list[nn.Module]) -> None:
+        self.params, self.buffers = stack_module_state(decoders)
+        self.base = copy.deepcopy(decoders[0]).to("meta")
+
+    def __len__(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def __call__(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
+        """Logits (K', B, C) of the heads selected by `heads` (default all) on x (B, ...)."""
+        params, buffers = self.params, self.buffers
+        if heads is not None:
+            params = {name: p[heads] for name, p in params.items()}
+            buffers = {name: b[heads] for name, b in buffers.items()}
+
+        def one(p: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        return torch.vmap(one)(params, buffers)
+
+
+def train_heads(
+    stack: StackedDecoders,
+    features: Tensor,
+    targets: Tensor,
+    config: DecoderConfig,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> list[HeadFit]:
+    """Fit head k on (features, targets[:, k]); features (N, ...) may live on the host.
+
+    Returns one HeadFit per head; the stacked parameters end as each head stopped.
+    """
+    num_heads = len(stack)
+    optimizer = torch.optim.AdamW(
+        stack.params.values(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    active = torch.ones(num_heads, dtype=torch.bool)
+    best = torch.full((num_heads,), math.inf, dtype=torch.float64)
+    stale = torch.zeros(num_heads, dtype=torch.int64)
+    fits: dict[int, HeadFit] = {}
+    kept: dict[int, dict[str, Tensor]] = {}
+    for epoch in range(1, config.max_epochs + 1):
+        heads = torch.nonzero(active).flatten()
+        total = torch.zeros(heads.numel(), dtype=torch.float64, device=device)
+        for index in batch_indices(features.shape[0], config.batch_size, generator):
+            x = features[index].to(device, non_blocking=True)
+            y = targets[index][:, heads].to(device, non_blocking=True)  # (B, K')
+            logits = stack(x, heads.to(device))  # (K', B, C)
+            losses = F.cross_entropy(logits.permute(1, 2, 0), y, reduction="none").mean(0)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            total += losses.detach().double() * index.numel()
+        epoch_loss = (total / features.shape[0]).cpu()
+        for k, loss in zip(heads.tolist(), epoch_loss.tolist(), strict=True):
+            if loss < best[k] * (1 - config.min_delta):
+                best[k], stale[k] = loss, 0
+            else:
+                stale[k] += 1
+            stop = _stop(loss, int(stale[k]), epoch, config)
+            if stop is not None:
+                fits[k] = HeadFit(epoch, stop, loss)
+                kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
+                active[k] = False
+        if not active.any():
+            break
+    with torch.no_grad():
+        for k, params in kept.items():
+            for name, p in params.items():
+                stack.params[name][k] = p
+    return [fits[k] for k in range(num_heads)]
+
+
+def _stop(loss: float, stale: int, epoch: int, config: DecoderConfig) -> str | None:
+    if not math.isfinite(loss):
+        return "diverged"
+    if loss <= config.loss_threshold:
+        return "loss_threshold"
+    if stale >= config.patience:
+        return "plateau"
+    if epoch >= config.max_epochs:
+        return "max_epochs"
+    return None
+
+
+@torch.no_grad()
+def score_heads(
+    stack: StackedDecoders,
+    features: Tensor,
+    targets: Tensor,
+    batch_size: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Cross-entropy (nats) of every head over the whole scored set, in a fixed batch order."""
+    total = torch.zeros(len(stack), dtype=torch.float64, device=device)
+    for index in batch_indices(features.shape[0], batch_size, torch.Generator().manual_seed(seed)):
+        logits = stack(features[index].to(device))  # (K, B, C)
+        y = targets[index].to(device)  # (B, K)
+        total += F.cross_entropy(logits.permute(1, 2, 0).double(), y, reduction="none").sum(0)
+    return total.cpu() / features.shape[0]

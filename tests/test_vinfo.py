@@ -1,0 +1,224 @@
+"""𝒱-information: the relabelling, entropy baselines, closed-form cases and batched training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from raycompress import vinfo
+from raycompress.data import Split, load_dataset, num_digits, relabel
+from raycompress.decoders import DecoderConfig, StackedDecoders, score_heads, train_heads
+from raycompress.models import build_model, make_spec
+from raycompress.training import TrainConfig, run_epochs
+from raycompress.vinfo import (
+    VInfoConfig,
+    entropy_bits,
+    measure_layer,
+    measure_vinfo,
+    schedule_epochs,
+)
+
+
+def test_relabelling_example_from_the_issue() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 3, 4, 4, 4, 4, 4, 4])
+    digits = relabel(labels, 5)
+    assert digits.dtype == torch.int64
+    assert digits.T.tolist() == [
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0, 1, 2, 0, 1, 0, 0, 1, 2, 3, 4, 0],
+    ]
+
+
+@pytest.mark.parametrize(("per_class", "base", "expected"), [
+    (125, 5, 3), (126, 5, 4), (1000, 10, 3), (1001, 10, 4), (1024, 2, 10), (2, 10, 1), (1, 10, 0),
+])  # fmt: skip
+def test_digit_counts_at_exact_powers(per_class: int, base: int, expected: int) -> None:
+    labels = torch.arange(base).repeat(per_class)
+    assert relabel(labels, base).shape == (per_class * base, expected)
+    assert num_digits(per_class - 1, base) == expected
+    assert math.ceil(math.log(125, 5)) == 4  # why integers: the float logarithm overcounts
+
+
+def test_relabelling_is_a_bijection_within_each_class() -> None:
+    labels = torch.randint(0, 4, (300,), generator=torch.Generator().manual_seed(0))
+    for generator in (None, torch.Generator().manual_seed(5)):
+        digits = relabel(labels, 4, generator)
+        index = (digits * 4 ** torch.arange(digits.shape[1] - 1, -1, -1)).sum(1)
+        for c in range(4):
+            assert sorted(index[labels == c].tolist()) == list(range(int((labels == c).sum())))
+    assert not torch.equal(relabel(labels, 4), relabel(labels, 4, torch.Generator().manual_seed(5)))
+
+
+def test_entropy_of_a_non_uniform_leading_digit() -> None:
+    # 12 samples per class in base 10: within-class indices 0..11, leading digit 0 (×10) or 1 (×2).
+    labels = torch.arange(10).repeat(12)
+    leading = relabel(labels, 10)[:, 0]
+    expected = -(10 / 12 * math.log2(10 / 12) + 2 / 12 * math.log2(2 / 12))
+    assert entropy_bits(leading, 10) == pytest.approx(expected, rel=1e-12)
+    assert entropy_bits(leading, 10) < math.log2(10)
+    assert entropy_bits(labels, 10) == pytest.approx(math.log2(10), rel=1e-12)
+
+
+def mlp_decoder(dim: int, classes: int) -> callable:
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(dim, 64), nn.ReLU(), nn.Linear(64, classes))
+
+    return make
+
+
+def features_split(features: torch.Tensor, labels: torch.Tensor) -> Split:
+    return Split(features, labels)
+
+
+FAST = DecoderConfig(lr=1e-2, batch_size=100, max_epochs=60, patience=5)
+
+
+def test_sufficiency_of_one_hot_labels_is_the_label_entropy() -> None:
+    labels = torch.tensor([0] * 150 + [1] * 100 + [2] * 50 + [3] * 100)
+    features = nn.functional.one_hot(labels, 4).float()
+    out = measure_vinfo(
+        nn.Identity(), mlp_decoder(4, 4), Split(features, labels), 4, VInfoConfig(FAST)
+    )
+    h_y = entropy_bits(labels, 4)
+    assert out["h_y_bits"] == pytest.approx(h_y)
+    assert h_y < 2  # imbalanced: the baseline is not log C
+    assert out["v_suff"] == pytest.approx(h_y, abs=0.03)
+    assert out["error"] == ""
+
+
+def test_sufficiency_of_independent_features_is_zero_held_out() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat(200)
+    features = torch.randn(800, 8, generator=g)
+    config = VInfoConfig(
+        DecoderConfig(lr=1e-3, batch_size=100, max_epochs=30, patience=3), held_out=True
+    )
+    out = measure_vinfo(nn.Identity(), mlp_decoder(8, 4), Split(features, labels), 4, config)
+    assert out["v_suff_held_out_raw"] == pytest.approx(0, abs=0.1)
+    assert out["v_suff_held_out_raw"] < out["v_suff_raw"]  # in-sample fits noise
+    assert out["held_out_protocol"].startswith("held_out")
+
+
+def test_minimality_of_memorisable_inputs_is_the_mean_digit_entropy() -> None:
+    # Layer 0 (the identity encoder) on a small set that the decoder can memorise.
+    labels = torch.arange(3).repeat(40)  # 40 per class in base 3: 4 digits, leading one skewed
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(120, 16, generator=g)
+    config = VInfoConfig(DecoderConfig(lr=1e-2, batch_size=120, max_epochs=400, patience=50))
+    out = measure_vinfo(nn.Identity(), mlp_decoder(16, 3), Split(x, labels), 3, config)
+    digits = relabel(labels, 3)
+    mean_entropy = sum(entropy_bits(digits[:, j], 3) for j in range(4)) / 4
+    assert out["num_digits"] == 4
+    assert out["h_digit0_bits"] < math.log2(3)
+    assert out["v_min"] == pytest.approx(mean_entropy, abs=0.03)
+
+
+def test_batched_heads_match_heads_trained_one_at_a_time() -> None:
+    g = torch.Generator().manual_seed(2)
+    labels = torch.arange(5).repeat(40)
+    x = torch.randn(200, 6, generator=g) + labels[:, None]
+    targets = torch.cat([labels[:, None], relabel(labels, 5)], 1)  # (200, 4): y and 3 digits
+    make = mlp_decoder(6, 5)
+    config = DecoderConfig(lr=5e-3, batch_size=50, max_epochs=30, patience=2, min_delta=0.01)
+    seeds = (10, 11, 12, 13)
+    batched = StackedDecoders([make(s) for s in seeds])
+    fits = train_heads(batched, x, targets, config, torch.Generator().manual_seed(3))
+    together = score_heads(batched, x, targets, 50, seed=0)
+    assert len({f.epochs for f in fits}) > 1  # heads stopped at different epochs
+    for k, seed in enumerate(seeds):
+        alone = StackedDecoders([make(seed)])
+        fit = train_heads(alone, x, targets[:, k : k + 1], config, torch.Generator().manual_seed(3))
+        assert fit[0].epochs == fits[k].epochs
+        assert float(score_heads(alone, x, targets[:, k : k + 1], 50, seed=0)[0]) == pytest.approx(
+            float(together[k]), rel=1e-4
+        )
+
+
+def test_head_stops_are_recorded() -> None:
+    labels = torch.arange(2).repeat(50)
+    x = nn.functional.one_hot(labels, 2).float()
+    stack = StackedDecoders([mlp_decoder(2, 2)(0), mlp_decoder(2, 2)(1)])
+    targets = torch.stack([labels, torch.randint(0, 2, (100,), generator=torch.Generator())], 1)
+    fits = train_heads(
+        stack,
+        x,
+        targets,
+        DecoderConfig(lr=3e-2, batch_size=100, max_epochs=300, patience=10),
+        torch.Generator(),
+    )
+    assert fits[0].stop == "loss_threshold" and fits[0].converged
+    assert fits[1].stop == "plateau" and fits[1].epochs < 300
+
+
+def test_undefined_values_give_messages_not_crashes() -> None:
+    make = mlp_decoder(3, 3)
+    single = measure_vinfo(
+        nn.Identity(),
+        make,
+        Split(torch.randn(20, 3), torch.zeros(20, dtype=torch.long)),
+        3,
+        VInfoConfig(FAST),
+    )
+    assert math.isnan(single["v_suff"]) and "at least two" in single["error"]
+    one_each = measure_vinfo(
+        nn.Identity(), make, Split(torch.randn(3, 3), torch.arange(3)), 3, VInfoConfig(FAST)
+    )
+    assert one_each["num_digits"] == 0 and math.isnan(one_each["v_min"])
+    assert "N_D = 0" in one_each["error"]
+    diverged = measure_vinfo(
+        nn.Identity(), make, Split(torch.randn(60, 3), torch.arange(3).repeat(20)), 3,
+        VInfoConfig(DecoderConfig(lr=1e30, batch_size=20, max_epochs=5)),
+    )  # fmt: skip
+    assert math.isnan(diverged["v_suff"]) and "diverged" in diverged["error"]
+
+
+def test_measure_layer_runs_from_plain_inputs() -> None:
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    spec = make_spec("mnistnet", data.input_shape, 10)
+    state = build_model(spec, seed=0).state_dict()
+    config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=2), monte_carlo=2)
+    out = measure_layer(spec, state, 3, data.train, config, seed=1)
+    assert out["layer"] == 3 and out["num_digits"] == 2
+    assert {"v_suff", "v_min", "v_min_mc_mean", "v_min_mc_std", "decoder_config"} <= set(out)
+    assert all(isinstance(v, (int, float, str, bool)) for v in out.values())
+    assert out == measure_layer(spec, state, 3, data.train, config, seed=1)  # seeded
+
+
+@pytest.mark.parametrize(("schedule", "expected"), [
+    ("every", set(range(1, 51))),
+    ("every:20", {20, 40}),
+    ("log:5", {1, 3, 7, 19, 50}),
+    ("none", set()),
+    ((1, 5, 9), {1, 5, 9}),
+])  # fmt: skip
+def test_schedules(schedule: str | tuple[int, ...], expected: set[int]) -> None:
+    assert schedule_epochs(schedule, 50) == expected
+
+
+@pytest.mark.parametrize("schedule", ["sometimes", "every:0", "log:x", (0, 3)])
+def test_bad_schedules_fail_before_training(schedule: str | tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="schedul"):
+        VInfoConfig(schedule=schedule)
+
+
+def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object) -> dict:
+        calls.append(len(encoder))  # the encoder of layer l has l layers
+        return {"v_suff": float(len(calls)), "v_min": 0.0}
+
+    monkeypatch.setattr(vinfo, "measure_vinfo", fake)
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    model = build_model(make_spec("mnistnet", data.input_shape, 10))
+    config = TrainConfig(batch_size=100, max_epochs=3)
+    records = list(run_epochs(model, data, config, vinfo=VInfoConfig(schedule="every:2")))
+    assert [bool(r.vinfo) for r in records] == [False, True, True]  # epoch 3: the stopping epoch
+    assert calls.count(0) == 2  # layer 0: once per split for the whole run
+    assert sorted(calls) == [0] * 2 + [1] * 4 + [2] * 4 + [3] * 4
+    assert records[1].vinfo[0, "test"] is records[2].vinfo[0, "test"]
+    assert set(records[2].vinfo) == {(layer, s) for layer in range(4) for s in ("train", "test")}
