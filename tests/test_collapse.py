@@ -34,7 +34,8 @@ def measure(setup: tuple, **kwargs) -> object:
 def test_every_path_gives_the_same_values(setup: tuple) -> None:
     # The two-pass path re-runs the network; the features path reuses pass 1's representations.
     # Under batch-statistics batch norm they agree only if both passes see identical batches.
-    reports = {m: measure(setup, method=m) for m in ("two_pass", "features", "scatter", "auto")}
+    methods = ("two_pass", "features", "scatter", "auto")
+    reports = {m: measure(setup, method=m, scatter_max_dim=2048) for m in methods}
     base = reports["two_pass"].layers
     for method, report in reports.items():
         assert {s.path for s in report.layers.values()} <= {
@@ -108,6 +109,10 @@ def test_automatic_choice() -> None:
         "two_pass", "two_pass", "two_pass", "features",
     ]  # fmt: skip
     assert choose_paths([10, 10], 10, 4, CollapseConfig(method="scatter")) == ["scatter"] * 2
+    with pytest.raises(ValueError, match="D = 4096 > scatter_max_dim = 1024"):
+        choose_paths([4096, 10], 10, 4, CollapseConfig(method="scatter"))
+    with pytest.raises(ValueError, match="over feature_budget_bytes"):
+        choose_paths([4096, 10], 1000, 4, CollapseConfig(method="features", feature_budget_bytes=1))
 
 
 def test_bad_configuration() -> None:

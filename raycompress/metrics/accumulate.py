@@ -14,15 +14,28 @@ flattens to D per sample) with labels y (B,) and keeps float64 state:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from raycompress.metrics.nc import BetweenClass, ClassMeans
 
+# float64 copies of a batch are made this many bytes at a time: small enough for the allocator
+# to reuse one block (glibc maps anything above 32 MiB afresh and page-faults it in every time)
+# and for the cache, large enough to keep the matrix products efficient.
+BLOCK_BYTES = 4 << 20
 
-def _flat64(h: Tensor) -> Tensor:
-    return h.reshape(h.shape[0], -1).to(torch.float64)
+
+def _blocks(h: Tensor, *others: Tensor | None) -> Iterator[tuple[Tensor, ...]]:
+    """Row blocks of h flattened to (B, D) as fresh float64 copies (callers work on them in
+    place), with the matching rows of the other per-sample tensors (None passes through)."""
+    h = h.reshape(h.shape[0], -1)
+    rows = max(1, BLOCK_BYTES // (8 * h.shape[1]))
+    for start in range(0, h.shape[0], rows):
+        block = slice(start, start + rows)
+        rows_64 = h[block].to(torch.float64, copy=True)
+        yield (rows_64, *(o if o is None else o[block] for o in others))
 
 
 def _fingerprint(means: Tensor) -> str:
@@ -38,7 +51,8 @@ class ClassSums:
 
     def update(self, h: Tensor, y: Tensor) -> None:
         self.counts += torch.bincount(y, minlength=self.counts.numel())
-        self.sums.index_add_(0, y, _flat64(h))
+        for h64, yb in _blocks(h, y):
+            self.sums.index_add_(0, yb, h64)
 
     def result(self) -> ClassMeans:
         present = self.counts.clamp(min=1)[:, None]
@@ -61,18 +75,19 @@ class WithinClassPass:
         self.class_sq_dist = torch.zeros_like(stats.counts, dtype=torch.float64)
         self.ncc_agree = torch.zeros((), dtype=torch.int64, device=stats.means.device)
         self.seen = 0
+        # absent classes can never be the nearest mean
+        self._mean_sq = stats.means.square().sum(1).masked_fill(stats.counts == 0, torch.inf)
 
     def update(self, h: Tensor, y: Tensor, predictions: Tensor | None = None) -> None:
-        h = _flat64(h)
-        deviation = h - self.stats.means[y]  # (B, D)
-        self.whitened_sq += (deviation @ self.between.whitener).pow(2).sum()
-        self.class_sq_dist.index_add_(0, y, deviation.pow(2).sum(1))
-        if predictions is not None:
-            # ‖h − μ_c‖² = ‖h‖² − 2 h·μ_c + ‖μ_c‖²; the ‖h‖² term does not change the argmin.
-            means = self.stats.means
-            dist = means.pow(2).sum(1) - 2 * h @ means.T  # (B, C)
-            dist[:, self.stats.counts == 0] = torch.inf
-            self.ncc_agree += (dist.argmin(1) == predictions).sum()
+        means = self.stats.means  # (C, D)
+        for h64, yb, pb in _blocks(h, y, predictions):
+            if pb is not None:
+                # argmin_c ‖h − μ_c‖² = argmin_c ‖μ_c‖² − 2 h·μ_c
+                dist = self._mean_sq - 2 * h64 @ means.T  # (b, C)
+                self.ncc_agree += (dist.argmin(1) == pb).sum()
+            deviation = h64.sub_(means[yb])  # (b, D), in place: one float64 block per batch
+            self.whitened_sq += (deviation @ self.between.whitener).square().sum()
+            self.class_sq_dist.index_add_(0, yb, torch.einsum("bd,bd->b", deviation, deviation))
         self.seen += h.shape[0]
 
     def check_complete(self) -> None:
@@ -111,33 +126,37 @@ class WithinScatter:
 
     @classmethod
     def from_batch(cls, h: Tensor, y: Tensor, num_classes: int) -> WithinScatter:
-        h = _flat64(h)
-        state = cls(num_classes, h.shape[1], h.device)
-        sums = ClassSums(num_classes, h.shape[1], h.device)
-        sums.update(h, y)
-        batch = sums.result()
-        deviation = h - batch.means[y]
-        state.counts = batch.counts
-        state.means = batch.means
-        state.scatter = deviation.T @ deviation
-        state.class_sq_dist = torch.zeros_like(state.class_sq_dist).index_add_(
-            0, y, deviation.pow(2).sum(1)
-        )
+        state = cls(num_classes, h[0].numel(), h.device)
+        state.update(h, y)
         return state
 
     def update(self, h: Tensor, y: Tensor) -> None:
-        self.merge(WithinScatter.from_batch(h, y, self.counts.numel()))
+        """Absorb a batch as its own state, centred at the batch's class means."""
+        sums = ClassSums(*self.means.shape, h.device)
+        sums.update(h, y)
+        batch = sums.result()
+        class_sq_dist = torch.zeros_like(self.class_sq_dist)
+        for h64, yb in _blocks(h, y):
+            deviation = h64.sub_(batch.means[yb])
+            self.scatter.addmm_(deviation.T, deviation)
+            class_sq_dist.index_add_(0, yb, torch.einsum("bd,bd->b", deviation, deviation))
+        self._combine(batch.counts, batch.means, class_sq_dist)
 
     def merge(self, other: WithinScatter) -> None:
+        self.scatter += other.scatter
+        self._combine(other.counts, other.means, other.class_sq_dist)
+
+    def _combine(self, counts: Tensor, means: Tensor, class_sq_dist: Tensor) -> None:
+        """The merge above, given the other side's scatter has been added already."""
         n_a = self.counts.to(torch.float64)
-        n_b = other.counts.to(torch.float64)
+        n_b = counts.to(torch.float64)
         total = (n_a + n_b).clamp(min=1)
-        delta = other.means - self.means  # (C, D)
+        delta = means - self.means  # (C, D)
         weight = n_a * n_b / total  # (C,), 0 for classes absent from either side
-        self.scatter += other.scatter + (delta * weight[:, None]).T @ delta
-        self.class_sq_dist += other.class_sq_dist + weight * delta.pow(2).sum(1)
+        self.scatter.addmm_((delta * weight[:, None]).T, delta)
+        self.class_sq_dist += class_sq_dist + weight * delta.square().sum(1)
         self.means += delta * (n_b / total)[:, None]
-        self.counts += other.counts
+        self.counts += counts
 
     def result(self) -> ClassMeans:
         return ClassMeans(counts=self.counts.clone(), means=self.means.clone())

@@ -34,7 +34,6 @@ from raycompress.metrics.nc import (
 from raycompress.models import LayeredNet
 
 METHODS = ("auto", "two_pass", "features", "scatter")
-_CHUNK = 4096  # rows converted to float64 at a time by the in-memory functions
 
 
 @dataclass(frozen=True)
@@ -78,15 +77,11 @@ def nc_stats(
 ) -> CollapseStats:
     """Every collapse statistic of in-memory features (N, ...) with labels (N,)."""
     check_labels(labels, num_classes, features.shape[0])
-    chunks = list(zip(features.split(_CHUNK), labels.split(_CHUNK), strict=True))
     first = ClassSums(num_classes, features[0].numel(), features.device)
-    for h, y in chunks:
-        first.update(h, y)
+    first.update(features, labels)
     stats = first.result()
     second = WithinClassPass(stats, between_class(stats, rtol))
-    preds = [None] * len(chunks) if predictions is None else predictions.split(_CHUNK)
-    for (h, y), p in zip(chunks, preds, strict=True):
-        second.update(h, y, p)
+    second.update(features, labels, predictions)
     return collapse_stats(
         stats, second.between, second.nc_trace, second.class_sq_dist, path="features",
         ncc_agreement=math.nan if predictions is None else second.ncc_agreement,
@@ -102,8 +97,23 @@ def nc_trace(features: Tensor, labels: Tensor, num_classes: int) -> float:
 def choose_paths(
     dims: list[int], num_samples: int, itemsize: int, config: CollapseConfig
 ) -> list[str]:
-    """The Σ_W path of each layer (see the module docstring); dims[l-1] = D of layer l."""
+    """The Σ_W path of each layer (see the module docstring); dims[l-1] = D of layer l.
+
+    A forced method must respect the same limits, or it raises before any pass is made.
+    """
     if config.method != "auto":
+        total = num_samples * sum(dims) * itemsize
+        if config.method == "features" and total > config.feature_budget_bytes:
+            raise ValueError(
+                f"keeping every layer's features takes {total / 2**20:.0f} MiB, over "
+                f"feature_budget_bytes ({config.feature_budget_bytes / 2**20:.0f} MiB): raise "
+                "the budget or use method='auto'"
+            )
+        if config.method == "scatter" and max(dims) > config.scatter_max_dim:
+            raise ValueError(
+                f"a layer has D = {max(dims)} > scatter_max_dim = {config.scatter_max_dim} "
+                "(the scatter is D × D): raise scatter_max_dim or use method='auto'"
+            )
         return [config.method] * len(dims)
     paths: list[str] = []
     budget = config.feature_budget_bytes
