@@ -15,10 +15,12 @@ import time
 import torch
 
 from raycompress.data import DATASET_NAMES, Imbalance, check_dataset_name, load_dataset
+from raycompress.decoders import DecoderConfig
 from raycompress.metrics import CollapseConfig
 from raycompress.metrics.collapse import METHODS
 from raycompress.models import MODEL_NAMES, build_model, make_spec
 from raycompress.training import EpochRecord, TrainConfig, run_epochs
+from raycompress.vinfo import VInfoConfig
 
 
 def parse_imbalance(text: str) -> Imbalance:
@@ -46,6 +48,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-threshold", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nc-method", choices=METHODS, default="auto")
+    p.add_argument(
+        "--vinfo",
+        default="none",
+        help="𝒱-information schedule: none (default), every, every:K, log:N",
+    )
+    p.add_argument("--decoder-epochs", type=int, default=50, help="decoder epoch cap")
+    p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -73,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             loss_threshold=args.loss_threshold, seed=args.seed,
         )  # fmt: skip
         collapse = CollapseConfig(batch_size=args.batch_size, method=args.nc_method)
+        decoder = DecoderConfig(
+            lr=args.lr, batch_size=args.batch_size, max_epochs=args.decoder_epochs
+        )
+        vinfo = VInfoConfig(decoder, schedule=args.vinfo, held_out=args.held_out)
         data = load_dataset(
             args.dataset, args.data_dir, download=not args.no_download,
             train_size=args.train_size, subset_seed=args.seed, imbalance=args.imbalance,
@@ -87,8 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")
     start = time.perf_counter()
-    for record in run_epochs(model, data, config, collapse):
+    for record in run_epochs(model, data, config, collapse, vinfo):
         print(format_row(record, time.perf_counter() - start), flush=True)
+        for (layer, split), values in sorted(record.vinfo.items()):
+            note = f"  ({values['error']})" if values.get("error") else ""
+            print(
+                f"      𝒱-info l={layer} {split:5s}: sufficiency {values['v_suff']:.3f} bits, "
+                f"minimality {values['v_min']:.3f} bits{note}"
+            )
         start = time.perf_counter()
         if record.stop_reason:
             print(f"stopped: {record.stop_reason}")

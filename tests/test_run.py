@@ -16,12 +16,21 @@ def test_short_run_prints_every_epoch(capsys: pytest.CaptureFixture[str]) -> Non
     assert out[-1] == "stopped: max_epochs"
 
 
+def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--epochs", "1", "--train-size", "200", "--batch-size", "100", "--vinfo", "every"]
+    assert main([*argv, "--decoder-epochs", "1", "--model", "mlp"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "𝒱-info" in line]
+    assert len(lines) == 8  # layers 0..3 × train, test
+    assert "l=0 test" in lines[0] or "l=0 train" in lines[0]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--dataset", "cifar100"], "unknown dataset 'cifar100'"),
         (["--model", "vgg"], "unknown model 'vgg'"),
         (["--lr", "0"], "lr must be positive"),
+        (["--vinfo", "often"], "unknown 𝒱-information schedule 'often'"),
         (["--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download"], "mnist not found"),
     ],
 )
