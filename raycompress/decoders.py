@@ -36,11 +36,16 @@ class DecoderConfig:
     patience: int = 5
     min_delta: float = 1e-3
     weight_decay: float = 0.01
+    # "bf16": train under bfloat16 autocast (2–3× faster on CPUs with AMX and on GPUs);
+    # scoring always runs in float32, so the reported cross-entropy is not rounded to bf16.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("lr", "batch_size", "max_epochs", "patience"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"decoder precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ class HeadFit:
 class StackedDecoders:
     """K decoders of one architecture as stacked parameters (K, ...) and one batched forward."""
 
-    def __init__(self, decoders: list[nn.Module]) -> None:
+    def __init__(self, decoders: list[nn.Module], device: torch.device | str = "cpu") -> None:
+        decoders = [d.to(device) for d in decoders]
         self.params, self.buffers = stack_module_state(decoders)
         self.base = copy.deepcopy(decoders[0]).to("meta")
 
@@ -98,6 +104,9 @@ def train_heads(
     active = torch.ones(num_heads, dtype=torch.bool)
     best = torch.full((num_heads,), math.inf, dtype=torch.float64)
     stale = torch.zeros(num_heads, dtype=torch.int64)
+    autocast = torch.autocast(
+        torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
+    )
     fits: dict[int, HeadFit] = {}
     kept: dict[int, dict[str, Tensor]] = {}
     for epoch in range(1, config.max_epochs + 1):
@@ -106,8 +115,9 @@ def train_heads(
         for index in batch_indices(features.shape[0], config.batch_size, generator):
             x = features[index].to(device, non_blocking=True)
             y = targets[index][:, heads].to(device, non_blocking=True)  # (B, K')
-            logits = stack(x, heads.to(device))  # (K', B, C)
-            losses = F.cross_entropy(logits.permute(1, 2, 0), y, reduction="none").mean(0)
+            with autocast:
+                logits = stack(x, heads.to(device))  # (K', B, C)
+            losses = F.cross_entropy(logits.float().permute(1, 2, 0), y, reduction="none").mean(0)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()

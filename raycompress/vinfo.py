@@ -112,9 +112,11 @@ def encode(
     return features
 
 
-def _heads(make_decoder: Callable[[int], nn.Module], count: int, seed: int) -> StackedDecoders:
+def _heads(
+    make_decoder: Callable[[int], nn.Module], count: int, seed: int, device: torch.device | str
+) -> StackedDecoders:
     seeds = torch.randint(0, 2**62, (count,), generator=torch.Generator().manual_seed(seed))
-    return StackedDecoders([make_decoder(int(s)) for s in seeds])
+    return StackedDecoders([make_decoder(int(s)) for s in seeds], device)
 
 
 def _fit_and_score(
@@ -126,9 +128,7 @@ def _fit_and_score(
     device: torch.device | str,
 ) -> tuple[list[HeadFit], Tensor]:
     """Train one head per target column on `fit`, return the fits and CE (bits) on `score`."""
-    stack = _heads(make_decoder, fit[1].shape[1], seed)
-    stack.params = {k: v.to(device).detach().requires_grad_() for k, v in stack.params.items()}
-    stack.buffers = {k: v.to(device) for k, v in stack.buffers.items()}
+    stack = _heads(make_decoder, fit[1].shape[1], seed, device)
     generator = torch.Generator().manual_seed(seed + 1)
     fits = train_heads(stack, *fit, config.decoder, generator, device)
     ce = score_heads(stack, *score, config.decoder.batch_size, seed + 2, device)
