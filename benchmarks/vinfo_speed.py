@@ -391,9 +391,10 @@ def part_agree(
 def print_tables(results: Result) -> None:
     if "ours" in results:
         ours = results["ours"]
+        layer0 = "not measured" if ours["layer0_s"] is None else f"{ours['layer0_s']:.1f} s"
         print(
-            f"\nours, default VInfoConfig: {ours['total_s']:.1f} s in all, layer 0 "
-            f"{ours['layer0_s']:.1f} s, without layer 0 {ours['without_layer0_s']:.1f} s"
+            f"\nours, default VInfoConfig: {ours['total_s']:.1f} s in all, layer 0 {layer0}, "
+            f"without layer 0 {ours['without_layer0_s']:.1f} s"
         )
         print("| layer | split | s | v_suff | v_min | head epochs (suff, digits) | stops |")
         print("| ---: | --- | ---: | ---: | ---: | --- | --- |")
@@ -427,7 +428,8 @@ def print_tables(results: Result) -> None:
             f"\nreference (extrapolated, {x['reference_epochs']} epochs): "
             f"{x['reference_all_s']:.0f} s in all, {x['reference_without_layer0_s']:.0f} s "
             f"without layer 0; ours {x['ours_all_s']:.0f} s / {x['ours_without_layer0_s']:.0f} "
-            f"s; ratio {x['ratio_all']:.1f}× / {x['ratio_without_layer0']:.1f}×"
+            f"s (layer 0 {x['ours_layer0']}); ratio {x['ratio_all']:.2f}× / "
+            f"{x['ratio_without_layer0']:.2f}×"
         )
     if "agree" in results:
         agree = results["agree"]
@@ -436,8 +438,8 @@ def print_tables(results: Result) -> None:
             f"reference {agree['reference_epochs']} epochs"
         )
         print(
-            "| layer | split | term | reference | ours | ours − ref | ours 50 ep | "
-            "ours 50 ep − ref |"
+            "| layer | split | term | reference | ours | ours − ref | ours fixed | "
+            "ours fixed − ref |"
         )
         print("| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for r in agree["rows"]:
@@ -447,7 +449,7 @@ def print_tables(results: Result) -> None:
                     f"{r['ours'][term]:.3f} | {r[f'ours_{term}_diff']:+.3f} | "
                     f"{r['ours_fixed'][term]:.3f} | {r[f'ours_fixed_{term}_diff']:+.3f} |"
                 )
-        print("| layer | split | time ours s | ours 50 ep s | reference s | ours head epochs |")
+        print("| layer | split | time ours s | ours fixed s | reference s | ours head epochs |")
         print("| ---: | --- | ---: | ---: | ---: | --- |")
         for r in agree["rows"]:
             print(

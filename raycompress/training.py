@@ -12,7 +12,7 @@ generators, never from global RNG state.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -88,6 +88,80 @@ def stop_reason(epoch: int, step_loss: float, config: TrainConfig) -> str | None
     return None
 
 
+VInfoMeasurer = Callable[
+    [LayeredNet, dict[str, Split], VInfoConfig, int, dict[str, dict]],
+    dict[tuple[int, str], dict],
+]
+
+
+class Run:
+    """One training run advanced an epoch at a time; its state round-trips through a checkpoint.
+
+    Neural collapse is measured every epoch, with the training batch size unless `collapse`
+    says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
+    where training stops, layer 0 once per run. `measure_vinfo` does the 𝒱-information work:
+    in this process by default (`vinfo.measure_model`); the Tune trainable passes one that
+    ships each (layer, split) to a Ray task.
+    """
+
+    def __init__(
+        self,
+        model: LayeredNet,
+        data: Dataset,
+        config: TrainConfig,
+        collapse: CollapseConfig | None = None,
+        vinfo: VInfoConfig | None = None,
+        measure_vinfo: VInfoMeasurer = measure_model,
+    ) -> None:
+        self.model, self.data, self.config = model, data, config
+        self.collapse = collapse or CollapseConfig(batch_size=config.batch_size)
+        self.vinfo, self.measure_vinfo = vinfo, measure_vinfo
+        self.scheduled = (
+            schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
+        )
+        self.optimizer = make_optimizer(model, config)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.layer0: dict[str, dict] = {}
+
+    def step(self) -> EpochRecord:
+        """Train the next epoch, then measure both splits with its final weights."""
+        self.epoch += 1
+        model, data, config = self.model, self.data, self.config
+        step_loss = train_epoch(
+            model, self.optimizer, data.train, config.batch_size, self.generator
+        )
+        reason = stop_reason(self.epoch, step_loss, config)
+        diverged = reason == "diverged"
+        reports = [
+            None if diverged else measure_collapse(model, split, data.num_classes, self.collapse)
+            for split in (data.train, data.test)
+        ]
+        values = {}
+        due = self.epoch in self.scheduled or (reason is not None and bool(self.scheduled))
+        if self.vinfo and due and not diverged:
+            splits = {"train": data.train, "test": data.test}
+            seed = config.seed + 1000 * self.epoch
+            values = self.measure_vinfo(model, splits, self.vinfo, seed, self.layer0)
+        return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "layer0": self.layer0,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = state["epoch"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.layer0 = state["layer0"]
+
+
 def run_epochs(
     model: LayeredNet,
     data: Dataset,
@@ -95,29 +169,10 @@ def run_epochs(
     collapse: CollapseConfig | None = None,
     vinfo: VInfoConfig | None = None,
 ) -> Iterator[EpochRecord]:
-    """Train epoch by epoch, measuring both splits after each; stops by the protocol.
-
-    Neural collapse is measured every epoch, with the training batch size unless `collapse`
-    says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
-    where training stops, layer 0 once per run.
-    """
-    collapse = collapse or CollapseConfig(batch_size=config.batch_size)
-    scheduled = schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
-    layer0: dict[str, dict] = {}
-    optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    for epoch in range(1, config.max_epochs + 1):
-        step_loss = train_epoch(model, optimizer, data.train, config.batch_size, generator)
-        reason = stop_reason(epoch, step_loss, config)
-        diverged = reason == "diverged"
-        reports = [
-            None if diverged else measure_collapse(model, split, data.num_classes, collapse)
-            for split in (data.train, data.test)
-        ]
-        values = {}
-        if vinfo and not diverged and (epoch in scheduled or (reason and scheduled)):
-            splits = {"train": data.train, "test": data.test}
-            values = measure_model(model, splits, vinfo, config.seed + 1000 * epoch, layer0)
-        yield EpochRecord(epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
-        if reason is not None:
+    """Train and measure epoch by epoch (see `Run`) until the protocol stops the run."""
+    run = Run(model, data, config, collapse, vinfo)
+    while True:
+        record = run.step()
+        yield record
+        if record.stop_reason is not None:
             return

@@ -24,7 +24,7 @@ CASES = {
     "balanced": ([100] * 10, 50),
     "imbalanced": ([400, 200, 120, 60, 30, 15, 9, 5], 40),
     "dim_below_classes": ([50] * 10, 3),  # D < C − 1: rank Σ_B = D
-    "dim_far_above_classes": ([40, 60, 30, 80], 2000),  # D ≫ C (and N < D)
+    "dim_far_above_classes": ([40, 60, 30, 80], 700),  # D ≫ C (and N < D)
 }
 
 

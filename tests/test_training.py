@@ -10,7 +10,7 @@ import torch
 
 from raycompress.data import load_dataset
 from raycompress.models import build_model, make_spec
-from raycompress.training import TrainConfig, run_epochs
+from raycompress.training import Run, TrainConfig, run_epochs
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,21 @@ def test_divergence_stops_without_measuring(small) -> None:
 def test_bad_protocol_values(field: str) -> None:
     with pytest.raises(ValueError, match=f"{field} must be positive"):
         TrainConfig(**{field: 0})
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path) -> None:
+    config = TrainConfig(batch_size=100, max_epochs=3)
+    spec = make_spec("mnistnet", small.input_shape, small.num_classes)
+    straight = Run(build_model(spec, seed=0), small, config)
+    expected = [straight.step() for _ in range(3)]
+
+    first = Run(build_model(spec, seed=0), small, config)
+    first.step()
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    resumed = Run(build_model(spec, seed=99), small, config)  # other weights, then restored
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    continued = [resumed.step() for _ in range(2)]
+    assert [dataclasses.asdict(r) for r in continued] == [
+        dataclasses.asdict(r) for r in expected[1:]
+    ]
+    assert continued[-1].stop_reason == "max_epochs"
