@@ -260,6 +260,11 @@ def measure_layer(
     return {"layer": layer, **out}
 
 
+def vinfo_seed(seed: int, layer: int, split_index: int) -> int:
+    """The seed of one (layer, split) measurement, the same in this process and in a Ray task."""
+    return seed + 10 * layer + split_index
+
+
 def measure_model(
     model: LayeredNet,
     splits: dict[str, Split],
@@ -281,7 +286,7 @@ def measure_model(
                 continue
             results[layer, name] = measure_vinfo(
                 model.encoder(layer), partial(model.fresh_decoder, layer), split,
-                model.spec.num_classes, config, seed + 10 * layer + index, device,
+                model.spec.num_classes, config, vinfo_seed(seed, layer, index), device,
             )  # fmt: skip
             if layer == 0:
                 layer0[name] = results[0, name]

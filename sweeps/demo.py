@@ -1,0 +1,15 @@
+"""Offline demo: f₋ and an MLP on the bundled Fashion-MNIST subset, every metric, minutes on a CPU."""
+
+from ray import tune
+
+PARAM_SPACE = {
+    "dataset": "fashion-mnist-demo",
+    "model": tune.grid_search(["mnistnet", "mlp"]),
+    "train_size": 500,
+    "batch_size": 100,
+    "epochs": 3,
+    "vinfo_schedule": "every",
+    "decoder_epochs": 3,
+    "held_out": True,
+}
+RESOURCES = {"trial_cpu": 0.5, "trial_gpu": 0, "decoder_cpu": 0.5, "decoder_gpu": 0}

@@ -1,0 +1,12 @@
+"""Class imbalance: f₋ on Fashion-MNIST with step and exponential profiles down to ratio 0.01."""
+
+from ray import tune
+
+PARAM_SPACE = {
+    "dataset": "fashion-mnist",
+    "model": "mnistnet",
+    "imbalance": tune.grid_search(
+        ["none", "step:0.1", "step:0.01", "exponential:0.1", "exponential:0.01"]
+    ),
+}
+RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}

@@ -1,0 +1,10 @@
+"""The thesis grid (CIFAR-10, Fashion-MNIST × f₊, f₋) repeated over five seeds."""
+
+from ray import tune
+
+PARAM_SPACE = {
+    "dataset": tune.grid_search(["cifar10", "fashion-mnist"]),
+    "model": tune.grid_search(["cifarnet", "mnistnet"]),
+    "seed": tune.grid_search([0, 1, 2, 3, 4]),
+}
+RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}
