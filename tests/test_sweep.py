@@ -1,0 +1,96 @@
+"""The sweep CLI without starting Ray: catalogue, dry runs, validation and usage errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raycompress.sweep import Resources, UsageError, axes, expand, load_sweep, main
+
+EXPECTED_TRIALS = {"thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2}
+
+
+def test_list_names_every_shipped_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in lines) == sorted(EXPECTED_TRIALS)
+    assert all(len(line.split()) > 3 for line in lines)  # each with its description
+
+
+@pytest.mark.parametrize("name", EXPECTED_TRIALS)
+def test_dry_run_of_every_shipped_sweep(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([name, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{EXPECTED_TRIALS[name]} trial(s)" in out
+    assert out.count("  trial ") == EXPECTED_TRIALS[name]
+    assert "'CPU'" in out
+
+
+def test_axes_combine_as_a_grid_and_overrides_apply() -> None:
+    sweep = load_sweep("lr", {"epochs": 3})
+    configs = expand(sweep.param_space)
+    assert len(configs) == 10 and all(c["epochs"] == 3 for c in configs)
+    assert {(c["model"], c["lr"]) for c in configs} == {
+        (m, lr) for m in ("cifarnet", "mnistnet") for lr in (2e-4, 6e-4, 2e-3, 6e-3, 2e-2)
+    }
+    assert axes(sweep.param_space) == ["lr", "model"]
+
+
+def test_user_sweep_file_with_search_spaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(
+        '"""Mine: a log-uniform learning rate."""\n'
+        "from ray import tune\n"
+        "PARAM_SPACE = {'lr': tune.loguniform(1e-4, 1e-2), 'seed': tune.grid_search([0, 1])}\n"
+    )
+    assert main([str(path), "--dry-run", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 trial(s)" in out and "Float" in out and '"epochs": 2' in out
+    assert axes(load_sweep(str(path), {}).param_space) == ["lr", "seed"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nosuch"], "no sweep named 'nosuch'"),
+        ([], "name a sweep"),
+        (["demo", "--set", "lrr=1"], "unknown trial setting 'lrr'"),
+        (["demo", "--set", "lr"], "--set takes KEY=VALUE"),
+        (["demo", "--set", "lr=-1"], "lr must be positive"),
+        (["demo", "--set", "model=vgg"], "unknown model 'vgg'"),
+        (["demo", "--set", 'imbalance="step:3"'], "imbalance ratio must be in (0, 1]"),
+        (["demo", "--set", 'vinfo_schedule="often"'], "unknown 𝒱-information schedule"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_sweep_file_without_param_space(tmp_path: Path) -> None:
+    path = tmp_path / "empty.py"
+    path.write_text("X = 1\n")
+    with pytest.raises(UsageError, match="defines no PARAM_SPACE"):
+        load_sweep(str(path), {})
+
+
+def test_resources_fit_the_cluster() -> None:
+    wanted = Resources(
+        trial_cpu=1, trial_gpu=0.5, decoder_cpu=1, decoder_gpu=0.25, decoder_bundles=2
+    )
+    assert wanted.bundles() == [
+        {"CPU": 1, "GPU": 0.5},
+        {"CPU": 1, "GPU": 0.25},
+        {"CPU": 1, "GPU": 0.25},
+    ]
+    on_gpus, notes = wanted.fit_to({"CPU": 16, "GPU": 1})
+    assert on_gpus == wanted and notes == []
+    on_cpus, notes = wanted.fit_to({"CPU": 4})
+    assert on_cpus.bundles() == [{"CPU": 1}] * 3
+    assert "no GPU" in notes[0]
+    with pytest.raises(UsageError, match="one trial needs 3 CPUs but the cluster has 2"):
+        wanted.fit_to({"CPU": 2})
