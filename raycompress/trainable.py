@@ -82,6 +82,8 @@ def summary_metrics(row: dict[str, Any], depth: int) -> dict[str, float | int | 
 def _vinfo_task(
     spec: ModelSpec, state: dict, layer: int, split: Split, config: VInfoConfig, seed: int
 ) -> dict:
+    if os.environ.get("RAYCOMPRESS_FAIL_VINFO_LAYER") == str(layer):  # test hook
+        raise RuntimeError(f"injected 𝒱-information failure at layer {layer}")
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     return measure_layer(spec, state, layer, split, config, seed, device)
 
@@ -177,7 +179,8 @@ def train_trial(config: dict[str, Any]) -> None:
 
 
 def inject_failure(config: dict[str, Any], epoch: int) -> None:
-    """Test hook: RAYCOMPRESS_FAIL_AT_EPOCH=E makes a trial raise once after epoch E."""
+    """Test hook: with RAYCOMPRESS_FAIL_AT_EPOCH=E and RAYCOMPRESS_FAIL_MARKER=FILE, the first
+    trial to finish epoch E raises once (FILE records that it did)."""
     target = os.environ.get("RAYCOMPRESS_FAIL_AT_EPOCH")
     marker = os.environ.get("RAYCOMPRESS_FAIL_MARKER")
     if target and marker and epoch == int(target) and not Path(marker).exists():

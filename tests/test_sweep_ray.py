@@ -1,0 +1,82 @@
+"""The demo sweep end to end on an embedded local Ray: results, resume, injected failures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from raycompress.results import load
+from raycompress.sweep import main
+
+FAST = ["--epochs", "2", "--set", "decoder_epochs=1", "--set", "train_size=300", "--num-cpus", "2"]
+ALWAYS_FINITE = [
+    "loss", "accuracy", "nc_trace", "nc_rank", "nc_within_trace", "nc_between_trace", "nc_cdnv",
+    "nc_equinorm", "nc_equiangularity", "nc_ncc_agreement", "v_suff", "v_min", "v_suff_held_out",
+]  # fmt: skip
+
+
+def run_sweep(storage: Path, *extra: str) -> int:
+    return main(["demo", "--storage-path", str(storage), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    storage = tmp_path_factory.mktemp("results")
+    return run_sweep(storage), storage
+
+
+def test_demo_sweep_reports_every_metric_for_every_epoch_layer_and_split(demo) -> None:
+    code, storage = demo
+    assert code == 0
+    frame = load(storage / "demo")
+    assert set(frame.model) == {"mnistnet", "mlp"} and frame.trial_id.nunique() == 2
+    for model, rows in frame.groupby("model"):
+        assert set(rows.epoch) == {1, 2}
+        for metric in ALWAYS_FINITE:
+            values = rows[rows.metric == metric]
+            layers = {"loss": {None}, "accuracy": {None}}.get(metric)
+            expected = 2 * 2 * (1 if layers else 4)  # epochs × splits × layers
+            assert len(values) == expected, (model, metric, len(values))
+            assert values.value.map(math.isfinite).all(), (model, metric)
+        nc_layers = set(rows[rows.metric == "nc_trace"].layer)
+        assert nc_layers == {1, 2, 3, 4}
+        assert set(rows[rows.metric == "v_suff"].layer) == {0, 1, 2, 3}
+        assert (rows[rows.metric.str.startswith("v_")].note == "").all()
+
+
+def test_resuming_a_finished_sweep_reruns_nothing(demo, capsys: pytest.CaptureFixture[str]) -> None:
+    _, storage = demo
+    before = load(storage / "demo")
+    assert run_sweep(storage, "--resume") == 0
+    after = load(storage / "demo")
+    assert after.equals(before)
+    assert run_sweep(storage) == 2
+    assert "exists: pass --resume" in capsys.readouterr().err
+
+
+def test_a_failed_trial_continues_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "failed-once"
+    monkeypatch.setenv("RAYCOMPRESS_FAIL_AT_EPOCH", "1")
+    monkeypatch.setenv("RAYCOMPRESS_FAIL_MARKER", str(marker))
+    assert run_sweep(tmp_path, "--set", 'model="mlp"') == 0
+    assert marker.exists()  # it did fail once
+    frame = load(tmp_path / "demo")
+    counts = frame[frame.metric == "loss"].groupby(["trial_id", "epoch"]).size()
+    assert counts.tolist() == [2, 2]  # epochs 1 and 2, each once per split: no gap, no duplicate
+
+
+def test_a_failed_decoder_task_is_recorded_and_the_trial_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAYCOMPRESS_FAIL_VINFO_LAYER", "2")
+    assert run_sweep(tmp_path, "--set", 'model="mlp"') == 0
+    frame = load(tmp_path / "demo")
+    lost = frame[(frame.metric == "v_suff") & (frame.layer == 2)]
+    kept = frame[(frame.metric == "v_suff") & (frame.layer == 1)]
+    assert len(lost) == 4 and lost.value.isna().all()
+    assert lost.note.str.contains("injected 𝒱-information failure at layer 2").all()
+    assert kept.value.map(math.isfinite).all()
