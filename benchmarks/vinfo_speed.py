@@ -431,6 +431,13 @@ def print_tables(results: Result) -> None:
             f"s (layer 0 {x['ours_layer0']}); ratio {x['ratio_all']:.2f}× / "
             f"{x['ratio_without_layer0']:.2f}×"
         )
+        if "ratio_all_in_T" in x:
+            print(
+                f"part ours from {results['ours_from']['path']}; in each run's T_epoch: "
+                f"reference {x['reference_all_T']:.0f} T / {x['reference_without_layer0_T']:.0f}"
+                f" T without layer 0, ours {x['ours_without_layer0_T']:.0f} T without layer 0; "
+                f"ratio {x['ratio_all_in_T']:.2f}× / {x['ratio_without_layer0_in_T']:.2f}×"
+            )
     if "agree" in results:
         agree = results["agree"]
         print(
@@ -484,6 +491,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     parser.add_argument("--agree-layers", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument(
+        "--ours-from", type=Path, default=None,
+        help="with --parts budget: take part ours from this earlier JSON for the extrapolation",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-layer0", action="store_true",
         help="part ours: measure layers 1..3 only (layer 0 estimated from part budget)",
     )  # fmt: skip
@@ -515,8 +526,29 @@ def main(argv: list[str] | None = None) -> None:
         if "budget" in args.parts:
             results["budget"] = part_budget(model, data, budget_epochs, args.budget_splits)
             print(f"budget done at {time.perf_counter() - started:.0f} s", flush=True)
-        if {"ours", "budget"} <= set(args.parts):
+        if args.ours_from and "budget" in args.parts:  # part ours of an earlier run
+            earlier = json.loads(args.ours_from.read_text())
+            results["ours"] = earlier["ours"]
+            results["ours_from"] = {
+                "path": str(args.ours_from), "date": earlier["meta"]["date"],
+                "t_epoch_s": earlier["setup"]["t_epoch_s"],
+            }  # fmt: skip
+        if "budget" in args.parts and "ours" in results:
             results["extrapolation"] = extrapolate(results["ours"], results["budget"])
+            t_epoch = results["setup"]["t_epoch_s"]
+            if args.ours_from:  # each run's times in its own T_epoch
+                t_epoch_ours = results["ours_from"]["t_epoch_s"]
+                x = results["extrapolation"]
+                x["reference_all_T"] = x["reference_all_s"] / t_epoch
+                x["reference_without_layer0_T"] = x["reference_without_layer0_s"] / t_epoch
+                x["ours_without_layer0_T"] = x["ours_without_layer0_s"] / t_epoch_ours
+                x["ours_layer0_T"] = x["ours_layer0_s"] / t_epoch
+                x["ratio_without_layer0_in_T"] = (
+                    x["reference_without_layer0_T"] / x["ours_without_layer0_T"]
+                )
+                x["ratio_all_in_T"] = x["reference_all_T"] / (
+                    x["ours_without_layer0_T"] + x["ours_layer0_T"]
+                )
     if "agree" in args.parts:
         data = load("fashion-mnist-demo", args.data_dir, args.quick)
         model, info = setup(data, setup_epochs, time_reps)

@@ -85,7 +85,8 @@ def _vinfo_task(
     if os.environ.get("RAYCOMPRESS_FAIL_VINFO_LAYER") == str(layer):  # test hook
         raise RuntimeError(f"injected 𝒱-information failure at layer {layer}")
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    return measure_layer(spec, state, layer, split, config, seed, device)
+    values = measure_layer(spec, state, layer, split, config, seed, device)
+    return {**values, "node": ray.get_runtime_context().get_node_id()}
 
 
 @dataclasses.dataclass
