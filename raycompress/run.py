@@ -14,22 +14,11 @@ import time
 
 import torch
 
-from raycompress.data import DATASET_NAMES, Imbalance, check_dataset_name, load_dataset
-from raycompress.decoders import DecoderConfig
-from raycompress.metrics import CollapseConfig
+from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
-from raycompress.models import MODEL_NAMES, build_model, make_spec
-from raycompress.training import EpochRecord, TrainConfig, run_epochs
-from raycompress.vinfo import VInfoConfig
-
-
-def parse_imbalance(text: str) -> Imbalance:
-    """'step:0.1' or 'exponential:0.01' → Imbalance."""
-    profile, _, ratio = text.partition(":")
-    try:
-        return Imbalance(profile, float(ratio))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{err} (expected PROFILE:RATIO, e.g. step:0.1)") from None
+from raycompress.models import MODEL_NAMES
+from raycompress.training import EpochRecord, run_epochs
+from raycompress.trial import Trial
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with (or for) the torchvision files")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
     p.add_argument("--train-size", type=int, help="training samples (default: the test size)")
-    p.add_argument("--imbalance", type=parse_imbalance, help="PROFILE:RATIO, e.g. step:0.1")
+    p.add_argument("--imbalance", help="PROFILE:RATIO, e.g. step:0.1")
     p.add_argument("--epochs", type=int, default=50, help="epoch cap (default 50)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=400)
@@ -74,33 +63,26 @@ def format_row(record: EpochRecord, seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    settings = {
+        "dataset": args.dataset, "model": args.model, "data_dir": args.data_dir,
+        "download": not args.no_download, "train_size": args.train_size,
+        "imbalance": args.imbalance, "seed": args.seed, "lr": args.lr,
+        "batch_size": args.batch_size, "epochs": args.epochs,
+        "loss_threshold": args.loss_threshold, "nc_method": args.nc_method,
+        "vinfo_schedule": args.vinfo, "decoder_epochs": args.decoder_epochs,
+        "held_out": args.held_out,
+    }  # fmt: skip
     try:
-        check_dataset_name(args.dataset)
-        make_spec(args.model, (1, 1, 1), 2)  # the name, before any data is read
-        config = TrainConfig(
-            lr=args.lr, batch_size=args.batch_size, max_epochs=args.epochs,
-            loss_threshold=args.loss_threshold, seed=args.seed,
-        )  # fmt: skip
-        collapse = CollapseConfig(batch_size=args.batch_size, method=args.nc_method)
-        decoder = DecoderConfig(
-            lr=args.lr, batch_size=args.batch_size, max_epochs=args.decoder_epochs
-        )
-        vinfo = VInfoConfig(decoder, schedule=args.vinfo, held_out=args.held_out)
-        data = load_dataset(
-            args.dataset, args.data_dir, download=not args.no_download,
-            train_size=args.train_size, subset_seed=args.seed, imbalance=args.imbalance,
-        )  # fmt: skip
+        trial = Trial.from_config(settings)
+        data, model = trial.build(args.device)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    data = data.to(args.device)
-    spec = make_spec(args.model, data.input_shape, data.num_classes)
-    model = build_model(spec, seed=args.seed).to(args.device)
     layers = "  ".join(f"NC h{layer} train/test" for layer in range(1, model.depth + 1))
     print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")
     start = time.perf_counter()
-    for record in run_epochs(model, data, config, collapse, vinfo):
+    for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):
         print(format_row(record, time.perf_counter() - start), flush=True)
         for (layer, split), values in sorted(record.vinfo.items()):
             note = f"  ({values['error']})" if values.get("error") else ""

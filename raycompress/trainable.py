@@ -23,7 +23,7 @@ import torch
 from ray import tune
 
 from raycompress.data import Split
-from raycompress.models import LayeredNet, ModelSpec, build_model, make_spec
+from raycompress.models import LayeredNet, ModelSpec
 from raycompress.training import EpochRecord, Run
 from raycompress.trial import Trial
 from raycompress.vinfo import VInfoConfig, measure_layer, vinfo_seed
@@ -144,11 +144,7 @@ def train_trial(config: dict[str, Any]) -> None:
     resources = settings.pop("_resources", {})
     trial = Trial.from_config(settings)
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-    data = trial.load_data().to(device)
-    spec = make_spec(
-        trial.config["model"], data.input_shape, data.num_classes, trial.config["widths"]
-    )
-    model = build_model(spec, seed=trial.train.seed).to(device)
+    data, model = trial.build(device)
     measurer = RayVInfo(
         num_cpus=resources.get("decoder_cpu", 1), num_gpus=resources.get("decoder_gpu", 0),
         max_retries=resources.get("decoder_retries", 2),

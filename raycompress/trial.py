@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from raycompress.data import Dataset, Imbalance, check_dataset_name, load_dataset
 from raycompress.decoders import DecoderConfig
 from raycompress.metrics.collapse import CollapseConfig
-from raycompress.models import make_spec
+from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.training import TrainConfig
 from raycompress.vinfo import VInfoConfig
 
@@ -99,3 +101,10 @@ class Trial:
             c["dataset"], c["data_dir"], download=c["download"], train_size=c["train_size"],
             subset_seed=c["seed"], imbalance=self.imbalance,
         )  # fmt: skip
+
+    def build(self, device: torch.device | str = "cpu") -> tuple[Dataset, LayeredNet]:
+        """The data (on `device`) and the freshly initialised model of this trial."""
+        data = self.load_data().to(device)
+        c = self.config
+        spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"])
+        return data, build_model(spec, seed=self.train.seed).to(device)

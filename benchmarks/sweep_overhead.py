@@ -1,0 +1,104 @@
+"""Ray's overhead on the demo sweep: the same trials through Tune and one after another in-process.
+
+    python benchmarks/sweep_overhead.py [--repeats N] [--out benchmarks/out/sweep_overhead.json]
+
+Three ways to run the demo sweep's trials (f₋ and an MLP on the bundled Fashion-MNIST subset,
+NC every epoch, 𝒱-information every epoch):
+
+    in_process   each trial in this process, one after another (`training.Run` with the
+                 in-process 𝒱-information), torch on 1 thread: the no-Ray baseline
+    ray_1        `python -m raycompress.sweep demo` machinery, one trial at a time, each
+                 trial reserving 1 CPU for training and 1 for its decoder tasks (which run
+                 single-threaded, as Ray sets OMP_NUM_THREADS from the request)
+    ray_2        the demo's own resources (0.5 + 0.5 CPU a trial): both trials at once
+
+Goal (issue 4): Ray overhead ≤ 10 % with one worker (ray_1 / in_process ≤ 1.1); the speed-up
+of two workers on two cores is reported (in_process / ray_2). Each case runs in a fresh
+subprocess; wall times include Ray's start-up and shut-down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "sweep_overhead.json"
+CASES = ("in_process", "ray_1", "ray_2")
+
+
+def in_process() -> None:
+    import torch
+
+    from raycompress.sweep import expand, load_sweep
+    from raycompress.training import Run
+    from raycompress.trial import Trial
+
+    torch.set_num_threads(1)
+    for config in expand(load_sweep("demo", {}).param_space):
+        trial = Trial.from_config(config)
+        data, model = trial.build()
+        run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
+        while run.step().stop_reason is None:
+            pass
+
+
+def with_ray(one_worker: bool) -> None:
+    from raycompress.launch import launch
+    from raycompress.sweep import Resources, load_sweep, parser
+
+    sweep = load_sweep("demo", {})
+    extra = ["--max-concurrent", "1"] if one_worker else []
+    if one_worker:
+        sweep = replace(sweep, resources=Resources(trial_cpu=1, decoder_cpu=1))
+    with tempfile.TemporaryDirectory() as storage:
+        args = parser().parse_args(["demo", "--storage-path", storage, "--num-cpus", "2", *extra])
+        assert launch(sweep, args) == 0
+
+
+def run_case(case: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, __file__, "--case", case],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--case", choices=CASES, help="internal: run one case in this process")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    if args.case:
+        if args.case == "in_process":
+            in_process()
+        else:
+            with_ray(one_worker=args.case == "ray_1")
+        return
+    times: dict[str, list[float]] = {case: [] for case in CASES}
+    for round_ in range(args.repeats):
+        for case in CASES:
+            times[case].append(run_case(case))
+            print(f"round {round_ + 1}: {case:10s} {times[case][-1]:7.1f} s", flush=True)
+    median = {case: statistics.median(t) for case, t in times.items()}
+    summary = {
+        "seconds": times,
+        "median_s": median,
+        "ray_1_over_in_process": median["ray_1"] / median["in_process"],
+        "speedup_ray_2_vs_in_process": median["in_process"] / median["ray_2"],
+    }
+    print(json.dumps(summary, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
