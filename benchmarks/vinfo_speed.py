@@ -11,7 +11,8 @@ median of 3 further `train_epoch` calls on a deep copy of the model and optimise
 Part "ours": `measure_model(..., VInfoConfig(), seed=0, layer0={})`, the default config
 (convergence stopping, cached features, all heads of a (layer, split) batched), wall time in
 all, per (layer, split), and without layer 0 (measured once per run and reused); the values and
-each head's epochs and stop reason.
+each head's epochs and stop reason. With --no-layer0 the `layer0` dict comes pre-filled, as on
+every measurement of a run after the first, and layer 0 is estimated from part "budget" (a).
 
 Part "budget": every head trained a fixed E epochs (default 3), per layer and split:
     (a) cached + batched      our code path: `encode` once, one StackedDecoders of all heads
@@ -34,11 +35,17 @@ only by what they are meant to: caching (fixed batch-norm batches in the encoder
 Every case runs in this one process with torch.set_num_threads(2); wall times by
 time.perf_counter. Raw results are merged into benchmarks/out/vinfo_speed.json.
 
-Run (about 20 minutes on 2 cores):
+Run. Everything, as the defaults say, takes well over an hour on 2 cores (layer 0 of part ours
+alone ≈ 40 min, the reference at layers 0 and 1 of part agree ≈ 10 min); the recorded run
+(docs/benchmarks.md) measured part ours without layer 0, the budget part on the train split
+and the agreement on layers 2 and 3, about 28 minutes:
 
-    /work/venv/bin/python benchmarks/vinfo_speed.py
-    /work/venv/bin/python benchmarks/vinfo_speed.py --parts ours budget   # parts separately
-    /work/venv/bin/python benchmarks/vinfo_speed.py --quick                # smoke test, seconds
+    /work/venv/bin/python benchmarks/vinfo_speed.py --no-layer0 --budget-splits train \
+        --agree-layers 2 3
+    /work/venv/bin/python benchmarks/vinfo_speed.py --parts budget --budget-splits train \
+        --ours-from benchmarks/out/vinfo_speed.json --out benchmarks/out/vinfo_speed_budget.json
+    /work/venv/bin/python benchmarks/vinfo_speed.py --quick --no-layer0 --agree-layers 2 3
+                                                     # smoke test, about a minute
 """
 
 from __future__ import annotations
@@ -279,9 +286,11 @@ def fixed(epochs: int) -> DecoderConfig:
 # ---------------------------------------------------------------------------- part budget
 
 
-def part_budget(model: LayeredNet, data: Dataset, epochs: int, splits: list[str]) -> Result:
+def part_budget(
+    model: LayeredNet, data: Dataset, epochs: int, splits: list[str], layers: list[int]
+) -> Result:
     rows = []
-    for layer in range(model.depth):
+    for layer in layers:
         for index, name in enumerate(SPLITS):
             if name not in splits:
                 continue
@@ -305,7 +314,7 @@ def part_budget(model: LayeredNet, data: Dataset, epochs: int, splits: list[str]
                 flush=True,
             )
             rows.append(row)
-    return {"epochs": epochs, "splits": splits, "rows": rows}
+    return {"epochs": epochs, "splits": splits, "layers": layers, "rows": rows}
 
 
 def extrapolate(ours: Result, budget: Result) -> Result:
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-epochs", type=int, default=3)
     parser.add_argument("--ref-epochs", type=int, default=REFERENCE_EPOCHS)
     parser.add_argument("--budget-splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    parser.add_argument("--budget-layers", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--agree-layers", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument(
         "--ours-from", type=Path, default=None,
@@ -498,7 +508,11 @@ def main(argv: list[str] | None = None) -> None:
         "--no-layer0", action="store_true",
         help="part ours: measure layers 1..3 only (layer 0 estimated from part budget)",
     )  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="smoke test: 300 + 300, 1 epoch")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 300 + 300, 1 setup epoch, decoders ≤ 2 epochs",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -524,7 +538,9 @@ def main(argv: list[str] | None = None) -> None:
             results["ours"] = part_ours(model, data, VInfoConfig(default), not args.no_layer0)
             print(f"ours done at {time.perf_counter() - started:.0f} s", flush=True)
         if "budget" in args.parts:
-            results["budget"] = part_budget(model, data, budget_epochs, args.budget_splits)
+            results["budget"] = part_budget(
+                model, data, budget_epochs, args.budget_splits, args.budget_layers
+            )
             print(f"budget done at {time.perf_counter() - started:.0f} s", flush=True)
         if args.ours_from and "budget" in args.parts:  # part ours of an earlier run
             earlier = json.loads(args.ours_from.read_text())
@@ -533,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
                 "path": str(args.ours_from), "date": earlier["meta"]["date"],
                 "t_epoch_s": earlier["setup"]["t_epoch_s"],
             }  # fmt: skip
-        if "budget" in args.parts and "ours" in results:
+        if "budget" in args.parts and ("ours" in args.parts or args.ours_from):
             results["extrapolation"] = extrapolate(results["ours"], results["budget"])
             t_epoch = results["setup"]["t_epoch_s"]
             if args.ours_from:  # each run's times in its own T_epoch

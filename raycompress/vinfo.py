@@ -23,6 +23,7 @@ together as one batched step (`decoders.StackedDecoders`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -126,13 +127,14 @@ def _fit_and_score(
     config: VInfoConfig,
     seed: int,
     device: torch.device | str,
-) -> tuple[list[HeadFit], Tensor]:
-    """Train one head per target column on `fit`, return the fits and CE (bits) on `score`."""
+) -> tuple[list[HeadFit], Tensor, str]:
+    """Train one head per target column on `fit`; return the fits, the CE (bits) on `score`
+    and how the heads were batched."""
     stack = _heads(make_decoder, fit[1].shape[1], seed, device)
     generator = torch.Generator().manual_seed(seed + 1)
     fits = train_heads(stack, *fit, config.decoder, generator, device)
     ce = score_heads(stack, *score, config.decoder.batch_size, seed + 2, device)
-    return fits, ce / LN2
+    return fits, ce / LN2, stack.mode
 
 
 def measure_vinfo(
@@ -165,7 +167,7 @@ def measure_vinfo(
     ]
     num_digits = relabellings[0].shape[1]
     targets = torch.cat([split.y[:, None], *relabellings], 1).to(features.device)  # (N, K)
-    fits, ce = _fit_and_score(
+    fits, ce, batching = _fit_and_score(
         make_decoder, (features, targets), (features, targets), config, seed, device
     )
     entropies = [entropy_bits(targets[:, k].cpu(), num_classes) for k in range(targets.shape[1])]
@@ -206,6 +208,7 @@ def measure_vinfo(
         out["v_suff_held_out"], clip_held = _clip(out["v_suff_held_out_raw"], config)
     out["clipped"] = clip_suff or clip_min or clip_held
     out["decoder_config"] = repr(asdict(config.decoder))
+    out["decoder_batching"] = batching
     out["error"] = "; ".join(errors)
     return out
 
@@ -225,7 +228,7 @@ def _held_out_sufficiency(
     other = torch.nonzero(rest).flatten()
     fit_set = (features[half.to(features.device)], y[half.to(y.device)][:, None])
     score_set = (features[other.to(features.device)], y[other.to(y.device)][:, None])
-    fits, ce = _fit_and_score(make_decoder, fit_set, score_set, config, seed + 7, device)
+    fits, ce, _ = _fit_and_score(make_decoder, fit_set, score_set, config, seed + 7, device)
     h = entropy_bits(score_set[1][:, 0].cpu(), num_classes)
     return {
         "v_suff_held_out_raw": h - float(ce[0]),
@@ -261,8 +264,12 @@ def measure_layer(
 
 
 def vinfo_seed(seed: int, layer: int, split_index: int) -> int:
-    """The seed of one (layer, split) measurement, the same in this process and in a Ray task."""
-    return seed + 10 * layer + split_index
+    """The seed of one (layer, split) measurement, the same in this process and in a Ray task.
+
+    Hashed, so that the seed + k streams a measurement derives never meet another's.
+    """
+    digest = hashlib.sha256(f"{seed}/{layer}/{split_index}".encode()).digest()
+    return int.from_bytes(digest[:6], "little")
 
 
 def measure_model(

@@ -222,3 +222,24 @@ def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.M
     assert sorted(calls) == [0] * 2 + [1] * 4 + [2] * 4 + [3] * 4
     assert records[1].vinfo[0, "test"] is records[2].vinfo[0, "test"]
     assert set(records[2].vinfo) == {(layer, s) for layer in range(4) for s in ("train", "test")}
+
+
+def test_vmap_and_loop_batching_train_the_same_heads() -> None:
+    g = torch.Generator().manual_seed(4)
+    labels = torch.arange(3).repeat(30)
+    x = torch.randn(90, 5, generator=g) + labels[:, None]
+    targets = torch.cat([labels[:, None], relabel(labels, 3)], 1)
+    make = mlp_decoder(5, 3)
+    scores = {}
+    for batching in ("vmap", "loop", "auto"):
+        stack = StackedDecoders([make(s) for s in range(targets.shape[1])])
+        config = DecoderConfig(
+            lr=5e-3, batch_size=30, max_epochs=4, patience=100, batching=batching
+        )
+        train_heads(stack, x, targets, config, torch.Generator().manual_seed(0))
+        scores[batching] = score_heads(stack, x, targets, 30, seed=0)
+        assert stack.mode in ("vmap", "loop") and (batching == "auto" or stack.mode == batching)
+    torch.testing.assert_close(scores["vmap"], scores["loop"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scores["auto"], scores["loop"], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="batching must be auto, vmap or loop"):
+        DecoderConfig(batching="threads")
