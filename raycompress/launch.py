@@ -110,10 +110,13 @@ def summarise(grid: tune.ResultGrid) -> int:
     problems = []
     for result in grid:
         trial = Path(result.path).name
+        reason = (result.metrics or {}).get("stop_reason")
         if result.error is not None:
             problems.append(f"{trial}: failed: {str(result.error).strip().splitlines()[-1]}")
-        elif not (result.metrics or {}).get("stop_reason"):
+        elif not reason:
             problems.append(f"{trial}: unfinished (interrupted); continue it with --resume")
+        elif reason == "diverged":
+            print(f"note: {trial} diverged (non-finite training loss) and stopped")
     if problems:
         print(f"{len(problems)} of {len(grid)} trial(s) did not finish:")
         for line in problems:

@@ -138,3 +138,13 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     counts = frame[frame.metric == "loss"].groupby(["trial_id", "epoch"]).size()
     assert counts.index.get_level_values("epoch").tolist() == [1, 2, 3, 4] * 2  # no gap
     assert (counts == 2).all()  # no duplicate: each epoch once per split
+
+
+def test_a_diverged_trial_stops_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_sweep(tmp_path, "--set", 'model="mlp"', "--set", "lr=1e30") == 0
+    assert "diverged (non-finite training loss) and stopped" in capsys.readouterr().out
+    frame = load(tmp_path / "demo")
+    steps = frame[frame.metric == "train_step_loss"]
+    assert steps.epoch.tolist() == [1] and not math.isfinite(steps.value.iloc[0])

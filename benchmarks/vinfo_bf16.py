@@ -1,0 +1,57 @@
+"""Does bfloat16 decoder training pay on this CPU? One 𝒱-information measurement of f₋.
+
+    python benchmarks/vinfo_bf16.py [--data-dir /path/with/FashionMNIST]
+
+The same measurement as part "ours" of `vinfo_speed.py` (f₋ on Fashion-MNIST 10 000 + 10 000,
+trained 2 epochs, seed 0; layers 1–3 of both splits, layer 0 skipped as on every measurement
+after a run's first; default VInfoConfig, same seeds) with `DecoderConfig(precision="bf16")`.
+Compare its wall time and values with part "ours" of `vinfo_speed.py` (fp32). Writes
+benchmarks/out/vinfo_bf16.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from raycompress.data import load_dataset
+from raycompress.decoders import DecoderConfig
+from raycompress.models import build_model, make_spec
+from raycompress.training import TrainConfig, run_epochs
+from raycompress.vinfo import VInfoConfig, measure_model
+
+OUT = Path(__file__).resolve().parent / "out" / "vinfo_bf16.json"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    data = load_dataset("fashion-mnist", args.data_dir, download=False)
+    model = build_model(make_spec("mnistnet", data.input_shape, 10), seed=0)
+    losses = [r.train_step_loss for r in run_epochs(model, data, TrainConfig(max_epochs=2))]
+    skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0 "already measured"
+    config = VInfoConfig(DecoderConfig(precision="bf16"))
+    start = time.perf_counter()
+    out = measure_model(model, {"train": data.train, "test": data.test}, config, 0, skip)
+    total = time.perf_counter() - start
+    rows = {
+        f"{layer}/{split}": {k: v[k] for k in ("v_suff", "v_min")}
+        for (layer, split), v in out.items()
+        if layer
+    }
+    result = {"total_s": total, "rows": rows, "setup_losses": losses}
+    print(json.dumps(result, indent=1))
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
