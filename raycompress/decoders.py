@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from raycompress.data import batch_indices
+from raycompress.stopping import stop_reason
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,10 @@ def train_heads(
                 best[k], stale[k] = loss, 0
             else:
                 stale[k] += 1
-            stop = _stop(loss, int(stale[k]), epoch, config)
+            stop = stop_reason(
+                loss, epoch, loss_threshold=config.loss_threshold, max_epochs=config.max_epochs,
+                stale=int(stale[k]), patience=config.patience,
+            )  # fmt: skip
             if stop is not None:
                 fits[k] = HeadFit(epoch, stop, loss)
                 kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
@@ -188,18 +192,6 @@ class _BatchingProbe:
         if self.deciding and self.step == 4:
             self.deciding = False
             self.stack.mode = min(self.seconds, key=self.seconds.__getitem__)
-
-
-def _stop(loss: float, stale: int, epoch: int, config: DecoderConfig) -> str | None:
-    if not math.isfinite(loss):
-        return "diverged"
-    if loss <= config.loss_threshold:
-        return "loss_threshold"
-    if stale >= config.patience:
-        return "plateau"
-    if epoch >= config.max_epochs:
-        return "max_epochs"
-    return None
 
 
 @torch.no_grad()

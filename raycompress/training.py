@@ -11,7 +11,6 @@ generators, never from global RNG state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from raycompress.data import Dataset, Split, batch_indices
 from raycompress.metrics.collapse import CollapseConfig, CollapseReport, measure_collapse
 from raycompress.models import LayeredNet
+from raycompress.stopping import stop_reason
 from raycompress.vinfo import VInfoConfig, measure_model, schedule_epochs
 
 
@@ -78,16 +78,6 @@ class EpochRecord:
     vinfo: dict[tuple[int, str], dict] = field(default_factory=dict)  # (layer, split) → values
 
 
-def stop_reason(epoch: int, step_loss: float, config: TrainConfig) -> str | None:
-    if not math.isfinite(step_loss):
-        return "diverged"
-    if step_loss <= config.loss_threshold:
-        return "loss_threshold"
-    if epoch >= config.max_epochs:
-        return "max_epochs"
-    return None
-
-
 VInfoMeasurer = Callable[
     [LayeredNet, dict[str, Split], VInfoConfig, int, dict[str, dict]],
     dict[tuple[int, str], dict],
@@ -131,7 +121,12 @@ class Run:
         step_loss = train_epoch(
             model, self.optimizer, data.train, config.batch_size, self.generator
         )
-        reason = stop_reason(self.epoch, step_loss, config)
+        reason = stop_reason(
+            step_loss,
+            self.epoch,
+            loss_threshold=config.loss_threshold,
+            max_epochs=config.max_epochs,
+        )
         diverged = reason == "diverged"
         reports = [
             None if diverged else measure_collapse(model, split, data.num_classes, self.collapse)
