@@ -1,4 +1,4 @@
-"""Offline demo: f₋ and an MLP on the bundled Fashion-MNIST subset, every metric, minutes on a CPU."""
+"""Offline demo: f₋ and an MLP on the bundled Fashion-MNIST subset, every metric, minutes."""
 
 from ray import tune
 
