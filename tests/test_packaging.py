@@ -1,4 +1,4 @@
-"""A plain (non-editable) install must carry what the commands need: the bundled demo data."""
+"""A plain (non-editable) install must carry what the commands need: demo data, sweeps."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_ships_the_demo_data_and_its_licence(tmp_path: Path) -> None:
     source = tmp_path / "source"  # a copy, so the build leaves no build/ in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-    shutil.copytree(ROOT / "raycompress", source / "raycompress", ignore=ignore)
+    for folder in ("raycompress", "sweeps"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run(
@@ -27,3 +28,4 @@ def test_wheel_ships_the_demo_data_and_its_licence(tmp_path: Path) -> None:
     assert "raycompress/assets/fashion_mnist_demo.npz" in names
     assert "raycompress/assets/FASHION_MNIST_LICENSE.txt" in names
     assert "raycompress/metrics/collapse.py" in names
+    assert "raycompress/sweeps/thesis.py" in names  # the catalogue ships with the package
