@@ -3,6 +3,7 @@ library's typed configurations before anything is loaded or trained."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,10 +49,10 @@ def parse_imbalance(text: str | None) -> Imbalance | None:
         return None
     profile, sep, ratio = str(text).partition(":")
     try:
-        value = float(ratio)
+        value = float(ratio) if sep else math.nan
     except ValueError:
-        value = float("nan")
-    if not sep or value != value:
+        value = math.nan
+    if math.isnan(value):
         raise ValueError(f"imbalance must look like PROFILE:RATIO (e.g. step:0.1), got {text!r}")
     return Imbalance(profile, value)
 
