@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.search.sample import Function
 
 from raycompress.sweep import SWEEP_FILE, Sweep, UsageError, axes
 from raycompress.trainable import train_trial
@@ -98,11 +99,17 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
                 "sweep": sweep.name,
                 "description": sweep.description,
                 "axes": axes(sweep.param_space),
-                "param_space": {k: repr(v) for k, v in param_space.items()},
+                "param_space": {k: _shown(v) for k, v in param_space.items()},
             }
             (local_root / name / SWEEP_FILE).write_text(json.dumps(meta, indent=1))
     grid = tuner.fit()
     return summarise(grid)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Function):  # a lambda's repr says nothing; params.json has the values
+        return "tune.sample_from: set per trial from the other settings (see its params.json)"
+    return repr(value)
 
 
 def summarise(grid: tune.ResultGrid) -> int:

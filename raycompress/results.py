@@ -8,7 +8,8 @@ One row per (trial, epoch, split, layer, metric). `split` is "train" or "test"; 
 (L: the penultimate features) and l = 0..L−1 for 𝒱-information. Metric names: `loss`,
 `accuracy`, `train_step_loss`, `nc_trace` and `nc_*` (the other neural-collapse statistics),
 `v_suff`, `v_min` and the other 𝒱-information quantities under their own names (bits, epochs
-used, …). `note` carries the text beside a value: the NC path, a 𝒱-information error.
+used, …). `note` carries the text beside a value: the NC path, a 𝒱-information error, and on
+`train_step_loss` the reason training stopped (empty before the last epoch).
 
 The source is each trial's newest checkpoint (`history.json`, written by the trainable), not
 Tune's result.json, which can lose epochs when a trial is restarted.
@@ -39,7 +40,8 @@ def _numeric(value: Any) -> float | None:
 def epoch_rows(row: dict[str, Any]) -> list[tuple]:
     """One epoch of a trial's history as tidy rows (see COLUMNS)."""
     epoch = row["epoch"]
-    out: list[tuple] = [(epoch, "train", pd.NA, "train_step_loss", row["train_step_loss"], "")]
+    stop = row["stop_reason"] or ""
+    out: list[tuple] = [(epoch, "train", pd.NA, "train_step_loss", row["train_step_loss"], stop)]
     for split, report in row["splits"].items():
         out += [(epoch, split, pd.NA, m, report[m], "") for m in ("loss", "accuracy")]
         for layer, stats in report["layers"].items():

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ray.tune.search.sample import Function
+
 from raycompress import sweeps
 from raycompress.trial import Trial
 
@@ -132,18 +134,24 @@ def expand(space: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def axes(space: dict[str, Any]) -> list[str]:
-    """The settings a sweep varies: grids of several values and sampled search spaces."""
+    """The settings a sweep varies: grids of several values and sampled search spaces
+    (not `tune.sample_from` values, which derive from the other settings)."""
     return sorted(
         key
         for key, value in space.items()
-        if hasattr(value, "sample")
+        if (hasattr(value, "sample") and not isinstance(value, Function))
         or (isinstance(value, dict) and len(value.get("grid_search", ())) > 1)
     )
 
 
 def _sampled(config: dict[str, Any]) -> dict[str, Any]:
-    """Replace Tune search spaces by one sample, to validate the settings' types and names."""
-    return {k: v.sample() if hasattr(v, "sample") else v for k, v in config.items()}
+    """Replace Tune search spaces by one sample, to validate the settings' types and names;
+    `tune.sample_from(lambda config: ...)` values are computed from the sampled others."""
+    drawn = {
+        k: v.sample() if hasattr(v, "sample") and not isinstance(v, Function) else v
+        for k, v in config.items()
+    }
+    return {k: v.sample(config=drawn) if isinstance(v, Function) else v for k, v in drawn.items()}
 
 
 def parse_value(text: str) -> Any:
@@ -192,7 +200,11 @@ def dry_run(sweep: Sweep) -> None:
     print(f"sweep {sweep.name}: {sweep.description}")
     print(f"{len(configs)} trial(s); each reserves bundles {sweep.resources.bundles()}")
     for i, config in enumerate(configs):
-        shown = {k: (repr(v) if hasattr(v, "sample") else v) for k, v in config.items()}
+        resolved = _sampled(config)  # derived values shown as they will be; sampled as spaces
+        shown = {
+            k: repr(v) if hasattr(v, "sample") and not isinstance(v, Function) else resolved[k]
+            for k, v in config.items()
+        }
         print(f"  trial {i}: {json.dumps(shown, default=str)}")
 
 
@@ -201,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list:
             for name, description in catalogue().items():
-                print(f"{name:12s} {description}")
+                print(f"{name:14s} {description}")
             return 0
         if not args.sweep:
             raise UsageError("name a sweep (see --list) or pass a path to a sweep file")

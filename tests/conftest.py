@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from demo_sweep import run_sweep
 
 REAL_DATA = Path(
     os.environ.get(
@@ -32,3 +33,10 @@ def fashion_mnist_dir() -> Path:
     if not (REAL_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"the real Fashion-MNIST release is not at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    """The shortened demo sweep, run once per session: (exit status, storage path)."""
+    storage = tmp_path_factory.mktemp("results")
+    return run_sweep(storage), storage

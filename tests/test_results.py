@@ -80,6 +80,8 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     assert loss.value.tolist() == [rows[1]["splits"]["test"]["loss"]] * 2
     assert loss.layer.isna().all()
     assert frame.layer.dtype == pd.Int64Dtype()
+    steps = frame[(frame.metric == "train_step_loss") & (frame.trial_id == "aaaaa")]
+    assert steps.note.tolist() == ["", "max_epochs"]  # why training stopped, on the last epoch
 
 
 def test_load_of_an_empty_or_missing_folder(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ import pytest
 
 from raycompress.sweep import Resources, UsageError, axes, expand, load_sweep, main
 
-EXPECTED_TRIALS = {"thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2}
+EXPECTED_TRIALS = {
+    "thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2, "thesis_fmnist": 2,
+}  # fmt: skip
 
 
 def test_list_names_every_shipped_sweep(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,6 +52,27 @@ def test_user_sweep_file_with_search_spaces(
     out = capsys.readouterr().out
     assert "2 trial(s)" in out and "Float" in out and '"epochs": 2' in out
     assert axes(load_sweep(str(path), {}).param_space) == ["lr", "seed"]
+
+
+def test_derived_settings_resolve_per_trial_and_are_no_axis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "derived.py"
+    path.write_text(
+        '"""Derived: a schedule that depends on the model."""\n'
+        "from ray import tune\n"
+        "PARAM_SPACE = {'model': tune.grid_search(['mlp', 'mnistnet']),\n"
+        "    'vinfo_schedule': tune.sample_from(\n"
+        "        lambda config: 'none' if config['model'] == 'mlp' else 'log:2')}\n"
+    )
+    assert main([str(path), "--dry-run"]) == 0
+    trials = [line for line in capsys.readouterr().out.splitlines() if "  trial " in line]
+    assert '"mlp"' in trials[0] and '"vinfo_schedule": "none"' in trials[0]
+    assert '"mnistnet"' in trials[1] and '"vinfo_schedule": "log:2"' in trials[1]
+    assert axes(load_sweep(str(path), {}).param_space) == ["model"]
+    path.write_text(path.read_text().replace("'log:2'", "'often'"))
+    assert main([str(path), "--dry-run"]) == 2  # a derived value is validated too
+    assert "unknown 𝒱-information schedule" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -6,25 +6,15 @@ import math
 from pathlib import Path
 
 import pytest
+from demo_sweep import FAST, run_sweep
 
 from raycompress.results import load
 from raycompress.sweep import main
 
-FAST = ["--epochs", "2", "--set", "decoder_epochs=1", "--set", "train_size=300", "--num-cpus", "2"]
 ALWAYS_FINITE = [
     "loss", "accuracy", "nc_trace", "nc_rank", "nc_within_trace", "nc_between_trace", "nc_cdnv",
     "nc_equinorm", "nc_equiangularity", "nc_ncc_agreement", "v_suff", "v_min", "v_suff_held_out",
 ]  # fmt: skip
-
-
-def run_sweep(storage: Path, *extra: str) -> int:
-    return main(["demo", "--storage-path", str(storage), *FAST, *extra])
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
-    storage = tmp_path_factory.mktemp("results")
-    return run_sweep(storage), storage
 
 
 def test_demo_sweep_reports_every_metric_for_every_epoch_layer_and_split(demo) -> None:

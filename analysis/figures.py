@@ -1,0 +1,245 @@
+"""The thesis' figures (chapter 3) for any sweep, faceted by its axes, seeds pooled.
+
+Each function takes the tidy frame of `raycompress.results.load` and returns a `Figure`: the
+seaborn grid and the rows it draws (`data`). Train is solid, test dashed; missing values
+(epochs without a measurement, a sweep still running, a failed task) are gaps, not errors.
+A frame without anything to draw raises `NothingToPlot`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
+
+from raycompress.analysis import tables
+from raycompress.analysis.tables import SPLITS
+
+NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"
+DASHES = {"train": "", "test": (4, 2)}
+MARKERS = {"train": "o", "test": "s"}
+BAND = ("sd", 1)  # seeds pooled: mean ± one standard deviation
+# per-epoch lines: train solid with circles, test dashed with squares, seeds as a band
+BY_SPLIT = {
+    "style": "split", "style_order": SPLITS, "dashes": DASHES, "markers": MARKERS,
+    "markersize": 4, "errorbar": BAND,
+}  # fmt: skip
+NC_STATISTICS = {
+    "nc_trace_ratio": r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$",
+    "nc_cdnv": "CDNV",
+    "nc_equinorm": "NC2 equinorm (CV of class-mean norms)",
+    "nc_equiangularity": "NC2 equiangularity",
+    "nc_self_duality": "NC3 self-duality",
+    "nc_ncc_agreement": "NC4 agreement with nearest class mean",
+}
+LOG_SCALED = {"nc_trace", "nc_trace_ratio", "nc_cdnv"}
+
+
+class NothingToPlot(ValueError):
+    """The frame holds none of the values a figure draws."""
+
+
+@dataclass
+class Figure:
+    name: str
+    caption: str
+    grid: sns.FacetGrid
+    data: pd.DataFrame  # the rows drawn, before seaborn pools seeds
+
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write `<name>.png` and `<name>.svg` into folder; returns their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"{self.name}.{ext}" for ext in ("png", "svg")]
+        for path in paths:
+            self.grid.figure.savefig(path, dpi=150, bbox_inches="tight")
+        return paths
+
+    def close(self) -> None:
+        plt.close(self.grid.figure)
+
+
+def _prepare(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    rows = frame[frame.metric.isin(metrics)].dropna(subset=["value"])
+    if rows.empty:
+        raise NothingToPlot(f"no values of {', '.join(metrics)} in these results")
+    rows = tables.with_layer_names(tables.with_panels(rows, frame))
+    return rows.sort_values(["trial_id", "metric", "split", "layer", "epoch"])
+
+
+def _wrap(data: pd.DataFrame) -> int:
+    return min(4, data.panel.nunique())
+
+
+def _epoch_lines(
+    data: pd.DataFrame, rows: list[str], hue: str, hue_order: list[str]
+) -> sns.FacetGrid:
+    """Metric rows × panel columns of per-epoch lines, one per `hue` value and split."""
+    return sns.relplot(
+        data, x="epoch", y="value", row="metric", col="panel", kind="line",
+        row_order=[m for m in rows if m in set(data.metric)], hue=hue, hue_order=hue_order,
+        **BY_SPLIT, height=2.6, aspect=1.3, facet_kws={"sharey": "row"},
+    )  # fmt: skip
+
+
+def _per_layer(
+    data: pd.DataFrame, labels: dict[str, str], log_scaled: set[str] = LOG_SCALED
+) -> sns.FacetGrid:
+    """One row per metric in labels, one line per layer and split."""
+    grid = _epoch_lines(data, list(labels), "layer_name", tables.layer_order(data.layer_name))
+    _label_rows(grid, labels, log_scaled)
+    return grid
+
+
+def _finish(grid: sns.FacetGrid, epochs_on_x: bool = True) -> None:
+    """Panel titles without variable names, whole epochs, legend entries in plain words."""
+    grid.set_titles(template="{col_name}", col_template="{col_name}")
+    if epochs_on_x:
+        for ax in grid.axes.flat:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if grid.legend is not None:
+        grid.legend.set_title("")
+        for text in grid.legend.texts:
+            text.set_text({"layer_name": "layer"}.get(text.get_text(), text.get_text()))
+
+
+def _label_rows(grid: sns.FacetGrid, labels: dict[str, str], log_scaled: set[str]) -> None:
+    _finish(grid)
+    for metric, axes_row in zip(grid.row_names, grid.axes, strict=True):
+        axes_row[0].set_ylabel(labels[metric])
+        if metric in log_scaled:
+            for ax in axes_row:
+                ax.set_yscale("log")
+
+
+def accuracy_loss(frame: pd.DataFrame) -> Figure:
+    """Accuracy and cross-entropy per epoch, train solid and test dashed (thesis fig. 3.1)."""
+    data = _prepare(frame, ["accuracy", "loss"])
+    data = data[data.layer.isna()]
+    grid = _epoch_lines(data, ["accuracy", "loss"], "split", SPLITS)
+    _label_rows(grid, {"accuracy": "accuracy", "loss": "cross-entropy (nats)"}, set())
+    caption = "Accuracy and loss of the main network after each epoch (fig. 3.1)."
+    return Figure("accuracy_loss", caption, grid, data)
+
+
+def nc_trace(frame: pd.DataFrame) -> Figure:
+    """tr(Σ_W Σ_B⁺) per layer and epoch on a log scale (thesis fig. 3.2)."""
+    data = _prepare(frame, ["nc_trace"])
+    grid = _per_layer(data, {"nc_trace": NC_TRACE})
+    caption = f"Neural collapse {NC_TRACE} of every layer after each epoch (fig. 3.2)."
+    return Figure("nc_trace", caption, grid, data)
+
+
+def compression_gap(frame: pd.DataFrame) -> Figure:
+    """Compression gap (test − train tr(Σ_W Σ_B⁺)) against generalisation gap (test − train
+    loss), epochs with a positive generalisation gap only (thesis fig. 3.3)."""
+    gaps = tables.gaps(frame)
+    gaps = gaps[gaps.generalisation_gap > 0]
+    if gaps.empty:
+        raise NothingToPlot("no epoch with both splits' loss and NC and a positive gap")
+    # the NC layers of each trial name the points, as in the other NC figures
+    data = tables.with_layer_names(tables.with_panels(gaps.assign(metric="nc_trace"), frame))
+    grid = sns.relplot(
+        data, x="generalisation_gap", y="compression_gap", col="panel", col_wrap=_wrap(data),
+        hue="layer_name", hue_order=tables.layer_order(data.layer_name), kind="scatter",
+        height=2.8, aspect=1.2, facet_kws={"sharex": False, "sharey": False},
+    )  # fmt: skip
+    _finish(grid, epochs_on_x=False)
+    grid.set_axis_labels("generalisation gap (test − train loss, nats)", f"Δ {NC_TRACE}")
+    caption = (
+        f"Compression gap (test − train {NC_TRACE}) against the generalisation gap, "
+        "one point per epoch and layer, positive generalisation gaps only (fig. 3.3)."
+    )
+    return Figure("compression_gap", caption, grid, data)
+
+
+def equi_separation(frame: pd.DataFrame) -> Figure:
+    """Per epoch: Pearson correlation of log tr(Σ_W Σ_B⁺) with the layer index, and the
+    fitted ratio r between consecutive layers (thesis fig. 3.4)."""
+    table = tables.equi_separation(frame)
+    if table.empty:
+        raise NothingToPlot("fewer than two hidden layers with a positive tr(Σ_W Σ_B⁺)")
+    long = table.melt(
+        id_vars=["trial_id", "epoch", "split"], value_vars=["pearson", "ratio"],
+        var_name="metric", value_name="value",
+    )  # fmt: skip
+    data = tables.with_panels(long.dropna(subset=["value"]), frame)
+    grid = _epoch_lines(data, ["pearson", "ratio"], "split", SPLITS)
+    labels = {
+        "pearson": f"Pearson r(log {NC_TRACE}, l)",
+        "ratio": r"fitted ratio $r$ between layers",
+    }
+    _label_rows(grid, labels, set())
+    caption = (
+        f"Equi-separation law: per epoch, the Pearson correlation of log {NC_TRACE} with the "
+        "layer index over the hidden layers, and the fitted ratio r between consecutive "
+        "layers (fig. 3.4)."
+    )
+    return Figure("equi_separation", caption, grid, data)
+
+
+def vinfo_curves(frame: pd.DataFrame) -> Figure:
+    """Sufficiency and minimality (bits) per layer at every measured epoch (figs. 3.5, 3.7)."""
+    data = _prepare(frame, ["v_suff", "v_min"])
+    labels = {
+        "v_suff": r"sufficiency $I_{\mathcal{V}}(h^l \to y)$ (bits)",
+        "v_min": r"minimality $I_{\mathcal{V}}(h^l \to \mathrm{Dec}(x, \mathcal{Y}))$ (bits)",
+    }
+    grid = _per_layer(data, labels)
+    caption = (
+        "𝒱-information sufficiency (top) and minimality (bottom) of every layer at each "
+        "measured epoch; l = 0 (x) is measured once per run (figs. 3.5, 3.7)."
+    )
+    return Figure("vinfo", caption, grid, data)
+
+
+def information_plane(frame: pd.DataFrame) -> Figure:
+    """Minimality on x, sufficiency on y, one path per layer through the measured epochs;
+    circles train, squares test; seeds pooled by their mean (thesis figs. 3.6, 3.8)."""
+    data = _prepare(frame, ["v_suff", "v_min"])
+    keys = ["panel", "layer", "layer_name", "split", "epoch"]
+    plane = data.pivot_table(index=[*keys, "trial_id"], columns="metric", values="value")
+    plane = plane.dropna().groupby(level=keys).mean().reset_index().sort_values(keys)
+    if plane.empty:
+        raise NothingToPlot("no epoch with both sufficiency and minimality measured")
+    grid = sns.relplot(
+        plane, x="v_min", y="v_suff", col="panel", col_wrap=_wrap(plane), kind="line",
+        hue="layer_name", hue_order=tables.layer_order(plane.layer_name),
+        style="split", style_order=SPLITS, markers=MARKERS, dashes=False,
+        sort=False, estimator=None, height=2.8, aspect=1.1,
+    )  # fmt: skip
+    _finish(grid, epochs_on_x=False)
+    grid.set_axis_labels("minimality (bits)", "sufficiency (bits)")
+    caption = (
+        "Information planes: minimality against sufficiency, one path per layer through "
+        "the measured epochs; circles train, squares test (figs. 3.6, 3.8)."
+    )
+    return Figure("information_plane", caption, grid, plane)
+
+
+def nc_statistics(frame: pd.DataFrame) -> Figure:
+    """The other neural-collapse statistics per layer and epoch."""
+    data = _prepare(frame, list(NC_STATISTICS))
+    grid = _per_layer(data, NC_STATISTICS)
+    caption = (
+        "The other neural-collapse statistics of every layer after each epoch: NC1 trace "
+        "ratio and CDNV (log scale), NC2 equinorm and equiangularity, NC3 self-duality "
+        "(penultimate layer), NC4 nearest-class-mean agreement."
+    )
+    return Figure("nc_statistics", caption, grid, data)
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame], Figure]] = {
+    "accuracy_loss": accuracy_loss,
+    "nc_trace": nc_trace,
+    "compression_gap": compression_gap,
+    "equi_separation": equi_separation,
+    "vinfo": vinfo_curves,
+    "information_plane": information_plane,
+    "nc_statistics": nc_statistics,
+}

@@ -1,0 +1,205 @@
+"""The thesis' Fashion-MNIST findings checked against a sweep's results (docs/reproduction.md).
+
+    python -m raycompress.analysis.reproduction RESULTS --page docs/reproduction.md
+
+RESULTS is an experiment folder or a tidy frame saved as CSV; the command rewrites the table
+between the page's `<!-- claims -->` markers. Each check states its rule; `verdict` is
+"reproduced", "not reproduced" or "not measured".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raycompress.analysis import tables
+from raycompress.results import load
+
+MODELS = {"cifarnet": "f₊", "mnistnet": "f₋"}
+THESIS_ACCURACY = {"cifarnet": 0.910, "mnistnet": 0.884}  # thesis §3.1, Fashion-MNIST
+ACCURACY_TOLERANCE = 0.01  # one percentage point
+PEARSON_THRESHOLD = 0.95
+SATURATED_BITS = math.log2(10) - 0.1  # "near log2 10 ≈ 3.32 bits"
+COMPRESSION_DROP_BITS = 0.1  # a fall of minimality from its peak larger than this
+MARKER = "<!-- claims -->"
+
+
+def _verdict(ok: bool) -> str:
+    return "reproduced" if ok else "not reproduced"
+
+
+def _nc(frame: pd.DataFrame) -> pd.DataFrame:
+    """tr(Σ_W Σ_B⁺) of the hidden layers h1..h^{L−1}: rows (epoch, layer), columns splits."""
+    nc = frame[frame.metric == "nc_trace"]
+    nc = nc[nc.layer < nc.layer.max()]
+    return nc.pivot_table(index=["epoch", "layer"], columns="split", values="value")
+
+
+def accuracy(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    rows = frame[(frame.metric == "accuracy") & (frame.split == "test")]
+    final = rows.sort_values("epoch").value.iloc[-1]
+    thesis = THESIS_ACCURACY[model]
+    ok = abs(final - thesis) <= ACCURACY_TOLERANCE
+    return f"{thesis:.1%}", f"{final:.1%} (epoch {rows.epoch.max()})", _verdict(ok)
+
+
+def train_below_test(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    nc = _nc(frame)
+    below = nc["train"] < nc["test"]
+    final = below.xs(nc.index.get_level_values("epoch").max(), level="epoch")
+    ours = f"{below.mean():.0%} of (epoch, layer) pairs; all layers at the end: {final.all()}"
+    return (
+        "train below test, every layer",
+        ours,
+        _verdict(bool(final.all()) and below.mean() >= 0.9),
+    )
+
+
+def _holds_from(holds: pd.Series) -> float:
+    """The first epoch from which a per-epoch condition holds to the end (NaN if it ends false)."""
+    holds = holds.sort_index()
+    if holds.empty or not holds.iloc[-1]:
+        return math.nan
+    misses = holds.index[~holds.to_numpy()]
+    return holds.index[holds.index > misses.max()].min() if len(misses) else holds.index.min()
+
+
+def decreasing_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    nc = _nc(frame)
+    strictly = nc.groupby(level="epoch").apply(
+        lambda g: bool((np.diff(g.to_numpy(), axis=0) < 0).all())
+    )
+    onset = _holds_from(strictly)
+    ours = f"h1 > h2 > h3 on both splits from epoch {onset:g}" if onset == onset else "no"
+    return "deeper layers compress more", ours, _verdict(bool(strictly.iloc[-1]))
+
+
+def equi_separation(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    table = tables.equi_separation(frame)
+    onset = tables.equi_separation_onset(table, PEARSON_THRESHOLD).set_index("split")
+    final = table.sort_values("epoch").groupby("split").tail(1).set_index("split")
+    parts = [
+        f"{split}: r = {final.pearson[split]:.3f}, ratio {final.ratio[split]:.2f}, "
+        f"|r| ≥ {PEARSON_THRESHOLD} from epoch {onset.onset_epoch[split]:g}"
+        for split in tables.SPLITS
+    ]
+    ok = bool((final.pearson.abs() >= PEARSON_THRESHOLD).all())
+    return "|Pearson r| ≈ 1, early in training", "; ".join(parts), _verdict(ok)
+
+
+def _vinfo_final(frame: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    rows = frame[frame.metric == metric].dropna(subset=["value"])
+    if rows.empty:
+        return None
+    last = rows[rows.epoch == rows.epoch.max()]
+    return last.pivot_table(index="layer", columns="split", values="value")
+
+
+def sufficiency_saturates(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    final = _vinfo_final(frame, "v_suff")
+    thesis = "layers 0–2 ≈ log2 10 ≈ 3.32 bits" if model == "cifarnet" else "(f₊ only)"
+    if final is None:
+        return thesis, "—", "not measured"
+    shallow = final.loc[[0, 1, 2]]
+    ours = ", ".join(
+        f"l={layer}: {row.train:.2f}/{row.test:.2f}" for layer, row in shallow.iterrows()
+    )
+    return (
+        thesis,
+        f"train/test bits {ours}",
+        _verdict(bool((shallow >= SATURATED_BITS).all().all())),
+    )
+
+
+def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    final = _vinfo_final(frame, "v_min")
+    if final is None:
+        return "compression increases with depth", "—", "not measured"
+    ours = "; ".join(
+        f"{split}: " + " > ".join(f"{v:.2f}" for v in final[split]) for split in tables.SPLITS
+    )
+    ok = bool((np.diff(final.to_numpy(), axis=0) <= 0).all())
+    return "compression increases with depth", f"bits, l = 0..3: {ours}", _verdict(ok)
+
+
+def no_compression_phase(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    rows = frame[(frame.metric == "v_min") & (frame.layer > 0)].dropna(subset=["value"])
+    if rows.epoch.nunique() < 2:
+        return "no compression phase", "—", "not measured"
+    drops = {}
+    for (layer, split), path in rows.sort_values("epoch").groupby(["layer", "split"]):
+        drops[(layer, split)] = path.value.max() - path.value.iloc[-1]
+    worst = max(drops, key=drops.get)
+    ours = (
+        f"largest fall of minimality from its peak: {drops[worst]:.2f} bits "
+        f"(l={worst[0]}, {worst[1]}; epochs {sorted(rows.epoch.unique())})"
+    )
+    return "no compression phase", ours, _verdict(drops[worst] <= COMPRESSION_DROP_BITS)
+
+
+CHECKS: dict[str, Callable[[pd.DataFrame, str], tuple[str, str, str]]] = {
+    "test accuracy": accuracy,
+    "train NC below test NC": train_below_test,
+    "NC decreases with depth": decreasing_with_depth,
+    "log NC linear in l (equi-separation)": equi_separation,
+    "sufficiency of l = 0–2 saturates": sufficiency_saturates,
+    "minimality drops with depth": minimality_drops_with_depth,
+    "no compression phase (information plane)": no_compression_phase,
+}
+
+
+def claims(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (claim, trial of f₊ or f₋): the thesis' statement, our numbers, the verdict."""
+    rows = []
+    for point, check in CHECKS.items():
+        for _, trial in frame[frame.model.isin(list(MODELS))].groupby("trial_id", sort=False):
+            model = trial.model.iloc[0]
+            rows.append((point, MODELS[model], *check(trial, model)))
+    return pd.DataFrame(rows, columns=["claim", "model", "thesis", "ours", "verdict"])
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| claim | model | thesis | ours | verdict |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def with_table(page: str, table: pd.DataFrame) -> str:
+    """The page with the text between its two MARKER lines replaced by the table."""
+    head, sep, rest = page.partition(MARKER)
+    _, sep2, tail = rest.partition(MARKER)
+    if not (sep and sep2):
+        raise ValueError(f"the page needs two {MARKER} lines around the claims table")
+    return f"{head}{MARKER}\n{markdown(table)}\n{MARKER}{tail}"
+
+
+def read(results: Path) -> pd.DataFrame:
+    """An experiment folder (via results.load) or a saved tidy frame (CSV, maybe gzipped)."""
+    if results.is_dir():
+        return load(results)
+    frame = pd.read_csv(results, keep_default_na=False, na_values=["", "NaN", "nan"])
+    return frame.astype({"layer": "Int64", "value": float, "note": str})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("results", type=Path, help="experiment folder or tidy CSV")
+    p.add_argument("--page", type=Path, required=True, help="markdown page to update")
+    args = p.parse_args(argv)
+    table = claims(read(args.results))
+    args.page.write_text(with_table(args.page.read_text(), table))
+    print(markdown(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

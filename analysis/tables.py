@@ -1,0 +1,152 @@
+"""Derived tables over the tidy frame of `raycompress.results.load`; pure pandas, no I/O.
+
+Facets. A figure panel shows the trials that share dataset, model and every swept axis but
+the seed; their seeds are pooled (mean with a band).
+
+Layers. Neural collapse is reported at l = 1..L (L: the penultimate features), 𝒱-information
+at l = 0..L−1 (l = 0: the input x). Layer names: "x", "h1", …, "penultimate".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SEED = "seed"
+SPLITS = ["train", "test"]
+
+
+def axis_columns(frame: pd.DataFrame) -> list[str]:
+    """The configuration columns of a tidy frame: dataset, model and each swept axis."""
+    columns = list(frame.columns)
+    return columns[columns.index("trial_id") + 1 : columns.index("epoch")]
+
+
+def trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: trial_id, its configuration columns and its panel label
+    ('dataset · model · axis=value …', the seed left out so that seeds share a panel)."""
+    keys = axis_columns(frame)
+    config = frame.drop_duplicates("trial_id")[["trial_id", *keys]].reset_index(drop=True)
+    parts = [
+        config[k].astype(str) if k in ("dataset", "model") else f"{k}=" + config[k].astype(str)
+        for k in keys
+        if k != SEED
+    ]
+    panel = parts[0].str.cat(parts[1:], sep=" · ") if parts else "all"
+    return config.assign(panel=panel)
+
+
+def with_panels(rows: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows keyed by trial_id (the tidy frame or a table derived from it) with each trial's
+    configuration columns and panel label from `frame` added."""
+    info = trials(frame)
+    info = info.drop(columns=[c for c in info.columns if c in rows.columns and c != "trial_id"])
+    return rows.merge(info, on="trial_id", how="left")
+
+
+def with_layer_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with a `layer_name` column ("x", "h1", …, "penultimate") where layer is set.
+
+    The penultimate layer is the highest neural-collapse layer of each trial."""
+    nc = frame[frame.metric.str.startswith("nc_")]
+    top = nc.groupby("trial_id").layer.max()
+    is_nc = frame.metric.str.startswith("nc_")
+    is_top = is_nc & frame.layer.eq(frame.trial_id.map(top)).fillna(False)
+    names = "h" + frame.layer.astype(str)
+    names = names.where(frame.layer.ne(0).fillna(True), "x").where(~is_top, "penultimate")
+    return frame.assign(layer_name=names.where(frame.layer.notna()))
+
+
+def layer_order(names: pd.Series) -> list[str]:
+    """Layer names in network order."""
+
+    def rank(name: str) -> int:
+        return {"x": -1, "penultimate": 1 << 30}.get(name) or int(name.removeprefix("h"))
+
+    return sorted(names.dropna().unique(), key=rank)
+
+
+def values(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """One metric indexed by (trial_id, epoch, split, layer); NaN rows dropped."""
+    rows = frame[frame.metric == metric].dropna(subset=["value"])
+    return rows.set_index(["trial_id", "epoch", "split", "layer"]).value
+
+
+def gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per trial, epoch and NC layer: the generalisation gap (test loss − train loss, nats)
+    and the compression gap (test tr(Σ_W Σ_B⁺) − train tr(Σ_W Σ_B⁺)) — thesis fig. 3.3."""
+    loss = frame[frame.metric == "loss"].pivot_table(
+        index=["trial_id", "epoch"], columns="split", values="value"
+    )
+    nc = frame[frame.metric == "nc_trace"].pivot_table(
+        index=["trial_id", "epoch", "layer"], columns="split", values="value"
+    )
+    out = pd.DataFrame({"compression_gap": nc["test"] - nc["train"]}, index=nc.index).reset_index()
+    generalisation = (loss["test"] - loss["train"]).rename("generalisation_gap")
+    return out.join(generalisation, on=["trial_id", "epoch"]).dropna()
+
+
+def equi_separation(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per trial, epoch and split, over the hidden layers l = 1..L−1 (the penultimate layer
+    excluded): the Pearson correlation of log tr(Σ_W Σ_B⁺) with l, and the ratio
+    r = exp(slope) of the least-squares line log tr(Σ_W Σ_B⁺) ≈ a + l log r, i.e. the fitted
+    ratio between consecutive layers (He and Su 2023; thesis fig. 3.4).
+
+    Rows with fewer than two positive, finite values are left out (no line to fit)."""
+    nc = frame[(frame.metric == "nc_trace") & (frame.value > 0)].dropna(subset=["value"])
+    nc = nc[nc.layer < nc.trial_id.map(nc.groupby("trial_id").layer.max())]
+    rows = []
+    for (trial, epoch, split), group in nc.groupby(["trial_id", "epoch", "split"], sort=True):
+        if len(group) < 2:
+            continue
+        layer = group.layer.to_numpy(dtype=np.float64)
+        log_nc = np.log(group.value.to_numpy(dtype=np.float64))
+        slope = np.polyfit(layer, log_nc, 1)[0]
+        pearson = np.corrcoef(layer, log_nc)[0, 1] if np.ptp(log_nc) > 0 else np.nan
+        rows.append((trial, epoch, split, len(group), pearson, np.exp(slope)))
+    columns = ["trial_id", "epoch", "split", "num_layers", "pearson", "ratio"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
+    """Per trial and split, the first epoch from which |Pearson| ≥ threshold at every later
+    epoch (NaN when the last epoch misses it) — when the equi-separation law takes hold."""
+    rows = []
+    for (trial, split), group in table.groupby(["trial_id", "split"], sort=True):
+        group = group.sort_values("epoch")
+        holds = group.pearson.abs().ge(threshold).to_numpy()
+        misses = np.flatnonzero(~holds)
+        if holds.size == 0 or not holds[-1]:
+            onset = np.nan
+        else:
+            onset = group.epoch.to_numpy()[misses[-1] + 1 if misses.size else 0]
+        rows.append((trial, split, threshold, onset, group.pearson.iloc[-1]))
+    columns = ["trial_id", "split", "threshold", "onset_epoch", "final_pearson"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+FINAL_METRICS = ["nc_trace", "v_suff", "v_min"]
+
+
+def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial: its configuration, the epochs it ran, why it stopped, the last
+    epoch's loss and accuracy per split, and the last measured value of tr(Σ_W Σ_B⁺),
+    sufficiency and minimality per split and layer (columns `metric/split/layer`), with the
+    epoch of the last 𝒱-information measurement (`vinfo_epoch`)."""
+    config = frame.groupby("trial_id")[axis_columns(frame)].first()
+    steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
+    last = steps.groupby("trial_id").tail(1).set_index("trial_id")
+    out = config.assign(
+        epochs=last.epoch, stop_reason=last.note.replace("", "(not stopped: running or cut)")
+    )
+    whole = frame[frame.layer.isna() & frame.metric.isin(["loss", "accuracy"])]
+    whole = whole[whole.epoch == whole.trial_id.map(last.epoch)]
+    for (metric, split), rows in whole.groupby(["metric", "split"]):
+        out[f"{metric}/{split}"] = rows.set_index("trial_id").value
+    measured = frame[frame.metric.isin(FINAL_METRICS)].dropna(subset=["value"])
+    vinfo = measured[measured.metric.str.startswith("v_")]
+    out["vinfo_epoch"] = vinfo.groupby("trial_id").epoch.max()
+    newest = measured.sort_values("epoch").groupby(["trial_id", "metric", "split", "layer"]).tail(1)
+    for (metric, split, layer), rows in newest.groupby(["metric", "split", "layer"]):
+        out[f"{metric}/{split}/l{layer}"] = rows.set_index("trial_id").value
+    return out.reset_index()

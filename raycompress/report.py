@@ -1,0 +1,172 @@
+"""Render every figure and table of a sweep's results folder into a folder with an index.html.
+
+    python -m raycompress.report RESULTS_DIR --out DIR
+
+RESULTS_DIR is the experiment folder a sweep wrote (STORAGE_PATH/NAME). The folder may belong
+to a sweep that is still running or partly failed: what is missing is a gap in a figure, and a
+figure with nothing to draw yet is listed as such. Usage errors exit with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # a command renders files; no display needed
+
+import pandas as pd
+
+from raycompress.analysis import figures, tables
+from raycompress.results import load
+from raycompress.sweep import SWEEP_FILE
+
+TABLES = {
+    "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
+    "equi_separation": "Equi-separation per trial, epoch and split",
+    "equi_separation_onset": "Epoch from which |Pearson r| ≥ 0.95 holds to the end",
+    "results": "Every value: the tidy frame of raycompress.results.load",
+}
+
+
+def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    equi = tables.equi_separation(frame)
+    return {
+        "final_metrics": tables.final_metrics(frame),
+        "equi_separation": equi,
+        "equi_separation_onset": tables.equi_separation_onset(equi),
+        "results": frame,
+    }
+
+
+def trial_settings(results_dir: Path) -> pd.DataFrame:
+    """Each trial's resolved settings (its params.json), one row per trial folder."""
+    rows = []
+    for params in sorted(results_dir.glob("*/params.json")):
+        settings = json.loads(params.read_text())
+        settings.pop("_resources", None)
+        rows.append({"trial folder": params.parent.name, **settings})
+    return pd.DataFrame(rows)
+
+
+def draw(frame: pd.DataFrame, out: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """Save every figure that has something to draw: ({name: caption}, {name: why not})."""
+    drawn, missing = {}, {}
+    for name, make in figures.FIGURES.items():
+        try:
+            figure = make(frame)
+        except figures.NothingToPlot as err:
+            missing[name] = str(err)
+            continue
+        figure.save(out)
+        figure.close()
+        drawn[name] = figure.caption
+    return drawn, missing
+
+
+def render(results_dir: Path, out: Path) -> dict[str, str]:
+    """Write figures (PNG, SVG), tables (CSV) and index.html; returns {figure: why missing}."""
+    frame = load(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if frame.empty:
+        drawn, missing, derived = {}, dict.fromkeys(figures.FIGURES, "no finished epoch yet"), {}
+    else:
+        drawn, missing = draw(frame, out)
+        derived = derived_tables(frame)
+    for name, table in derived.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+    (out / "index.html").write_text(index_html(results_dir, frame, drawn, missing, derived))
+    return missing
+
+
+def _settings_table(results_dir: Path) -> str:
+    meta_file = results_dir / SWEEP_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+        for k, v in meta.get("param_space", {}).items()
+    )
+    return f"<p>{html.escape(meta.get('description', ''))}</p><table>{rows}</table>"
+
+
+def index_html(
+    results_dir: Path,
+    frame: pd.DataFrame,
+    drawn: dict[str, str],
+    missing: dict[str, str],
+    derived: dict[str, pd.DataFrame],
+) -> str:
+    """One page: the sweep's configuration, its trials, final metrics, figures and tables."""
+    title = html.escape(f"raycompress report: {results_dir.name}")
+    epochs = frame.groupby("trial_id").epoch.max()
+    final = derived.get("final_metrics")
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
+        "table{border-collapse:collapse;font-size:85%}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}</style></head><body>",
+        f"<h1>{title}</h1>",
+        f"<p>Results folder <code>{html.escape(str(results_dir))}</code>: {len(epochs)} "
+        f"trial(s) with results, {int(epochs.sum()) if len(epochs) else 0} epochs in all.</p>",
+        "<h2>Sweep configuration</h2>",
+        _settings_table(results_dir),
+        "<h2>Trials</h2>",
+        trial_settings(results_dir).to_html(index=False, na_rep=""),
+        "<h2>Final metrics</h2>",
+        "<p>No finished epoch yet.</p>"
+        if final is None
+        else final.to_html(index=False, na_rep="", float_format="{:.4g}".format),
+        "<h2>Figures</h2>",
+        *(
+            f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "
+            f"(<a href='{name}.svg'>SVG</a>)</figcaption></figure>"
+            for name, caption in drawn.items()
+        ),
+        *(
+            f"<p><b>{name}</b>: not drawn ({html.escape(why)}).</p>"
+            for name, why in missing.items()
+        ),
+        "<h2>Tables (CSV)</h2><ul>",
+        *(
+            f"<li><a href='{name}.csv'>{name}.csv</a>: {html.escape(TABLES[name])}</li>"
+            for name in derived
+        ),
+        "</ul></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m raycompress.report", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("results_dir", type=Path, help="the experiment folder a sweep wrote")
+    p.add_argument("--out", type=Path, required=True, help="folder for the figures and index.html")
+    args = p.parse_args(argv)
+    results_dir = args.results_dir
+    if not results_dir.is_dir():
+        print(
+            f"error: no results folder at {results_dir}: pass STORAGE_PATH/NAME of a sweep",
+            file=sys.stderr,
+        )
+        return 2
+    if not any(results_dir.glob("*/params.json")):
+        print(
+            f"error: {results_dir} holds no trial folders: pass the experiment folder a sweep "
+            "wrote (STORAGE_PATH/NAME), not the storage path itself",
+            file=sys.stderr,
+        )
+        return 2
+    missing = render(results_dir, args.out)
+    print(f"report: {args.out / 'index.html'}")
+    for name, why in missing.items():
+        print(f"  {name}: not drawn ({why})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

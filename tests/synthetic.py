@@ -1,0 +1,62 @@
+"""A synthetic tidy results frame with known structure, for the analysis tests."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+
+EPOCHS = [1, 2, 3, 4]
+VINFO_EPOCHS = [2, 4]
+NC_RATIO = 0.5  # tr(Σ_W Σ_B⁺) halves from one hidden layer to the next, exactly
+
+
+def nc_value(epoch: int, layer: int, split: str, seed: int) -> float:
+    """a(epoch, split, seed) · NC_RATIO^layer: log-linear in the layer, exactly."""
+    return (3.0 + seed) / epoch * (1.5 if split == "test" else 1.0) * NC_RATIO**layer
+
+
+def synthetic_frame() -> pd.DataFrame:
+    """Two models × two seeds, four epochs; NC at layers 1..4 (4: penultimate, off the line),
+    𝒱-information at layers 0..3 on epochs 2 and 4, one failed (NaN) measurement."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, seed in itertools.product(["mnistnet", "mlp"], [0, 1]):
+        trial = f"{model[:3]}{seed}"
+        for epoch, split in itertools.product(EPOCHS, ["train", "test"]):
+            base = (trial, "fashion-mnist", model, seed, epoch, split)
+            gap = 0.1 * epoch if split == "test" else 0.0
+            rows += [
+                (*base, pd.NA, "loss", 1.0 / epoch + gap, ""),
+                (*base, pd.NA, "accuracy", 1.0 - 0.5 / epoch - gap / 2, ""),
+            ]
+            for layer in (1, 2, 3):
+                nc = nc_value(epoch, layer, split, seed)
+                rows += [
+                    (*base, layer, "nc_trace", nc, "two_pass"),
+                    (*base, layer, "nc_cdnv", nc / 10, "two_pass"),
+                ]
+            rows.append((*base, 4, "nc_trace", 7.0 + rng.random(), "kept"))
+            rows.append((*base, 4, "nc_self_duality", 0.1 / epoch, "kept"))
+            if epoch in VINFO_EPOCHS:
+                for layer in range(4):
+                    failed = (trial, epoch, split, layer) == ("mni1", 4, "test", 3)
+                    suff = math.log2(10) - 0.2 * layer * (split == "test")
+                    minimality = math.nan if failed else 2.0 / (layer + 1) + 0.1 * epoch
+                    rows += [
+                        (*base, layer, "v_suff", suff, ""),
+                        (*base, layer, "v_min", minimality, "decoder failed" if failed else ""),
+                    ]
+            if split == "train":
+                stop = "max_epochs" if epoch == EPOCHS[-1] else ""
+                rows.append((*base, pd.NA, "train_step_loss", 1.2 / epoch, stop))
+    columns = [
+        "trial_id", "dataset", "model", "seed", "epoch", "split", "layer", "metric", "value",
+        "note",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["layer"] = frame["layer"].astype("Int64")
+    frame["value"] = frame["value"].astype(float)
+    return frame

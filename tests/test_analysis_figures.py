@@ -1,0 +1,155 @@
+"""Every figure on the synthetic frame: files written, and what is drawn equals the frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import NC_RATIO, synthetic_frame
+
+from raycompress.analysis import figures, tables
+from raycompress.results import load
+
+matplotlib.use("Agg")
+PANELS = {"mlp": "fashion-mnist · mlp", "mnistnet": "fashion-mnist · mnistnet"}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return synthetic_frame()
+
+
+def drawn_lines(ax) -> list[tuple]:
+    """Every non-empty line of an axes as ((x…), (y…)), rounded, sorted."""
+    out = []
+    for line in ax.lines:
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        if x.size:
+            out.append((tuple(np.round(x, 9)), tuple(np.round(y, 9))))
+    return sorted(out)
+
+
+def seed_means(frame: pd.DataFrame, metric: str, model: str, by: list[str]) -> list[tuple]:
+    """The lines a panel should show: per `by` group, the mean over seeds at each epoch."""
+    rows = frame[(frame.metric == metric) & (frame.model == model)].dropna(subset=["value"])
+    out = []
+    for _, group in rows.groupby(by):
+        mean = group.groupby("epoch").value.mean()
+        out.append((tuple(np.round(mean.index, 9)), tuple(np.round(mean.to_numpy(), 9))))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("name", list(figures.FIGURES))
+def test_every_figure_writes_png_and_svg(frame: pd.DataFrame, name: str, tmp_path: Path) -> None:
+    figure = figures.FIGURES[name](frame)
+    paths = figure.save(tmp_path)
+    figure.close()
+    assert [p.name for p in paths] == [f"{name}.png", f"{name}.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[0].stat().st_size > 10_000
+    assert "<svg" in paths[1].read_text()[:1000]
+    assert figure.caption and not figure.data.empty
+
+
+@pytest.mark.parametrize("model", list(PANELS))
+def test_accuracy_and_loss_curves_draw_the_seed_means(frame: pd.DataFrame, model: str) -> None:
+    figure = figures.accuracy_loss(frame)
+    for metric in ("accuracy", "loss"):
+        ax = figure.grid.axes_dict[(metric, PANELS[model])]
+        assert drawn_lines(ax) == seed_means(frame, metric, model, ["split"])
+    figure.close()
+
+
+def test_nc_trace_draws_every_layer_and_split_on_a_log_scale(frame: pd.DataFrame) -> None:
+    figure = figures.nc_trace(frame)
+    ax = figure.grid.axes_dict[("nc_trace", PANELS["mnistnet"])]
+    assert ax.get_yscale() == "log"
+    expected = seed_means(frame, "nc_trace", "mnistnet", ["layer", "split"])
+    assert len(expected) == 8 and drawn_lines(ax) == expected
+    dashes = {line.get_linestyle() for line in ax.lines if len(line.get_xdata())}
+    assert dashes == {"-", "--"}  # train solid, test dashed
+    figure.close()
+
+
+def test_vinfo_curves_skip_unmeasured_epochs_and_failed_values(frame: pd.DataFrame) -> None:
+    figure = figures.vinfo_curves(frame)
+    for metric in ("v_suff", "v_min"):
+        ax = figure.grid.axes_dict[(metric, PANELS["mnistnet"])]
+        expected = seed_means(frame, metric, "mnistnet", ["layer", "split"])
+        assert drawn_lines(ax) == expected
+        assert {x for xs, _ in expected for x in xs} == {2.0, 4.0}
+    figure.close()
+
+
+def test_information_plane_pairs_minimality_and_sufficiency(frame: pd.DataFrame) -> None:
+    figure = figures.information_plane(frame)
+    ax = figure.grid.axes_dict[PANELS["mnistnet"]]
+    rows = frame[frame.model == "mnistnet"].pivot_table(
+        index=["layer", "split", "epoch", "trial_id"], columns="metric", values="value"
+    )
+    rows = rows[["v_min", "v_suff"]].dropna()  # the failed minimality drops its point
+    expected = []
+    for _, path in rows.groupby(level=["layer", "split"]):
+        mean = path.groupby(level="epoch").mean()
+        expected.append((tuple(np.round(mean.v_min, 9)), tuple(np.round(mean.v_suff, 9))))
+    assert drawn_lines(ax) == sorted(expected)
+    figure.close()
+
+
+def test_compression_gap_scatters_positive_generalisation_gaps(frame: pd.DataFrame) -> None:
+    figure = figures.compression_gap(frame)
+    ax = figure.grid.axes_dict[PANELS["mlp"]]
+    points = sorted(map(tuple, np.round(ax.collections[0].get_offsets().data, 9)))
+    gaps = tables.gaps(frame)
+    gaps = gaps[gaps.trial_id.str.startswith("mlp") & (gaps.generalisation_gap > 0)]
+    assert points == sorted(
+        zip(np.round(gaps.generalisation_gap, 9), np.round(gaps.compression_gap, 9), strict=True)
+    )
+    figure.close()
+
+
+def test_equi_separation_draws_pearson_and_ratio(frame: pd.DataFrame) -> None:
+    figure = figures.equi_separation(frame)
+    pearson = drawn_lines(figure.grid.axes_dict[("pearson", PANELS["mlp"])])
+    ratio = drawn_lines(figure.grid.axes_dict[("ratio", PANELS["mlp"])])
+    assert len(pearson) == len(ratio) == 2  # train and test
+    assert {y for _, ys in pearson for y in ys} == {-1.0}
+    assert {y for _, ys in ratio for y in ys} == {NC_RATIO}
+    figure.close()
+
+
+def test_nc_statistics_show_each_statistic_present(frame: pd.DataFrame) -> None:
+    figure = figures.nc_statistics(frame)
+    assert figure.grid.row_names == ["nc_cdnv", "nc_self_duality"]
+    ax = figure.grid.axes_dict[("nc_cdnv", PANELS["mlp"])]
+    assert drawn_lines(ax) == seed_means(frame, "nc_cdnv", "mlp", ["layer", "split"])
+    figure.close()
+
+
+def test_a_frame_without_vinfo_has_nothing_to_plot_there(frame: pd.DataFrame) -> None:
+    nc_only = frame[~frame.metric.str.startswith("v_")]
+    for figure in (figures.vinfo_curves, figures.information_plane):
+        with pytest.raises(figures.NothingToPlot, match="no values of v_suff, v_min"):
+            figure(nc_only)
+    figures.nc_trace(nc_only).close()
+
+
+def test_every_figure_on_the_demo_sweep(demo: tuple[int, Path], tmp_path: Path) -> None:
+    code, storage = demo
+    assert code == 0
+    frame = load(storage / "demo")
+    for name, make in figures.FIGURES.items():
+        figure = make(frame)
+        assert all(path.stat().st_size > 5_000 for path in figure.save(tmp_path)), name
+        figure.close()
+    figure = figures.nc_trace(frame)
+    for model in ("mlp", "mnistnet"):
+        ax = figure.grid.axes_dict[("nc_trace", f"fashion-mnist-demo · {model}")]
+        assert drawn_lines(ax) == seed_means(frame, "nc_trace", model, ["layer", "split"])
+    figure.close()
+    figure = figures.vinfo_curves(frame)
+    ax = figure.grid.axes_dict[("v_min", "fashion-mnist-demo · mnistnet")]
+    assert drawn_lines(ax) == seed_means(frame, "v_min", "mnistnet", ["layer", "split"])
+    figure.close()

@@ -1,0 +1,71 @@
+"""The reproduction checks on one synthetic f₋ trial, whose structure decides each verdict."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from synthetic import synthetic_frame
+
+from raycompress.analysis import reproduction
+
+
+def one_trial() -> pd.DataFrame:
+    frame = synthetic_frame()
+    return frame[frame.trial_id == "mni0"]
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, tuple[str, str]]:
+    table = reproduction.claims(one_trial())
+    assert table.model.tolist() == ["f₋"] * len(reproduction.CHECKS)
+    return {row.claim: (row.ours, row.verdict) for row in table.itertuples()}
+
+
+def test_verdicts_follow_the_synthetic_structure(verdicts: dict[str, tuple[str, str]]) -> None:
+    assert verdicts["test accuracy"][1] == "not reproduced"  # 67.5 % by construction
+    assert "67.5%" in verdicts["test accuracy"][0]
+    assert verdicts["train NC below test NC"] == (
+        "100% of (epoch, layer) pairs; all layers at the end: True",
+        "reproduced",
+    )
+    assert verdicts["NC decreases with depth"][1] == "reproduced"
+    assert "from epoch 1" in verdicts["NC decreases with depth"][0]
+    assert verdicts["log NC linear in l (equi-separation)"][1] == "reproduced"
+    assert "r = -1.000, ratio 0.50" in verdicts["log NC linear in l (equi-separation)"][0]
+    # test sufficiency is 3.32 − 0.2 l bits: l = 1, 2 fall short of saturation
+    assert verdicts["sufficiency of l = 0–2 saturates"][1] == "not reproduced"
+    assert verdicts["minimality drops with depth"][1] == "reproduced"
+    # minimality only grows over the epochs: no fall from a peak
+    ours, verdict = verdicts["no compression phase (information plane)"]
+    assert verdict == "reproduced" and "0.00 bits" in ours
+
+
+def test_a_compression_phase_is_detected() -> None:
+    frame = one_trial().copy()
+    late = (frame.metric == "v_min") & (frame.epoch == 4) & (frame.layer == 1)
+    frame.loc[late, "value"] -= 1.0  # minimality of h1 falls by 0.8 bits after epoch 2
+    table = reproduction.claims(frame).set_index("claim")
+    row = table.loc["no compression phase (information plane)"]
+    assert row.verdict == "not reproduced" and "0.80 bits (l=1" in row.ours
+
+
+def test_unmeasured_vinfo_is_said_so() -> None:
+    frame = one_trial()
+    table = reproduction.claims(frame[~frame.metric.str.startswith("v_")]).set_index("claim")
+    assert table.loc["sufficiency of l = 0–2 saturates", "verdict"] == "not measured"
+    assert table.loc["minimality drops with depth", "verdict"] == "not measured"
+
+
+def test_page_table_is_replaced_between_markers_and_pipes_escaped() -> None:
+    table = pd.DataFrame(
+        [("a", "f₋", "|r| ≈ 1", "0.99", "reproduced")],
+        columns=["claim", "model", "thesis", "ours", "verdict"],
+    )
+    marker = reproduction.MARKER
+    page = f"intro\n{marker}\nold table\n{marker}\noutro\n"
+    new = reproduction.with_table(page, table)
+    assert new.startswith("intro\n") and new.endswith("\noutro\n") and "old table" not in new
+    assert "| a | f₋ | \\|r\\| ≈ 1 | 0.99 | reproduced |" in new
+    assert reproduction.with_table(new, table) == new
+    with pytest.raises(ValueError, match="needs two"):
+        reproduction.with_table("no markers", table)

@@ -1,0 +1,99 @@
+"""`python -m raycompress.report`: every figure and table of a results folder, also partial."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raycompress.analysis.figures import FIGURES
+from raycompress.report import TABLES, main
+
+
+def test_report_of_the_demo_sweep_draws_every_figure(
+    demo: tuple[int, Path], tmp_path: Path
+) -> None:
+    _, storage = demo
+    assert main([str(storage / "demo"), "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "index.html").read_text()
+    for name in FIGURES:
+        assert (tmp_path / f"{name}.png").stat().st_size > 5_000
+        assert (tmp_path / f"{name}.svg").stat().st_size > 5_000
+        assert f"src='{name}.png'" in page
+    for name in TABLES:
+        assert f"href='{name}.csv'" in page
+    final = pd.read_csv(tmp_path / "final_metrics.csv")
+    assert sorted(final.model) == ["mlp", "mnistnet"] and (final.epochs == 2).all()
+    assert "not drawn" not in page and "demo" in page  # the sweep's description and settings
+
+
+def partial_copy(storage: Path, destination: Path) -> Path:
+    """The demo results as a sweep still running with a failure: one trial without any
+    finished epoch, the other at epoch 1 with a failed 𝒱-information task at layer 2."""
+    results = shutil.copytree(storage / "demo", destination)
+    first, second = sorted(p.parent for p in results.glob("*/params.json"))
+    for checkpoint in first.glob("checkpoint_*"):
+        shutil.rmtree(checkpoint)
+    checkpoints = sorted(second.glob("checkpoint_*"))
+    for checkpoint in checkpoints[1:]:
+        shutil.rmtree(checkpoint)
+    history_file = checkpoints[0] / "history.json"
+    history = json.loads(history_file.read_text())
+    for split in history[-1]["vinfo"].values():
+        split["2"] = {"v_suff": math.nan, "v_min": math.nan, "error": "worker died"}
+    history_file.write_text(json.dumps(history))
+    return results
+
+
+def test_report_of_a_running_partly_failed_sweep(demo: tuple[int, Path], tmp_path: Path) -> None:
+    _, storage = demo
+    results = partial_copy(storage, tmp_path / "results")
+    out = tmp_path / "report"
+    assert main([str(results), "--out", str(out)]) == 0
+    assert (out / "nc_trace.png").stat().st_size > 5_000
+    assert (out / "vinfo.png").stat().st_size > 5_000  # the failed layer is a gap
+    frame = pd.read_csv(out / "results.csv")
+    assert frame.trial_id.nunique() == 1 and set(frame.epoch) == {1}
+    failed = frame[(frame.metric == "v_suff") & (frame.layer == 2)]
+    assert failed.value.isna().all() and (failed.note == "worker died").all()
+    final = pd.read_csv(out / "final_metrics.csv")
+    assert final.stop_reason.tolist() == ["(not stopped: running or cut)"]
+    page = (out / "index.html").read_text()
+    assert "src='nc_trace.png'" in page and "src='vinfo.png'" in page
+
+
+def test_report_before_any_finished_epoch_lists_every_figure_as_missing(
+    demo: tuple[int, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, storage = demo
+    results = shutil.copytree(storage / "demo", tmp_path / "results")
+    for checkpoint in results.glob("*/checkpoint_*"):
+        shutil.rmtree(checkpoint)
+    assert main([str(results), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("no finished epoch yet") == len(FIGURES)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "No finished epoch yet" in page and "<img" not in page
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [("missing", "no results folder at"), ("storage", "holds no trial folders")],
+)
+def test_report_usage_errors(
+    demo: tuple[int, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    which: str,
+    message: str,
+) -> None:
+    _, storage = demo
+    folder = {"missing": tmp_path / "nothing", "storage": storage}[which]
+    assert main([str(folder), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report").exists()
