@@ -4,7 +4,8 @@
 
 RESULTS is an experiment folder or a tidy frame saved as CSV; the command rewrites the table
 between the page's `<!-- claims -->` markers. Each check states its rule; `verdict` is
-"reproduced", "not reproduced" or "not measured".
+"reproduced", "not reproduced", "not measured", or "context" (our
+numbers where the thesis states the claim for the other model only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from raycompress.analysis import tables
 from raycompress.results import load
 
 MODELS = {"cifarnet": "f₊", "mnistnet": "f₋"}
-THESIS_ACCURACY = {"cifarnet": 0.910, "mnistnet": 0.884}  # thesis §3.1, Fashion-MNIST
+# thesis §3.1, Fashion-MNIST: final test accuracy and test loss (nats); both runs reached
+# the 0.02 training-loss threshold
+THESIS_TEST = {"cifarnet": (0.910, 0.323), "mnistnet": (0.884, 0.387)}
 ACCURACY_TOLERANCE = 0.01  # one percentage point
 PEARSON_THRESHOLD = 0.95
 SATURATED_BITS = math.log2(10) - 0.1  # "near log2 10 ≈ 3.32 bits"
@@ -42,11 +45,22 @@ def _nc(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    rows = frame[(frame.metric == "accuracy") & (frame.split == "test")]
-    final = rows.sort_values("epoch").value.iloc[-1]
-    thesis = THESIS_ACCURACY[model]
-    ok = abs(final - thesis) <= ACCURACY_TOLERANCE
-    return f"{thesis:.1%}", f"{final:.1%} (epoch {rows.epoch.max()})", _verdict(ok)
+    rows = frame[(frame.split == "test") & frame.layer.isna()].sort_values("epoch")
+    final = rows[rows.epoch == rows.epoch.max()].set_index("metric").value
+    thesis_accuracy, thesis_loss = THESIS_TEST[model]
+    ok = abs(final["accuracy"] - thesis_accuracy) <= ACCURACY_TOLERANCE
+    return (
+        f"{thesis_accuracy:.1%} (loss {thesis_loss})",
+        f"{final['accuracy']:.1%} (loss {final['loss']:.3f}, epoch {rows.epoch.max()})",
+        _verdict(ok),
+    )
+
+
+def stops_at_threshold(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
+    reason = steps.note.iloc[-1] or "not stopped"
+    ours = f"{reason} at epoch {steps.epoch.iloc[-1]} (step loss {steps.value.iloc[-1]:.4f})"
+    return "train loss ≤ 0.02 within 50 epochs", ours, _verdict(reason == "loss_threshold")
 
 
 def train_below_test(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
@@ -103,18 +117,16 @@ def _vinfo_final(frame: pd.DataFrame, metric: str) -> pd.DataFrame | None:
 
 def sufficiency_saturates(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
     final = _vinfo_final(frame, "v_suff")
-    thesis = "layers 0–2 ≈ log2 10 ≈ 3.32 bits" if model == "cifarnet" else "(f₊ only)"
     if final is None:
-        return thesis, "—", "not measured"
+        return "layers 0–2 ≈ log2 10 ≈ 3.32 bits", "—", "not measured"
     shallow = final.loc[[0, 1, 2]]
-    ours = ", ".join(
+    ours = "train/test bits " + ", ".join(
         f"l={layer}: {row.train:.2f}/{row.test:.2f}" for layer, row in shallow.iterrows()
     )
-    return (
-        thesis,
-        f"train/test bits {ours}",
-        _verdict(bool((shallow >= SATURATED_BITS).all().all())),
-    )
+    if model != "cifarnet":  # the thesis states this for f₊ only
+        return "(stated for f₊ only)", ours, "context"
+    saturated = bool((shallow >= SATURATED_BITS).all().all())
+    return "layers 0–2 ≈ log2 10 ≈ 3.32 bits", ours, _verdict(saturated)
 
 
 def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
@@ -122,7 +134,7 @@ def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, s
     if final is None:
         return "compression increases with depth", "—", "not measured"
     ours = "; ".join(
-        f"{split}: " + " > ".join(f"{v:.2f}" for v in final[split]) for split in tables.SPLITS
+        f"{split}: " + ", ".join(f"{v:.2f}" for v in final[split]) for split in tables.SPLITS
     )
     ok = bool((np.diff(final.to_numpy(), axis=0) <= 0).all())
     return "compression increases with depth", f"bits, l = 0..3: {ours}", _verdict(ok)
@@ -138,13 +150,14 @@ def no_compression_phase(frame: pd.DataFrame, model: str) -> tuple[str, str, str
     worst = max(drops, key=drops.get)
     ours = (
         f"largest fall of minimality from its peak: {drops[worst]:.2f} bits "
-        f"(l={worst[0]}, {worst[1]}; epochs {sorted(rows.epoch.unique())})"
+        f"(l={worst[0]}, {worst[1]}; epochs {', '.join(map(str, sorted(set(rows.epoch))))})"
     )
     return "no compression phase", ours, _verdict(drops[worst] <= COMPRESSION_DROP_BITS)
 
 
 CHECKS: dict[str, Callable[[pd.DataFrame, str], tuple[str, str, str]]] = {
-    "test accuracy": accuracy,
+    "test accuracy (± 1 point)": accuracy,
+    "reaches the 0.02 training-loss threshold": stops_at_threshold,
     "train NC below test NC": train_below_test,
     "NC decreases with depth": decreasing_with_depth,
     "log NC linear in l (equi-separation)": equi_separation,
@@ -183,7 +196,7 @@ def with_table(page: str, table: pd.DataFrame) -> str:
 
 
 def read(results: Path) -> pd.DataFrame:
-    """An experiment folder (via results.load) or a saved tidy frame (CSV, maybe gzipped)."""
+    """An experiment folder (via results.load) or a tidy frame saved as CSV (the report's)."""
     if results.is_dir():
         return load(results)
     frame = pd.read_csv(results, keep_default_na=False, na_values=["", "NaN", "nan"])
