@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from synthetic import synthetic_frame
@@ -32,6 +33,17 @@ def test_verdicts_follow_the_synthetic_structure(verdicts: dict[str, tuple[str, 
         "100% of (epoch, layer) pairs; all layers at the end: True",
         "reproduced",
     )
+    # test loss 1/epoch + 0.1·epoch: lowest at epoch 3, barely rising after
+    assert verdicts["test loss rises late in training (overfitting)"] == (
+        "lowest 0.633 at epoch 3, 0.650 at the end",
+        "not reproduced",
+    )
+    # compression gap ∝ 1/epoch while the generalisation gap is 0.1·epoch: strongly anti-
+    # correlated at every hidden layer
+    epochs = np.arange(1.0, 5.0)
+    r = np.corrcoef(0.1 * epochs, 1 / epochs)[0, 1]
+    ours, verdict = verdicts["compression gap vs generalisation gap"]
+    assert verdict == "not reproduced" and f"h1 {r:+.2f}, h2 {r:+.2f}, h3 {r:+.2f}" in ours
     assert verdicts["NC decreases with depth"][1] == "reproduced"
     assert "from epoch 1" in verdicts["NC decreases with depth"][0]
     assert verdicts["log NC linear in l (equi-separation)"][1] == "reproduced"
