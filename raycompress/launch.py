@@ -84,7 +84,11 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None),
+            # trials share one resource shape, so a finished trial's worker process (torch
+            # imported, decoder task workers warm) runs the next one: ~10 s less per trial
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=args.max_concurrent or None, reuse_actors=True
+            ),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage,

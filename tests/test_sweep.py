@@ -39,14 +39,19 @@ def test_axes_combine_as_a_grid_and_overrides_apply() -> None:
     assert axes(sweep.param_space) == ["lr", "model"]
 
 
+def sweep_file(path: Path, description: str, space: str) -> Path:
+    """A user's sweep file: a docstring and a PARAM_SPACE written as Python source."""
+    path.write_text(f'"""{description}"""\nfrom ray import tune\nPARAM_SPACE = {space}\n')
+    return path
+
+
 def test_user_sweep_file_with_search_spaces(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "mine.py"
-    path.write_text(
-        '"""Mine: a log-uniform learning rate."""\n'
-        "from ray import tune\n"
-        "PARAM_SPACE = {'lr': tune.loguniform(1e-4, 1e-2), 'seed': tune.grid_search([0, 1])}\n"
+    path = sweep_file(
+        tmp_path / "mine.py",
+        "Mine: a log-uniform learning rate.",
+        "{'lr': tune.loguniform(1e-4, 1e-2), 'seed': tune.grid_search([0, 1])}",
     )
     assert main([str(path), "--dry-run", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
@@ -57,13 +62,11 @@ def test_user_sweep_file_with_search_spaces(
 def test_derived_settings_resolve_per_trial_and_are_no_axis(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "derived.py"
-    path.write_text(
-        '"""Derived: a schedule that depends on the model."""\n'
-        "from ray import tune\n"
-        "PARAM_SPACE = {'model': tune.grid_search(['mlp', 'mnistnet']),\n"
-        "    'vinfo_schedule': tune.sample_from(\n"
-        "        lambda config: 'none' if config['model'] == 'mlp' else 'log:2')}\n"
+    path = sweep_file(
+        tmp_path / "derived.py",
+        "Derived: a schedule that depends on the model.",
+        "{'model': tune.grid_search(['mlp', 'mnistnet']), 'vinfo_schedule': tune.sample_from("
+        "lambda config: 'none' if config['model'] == 'mlp' else 'log:2')}",
     )
     assert main([str(path), "--dry-run"]) == 0
     trials = [line for line in capsys.readouterr().out.splitlines() if "  trial " in line]
