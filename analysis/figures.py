@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 from raycompress.analysis import tables
 from raycompress.analysis.tables import SPLITS
 
-NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"
+NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"  # axis labels; captions (HTML) use plain text
 DASHES = {"train": "", "test": (4, 2)}
 MARKERS = {"train": "o", "test": "s"}
 BAND = ("sd", 1)  # seeds pooled: mean ± one standard deviation
@@ -131,7 +131,7 @@ def nc_trace(frame: pd.DataFrame) -> Figure:
     """tr(Σ_W Σ_B⁺) per layer and epoch on a log scale (thesis fig. 3.2)."""
     data = _prepare(frame, ["nc_trace"])
     grid = _per_layer(data, {"nc_trace": NC_TRACE})
-    caption = f"Neural collapse {NC_TRACE} of every layer after each epoch (fig. 3.2)."
+    caption = "Neural collapse tr(Σ_W Σ_B⁺) of every layer after each epoch (fig. 3.2)."
     return Figure("nc_trace", caption, grid, data)
 
 
@@ -152,7 +152,7 @@ def compression_gap(frame: pd.DataFrame) -> Figure:
     _finish(grid, epochs_on_x=False)
     grid.set_axis_labels("generalisation gap (test − train loss, nats)", f"Δ {NC_TRACE}")
     caption = (
-        f"Compression gap (test − train {NC_TRACE}) against the generalisation gap, "
+        "Compression gap (test − train tr(Σ_W Σ_B⁺)) against the generalisation gap, "
         "one point per epoch and layer, positive generalisation gaps only (fig. 3.3)."
     )
     return Figure("compression_gap", caption, grid, data)
@@ -176,7 +176,7 @@ def equi_separation(frame: pd.DataFrame) -> Figure:
     }
     _label_rows(grid, labels, set())
     caption = (
-        f"Equi-separation law: per epoch, the Pearson correlation of log {NC_TRACE} with the "
+        "Equi-separation law: per epoch, the Pearson correlation of log tr(Σ_W Σ_B⁺) with the "
         "layer index over the hidden layers, and the fitted ratio r between consecutive "
         "layers (fig. 3.4)."
     )
