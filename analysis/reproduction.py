@@ -40,8 +40,7 @@ def _verdict(ok: bool) -> str:
 
 def _nc(frame: pd.DataFrame) -> pd.DataFrame:
     """tr(Σ_W Σ_B⁺) of the hidden layers h1..h^{L−1}: rows (epoch, layer), columns splits."""
-    nc = frame[frame.metric == "nc_trace"]
-    nc = nc[nc.layer < nc.layer.max()]
+    nc = tables.hidden_layers(frame[frame.metric == "nc_trace"])
     return nc.pivot_table(index=["epoch", "layer"], columns="split", values="value")
 
 
@@ -100,21 +99,12 @@ def train_below_test(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
     )
 
 
-def _holds_from(holds: pd.Series) -> float:
-    """The first epoch from which a per-epoch condition holds to the end (NaN if it ends false)."""
-    holds = holds.sort_index()
-    if holds.empty or not holds.iloc[-1]:
-        return math.nan
-    misses = holds.index[~holds.to_numpy()]
-    return holds.index[holds.index > misses.max()].min() if len(misses) else holds.index.min()
-
-
 def decreasing_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
     nc = _nc(frame)
     strictly = nc.groupby(level="epoch").apply(
         lambda g: bool((np.diff(g.to_numpy(), axis=0) < 0).all())
     )
-    onset = _holds_from(strictly)
+    onset = tables.holds_from(strictly)
     ours = f"h1 > h2 > h3 on both splits from epoch {onset:g}" if onset == onset else "no"
     return "deeper layers compress more", ours, _verdict(bool(strictly.iloc[-1]))
 

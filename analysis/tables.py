@@ -72,6 +72,12 @@ def values(frame: pd.DataFrame, metric: str) -> pd.Series:
     return rows.set_index(["trial_id", "epoch", "split", "layer"]).value
 
 
+def hidden_layers(nc: pd.DataFrame) -> pd.DataFrame:
+    """Neural-collapse rows of the hidden layers h1..h^{L−1}: each trial's highest layer (the
+    penultimate features; for f₋ h^{L−1} flattened, which would count twice) left out."""
+    return nc[nc.layer < nc.trial_id.map(nc.groupby("trial_id").layer.max())]
+
+
 def gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """Per trial, epoch and NC layer: the generalisation gap (test loss − train loss, nats)
     and the compression gap (test tr(Σ_W Σ_B⁺) − train tr(Σ_W Σ_B⁺)) — thesis fig. 3.3."""
@@ -93,8 +99,8 @@ def equi_separation(frame: pd.DataFrame) -> pd.DataFrame:
     ratio between consecutive layers (He and Su 2023; thesis fig. 3.4).
 
     Rows with fewer than two positive, finite values are left out (no line to fit)."""
-    nc = frame[(frame.metric == "nc_trace") & (frame.value > 0)].dropna(subset=["value"])
-    nc = nc[nc.layer < nc.trial_id.map(nc.groupby("trial_id").layer.max())]
+    nc = hidden_layers(frame[frame.metric == "nc_trace"])
+    nc = nc[nc.value > 0].dropna(subset=["value"])
     rows = []
     for (trial, epoch, split), group in nc.groupby(["trial_id", "epoch", "split"], sort=True):
         if len(group) < 2:
@@ -108,19 +114,24 @@ def equi_separation(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def holds_from(holds: pd.Series) -> float:
+    """For a per-epoch condition (indexed by epoch), the first epoch from which it holds at
+    every later epoch; NaN when it fails at the last one."""
+    holds = holds.sort_index()
+    if holds.empty or not holds.iloc[-1]:
+        return np.nan
+    misses = holds.index[~holds.to_numpy()]
+    return holds.index[holds.index > misses.max()].min() if len(misses) else holds.index.min()
+
+
 def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
     """Per trial and split, the first epoch from which |Pearson| ≥ threshold at every later
     epoch (NaN when the last epoch misses it) — when the equi-separation law takes hold."""
     rows = []
     for (trial, split), group in table.groupby(["trial_id", "split"], sort=True):
-        group = group.sort_values("epoch")
-        holds = group.pearson.abs().ge(threshold).to_numpy()
-        misses = np.flatnonzero(~holds)
-        if holds.size == 0 or not holds[-1]:
-            onset = np.nan
-        else:
-            onset = group.epoch.to_numpy()[misses[-1] + 1 if misses.size else 0]
-        rows.append((trial, split, threshold, onset, group.pearson.iloc[-1]))
+        pearson = group.set_index("epoch").pearson.sort_index()
+        onset = holds_from(pearson.abs() >= threshold)
+        rows.append((trial, split, threshold, onset, pearson.iloc[-1]))
     columns = ["trial_id", "split", "threshold", "onset_epoch", "final_pearson"]
     return pd.DataFrame(rows, columns=columns)
 
