@@ -8,7 +8,8 @@ One row per (trial, epoch, split, layer, metric). `split` is "train" or "test"; 
 (L: the penultimate features) and l = 0..L−1 for 𝒱-information. Metric names: `loss`,
 `accuracy`, `train_step_loss`, `nc_trace` and `nc_*` (the other neural-collapse statistics),
 `v_suff`, `v_min` and the other 𝒱-information quantities under their own names (bits, epochs
-used, …). `note` carries the text beside a value: the NC path, a 𝒱-information error, and on
+used, …). `note` carries the text beside a value: the NC path; for 𝒱-information the
+protocol, each decoder's epochs and stop reason, and any error (`vinfo_notes`); on
 `train_step_loss` the reason training stopped (empty before the last epoch).
 
 The source is each trial's newest checkpoint (`history.json`, written by the trainable), not
@@ -52,12 +53,48 @@ def epoch_rows(row: dict[str, Any]) -> list[tuple]:
                     out.append((epoch, split, int(layer), name, number, stats["path"]))
     for split, layers in row["vinfo"].items():
         for layer, values in layers.items():
-            note = values.get("error", "")
+            notes = vinfo_notes(values)
             for key, value in values.items():
                 number = _numeric(value)
                 if number is not None and key != "layer":
-                    out.append((epoch, split, int(layer), key, number, note))
+                    out.append((epoch, split, int(layer), key, number, notes.get(key, "")))
     return out
+
+
+def vinfo_notes(values: dict[str, Any]) -> dict[str, str]:
+    """The text beside each number of one (layer, split) 𝒱-information measurement.
+
+    v_suff, v_min and v_suff_held_out (raw and clipped, and minimality's per-digit values)
+    carry their protocol (which split fitted, which scored) with the epochs each decoder ran
+    and why it stopped; each `*_epochs` row carries its decoder's stop reason ("loss_threshold"
+    or "plateau": converged; "max_epochs": the cap; "diverged"). A failure's message follows
+    "error:" on every row of the measurement.
+    """
+    error = f"error: {values['error']}" if values.get("error") else ""
+    notes = {key: error for key in values}
+    digits = range(int(values.get("num_digits") or 0))
+    terms = [  # (protocol key, value keys, decoder prefixes of <prefix>_epochs / <prefix>_stop)
+        ("suff_protocol", ["v_suff", "v_suff_raw"], ["suff"]),
+        (
+            "min_protocol",
+            ["v_min", "v_min_raw", "v_min_mc_mean", "v_min_mc_std"]
+            + [f"v_min_digit{j}_raw" for j in digits],
+            [f"digit{j}" for j in digits],
+        ),
+        ("held_out_protocol", ["v_suff_held_out", "v_suff_held_out_raw"], ["held_out"]),
+    ]
+    for protocol, keys, heads in terms:
+        if protocol not in values:
+            continue
+        runs = ", ".join(f"{values[f'{h}_epochs']} ({values[f'{h}_stop']})" for h in heads)
+        text = _joined(f"{values[protocol]}; decoder epochs (stop): {runs}", error)
+        notes.update({key: text for key in keys if key in values})
+        notes.update({f"{h}_epochs": _joined(values[f"{h}_stop"], error) for h in heads})
+    return notes
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _newest_history(trial: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 from raycompress.data import load_dataset
 from raycompress.decoders import DecoderConfig
 from raycompress.models import build_model, make_spec
-from raycompress.results import load
+from raycompress.results import load, vinfo_notes
 from raycompress.sweep import SWEEP_FILE
 from raycompress.trainable import record_to_dict, summary_metrics
 from raycompress.training import Run, TrainConfig
@@ -82,6 +82,52 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     assert frame.layer.dtype == pd.Int64Dtype()
     steps = frame[(frame.metric == "train_step_loss") & (frame.trial_id == "aaaaa")]
     assert steps.note.tolist() == ["", "max_epochs"]  # why training stopped, on the last epoch
+
+
+def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> None:
+    rows = history(2)
+    write_trial(tmp_path, "train_trial_aaaaa", {"dataset": "fashion-mnist-demo"}, rows)
+    frame = load(tmp_path)
+    measured = frame[frame.metric.isin(["v_suff", "v_min", "suff_epochs", "digit0_epochs"])]
+    assert len(measured) == 4 * 3 * 2  # metrics × layers × splits, at epoch 2 only
+    for _, row in measured.iterrows():
+        values = rows[1]["vinfo"][row.split][str(row.layer)]
+        if row.metric == "v_suff":
+            expected = f"{values['suff_protocol']}; decoder epochs (stop): 1 (max_epochs)"
+        elif row.metric == "v_min":
+            runs = ", ".join(["1 (max_epochs)"] * values["num_digits"])
+            expected = f"{values['min_protocol']}; decoder epochs (stop): {runs}"
+        else:
+            expected = "max_epochs"
+        assert row.note == expected, (row.metric, row.note)
+    digits = {split: rows[1]["vinfo"][split]["0"]["num_digits"] for split in ("train", "test")}
+    assert digits == {
+        "train": 2,
+        "test": 3,
+    }  # 20 and 200 samples per class: the v_min notes list 2, 3
+
+
+def test_vinfo_notes_of_held_out_and_failed_measurements() -> None:
+    values = {
+        "v_suff": 1.5, "v_suff_raw": 1.5, "suff_epochs": 12, "suff_stop": "plateau",
+        "suff_protocol": "in_sample: A", "v_min": float("nan"), "v_min_raw": float("nan"),
+        "num_digits": 2, "digit0_epochs": 50, "digit0_stop": "max_epochs", "digit1_epochs": 3,
+        "digit1_stop": "diverged", "v_min_digit0_raw": 0.5, "v_min_digit1_raw": float("nan"),
+        "min_protocol": "in_sample: B", "v_suff_held_out": 1.2, "v_suff_held_out_raw": 1.2,
+        "held_out_epochs": 7, "held_out_stop": "loss_threshold",
+        "held_out_protocol": "held_out: C", "clipped": False,
+        "error": "minimality decoder 2 diverged",
+    }  # fmt: skip
+    notes = vinfo_notes(values)
+    error = "error: minimality decoder 2 diverged"
+    assert notes["v_suff"] == f"in_sample: A; decoder epochs (stop): 12 (plateau); {error}"
+    both = "50 (max_epochs), 3 (diverged)"
+    assert notes["v_min_digit0_raw"] == f"in_sample: B; decoder epochs (stop): {both}; {error}"
+    assert notes["v_suff_held_out_raw"].startswith("held_out: C; decoder epochs (stop): 7 (loss")
+    assert notes["digit1_epochs"] == f"diverged; {error}"
+    assert notes["clipped"] == error
+    lost = vinfo_notes({"v_suff": float("nan"), "v_min": float("nan"), "error": "worker died"})
+    assert lost["v_suff"] == lost["v_min"] == "error: worker died"
 
 
 def test_load_of_an_empty_or_missing_folder(tmp_path: Path) -> None:

@@ -33,7 +33,9 @@ def test_demo_sweep_reports_every_metric_for_every_epoch_layer_and_split(demo) -
         nc_layers = set(rows[rows.metric == "nc_trace"].layer)
         assert nc_layers == {1, 2, 3, 4}
         assert set(rows[rows.metric == "v_suff"].layer) == {0, 1, 2, 3}
-        assert (rows[rows.metric.str.startswith("v_")].note == "").all()
+        vinfo = rows[rows.metric.str.startswith("v_")]
+        assert not vinfo.note.str.contains("error:").any()
+        assert vinfo[vinfo.metric == "v_suff"].note.str.startswith("in_sample: fit on").all()
 
 
 def test_resuming_a_finished_sweep_reruns_nothing(demo, capsys: pytest.CaptureFixture[str]) -> None:
