@@ -1,7 +1,8 @@
 """Train K fresh decoders f^{L:l+1} at once on cached features, each on its own targets.
 
-torch.func stacks the K decoders' parameters and vmap runs them as one batched forward: the
-heads share input batches, never weights. AdamW acts element-wise, so one optimiser over the
+torch.func stacks the K decoders' parameters; one step runs every head's forward (vmapped on a
+GPU, a loop on the CPU: `batching_mode`), one backward and one optimiser step. The heads share
+input batches, never weights. AdamW acts element-wise, so one optimiser over the
 stacked parameters is K independent optimisers. A head stops on its own (train-loss threshold,
 plateau, divergence or the epoch cap); its weights are kept from that moment and it leaves the
 batched forward, so the remaining heads train on without it.
