@@ -59,7 +59,7 @@ def test_report_of_a_running_partly_failed_sweep(demo: tuple[int, Path], tmp_pat
     frame = pd.read_csv(out / "results.csv")
     assert frame.trial_id.nunique() == 1 and set(frame.epoch) == {1}
     failed = frame[(frame.metric == "v_suff") & (frame.layer == 2)]
-    assert failed.value.isna().all() and (failed.note == "worker died").all()
+    assert failed.value.isna().all() and (failed.note == "error: worker died").all()
     final = pd.read_csv(out / "final_metrics.csv")
     assert final.stop_reason.tolist() == ["(not stopped: running or cut)"]
     page = (out / "index.html").read_text()
