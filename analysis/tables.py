@@ -143,7 +143,8 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its configuration, the epochs it ran, why it stopped, the last
     epoch's loss and accuracy per split, and the last measured value of tr(Σ_W Σ_B⁺),
     sufficiency and minimality per split and layer (columns `metric/split/layer`), with the
-    epoch of the last 𝒱-information measurement (`vinfo_epoch`)."""
+    epoch of the last 𝒱-information measurement (`vinfo_epoch`) and how many of its decoders
+    converged rather than stopping at the epoch cap (`vinfo_heads_converged`, "k of n")."""
     config = frame.groupby("trial_id")[axis_columns(frame)].first()
     steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
     last = steps.groupby("trial_id").tail(1).set_index("trial_id")
@@ -157,6 +158,11 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     measured = frame[frame.metric.isin(FINAL_METRICS)].dropna(subset=["value"])
     vinfo = measured[measured.metric.str.startswith("v_")]
     out["vinfo_epoch"] = vinfo.groupby("trial_id").epoch.max()
+    heads = frame[frame.metric.str.fullmatch(r"(suff|digit\d+|held_out)_epochs")]
+    heads = heads[heads.epoch == heads.trial_id.map(out.vinfo_epoch)]
+    converged = heads.note.str.startswith(("loss_threshold", "plateau"))
+    counts = converged.groupby(heads.trial_id).agg(["sum", "size"])
+    out["vinfo_heads_converged"] = counts["sum"].astype(str) + " of " + counts["size"].astype(str)
     newest = measured.sort_values("epoch").groupby(["trial_id", "metric", "split", "layer"]).tail(1)
     for (metric, split, layer), rows in newest.groupby(["metric", "split", "layer"]):
         out[f"{metric}/{split}/l{layer}"] = rows.set_index("trial_id").value

@@ -95,7 +95,26 @@ def test_final_metrics_take_the_last_epoch_and_the_last_measured_value(
     assert final.loc["mni1", "v_min/test/l3"] == pytest.approx(2 / 4 + 0.2)
     assert final.loc["mni0", "v_min/test/l3"] == pytest.approx(2 / 4 + 0.4)
     assert (final.vinfo_epoch == 4).all()
+    assert final.vinfo_heads_converged.isna().all()  # the synthetic frame has no decoder stops
     running = frame[~((frame.trial_id == "mlp0") & (frame.epoch == 4))]
     running = tables.final_metrics(running).set_index("trial_id")
     assert running.loc["mlp0", "epochs"] == 3
     assert running.loc["mlp0", "stop_reason"].startswith("(not stopped")
+
+
+def test_final_metrics_count_the_converged_decoders_of_the_last_measurement() -> None:
+    def head(epoch: int, layer: int, metric: str, stop: str) -> dict:
+        return {"trial_id": "t", "dataset": "d", "model": "m", "epoch": epoch, "split": "train",
+                "layer": layer, "metric": metric, "value": 3.0, "note": stop}  # fmt: skip
+
+    rows = [
+        {**head(epoch, pd.NA, "train_step_loss", ""), "value": 0.5} for epoch in (1, 2, 3)
+    ] + [
+        head(1, 1, "v_suff", "in_sample"), head(1, 1, "suff_epochs", "max_epochs"),
+        head(2, 1, "v_suff", "in_sample"), head(2, 1, "suff_epochs", "loss_threshold"),
+        head(2, 1, "digit0_epochs", "plateau"), head(2, 1, "digit1_epochs", "max_epochs"),
+        head(2, 0, "held_out_epochs", "diverged; error: the held-out decoder diverged"),
+    ]  # fmt: skip
+    final = tables.final_metrics(pd.DataFrame(rows).astype({"layer": "Int64"}))
+    assert final.vinfo_epoch.tolist() == [2]
+    assert final.vinfo_heads_converged.tolist() == ["2 of 4"]  # epoch 1's stop is not counted
