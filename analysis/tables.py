@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from raycompress.stopping import CONVERGED
+
 SEED = "seed"
 SPLITS = ["train", "test"]
 
@@ -160,7 +162,7 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     out["vinfo_epoch"] = vinfo.groupby("trial_id").epoch.max()
     heads = frame[frame.metric.str.fullmatch(r"(suff|digit\d+|held_out)_epochs")]
     heads = heads[heads.epoch == heads.trial_id.map(out.vinfo_epoch)]
-    converged = heads.note.str.startswith(("loss_threshold", "plateau"))
+    converged = heads.note.str.startswith(CONVERGED)
     counts = converged.groupby(heads.trial_id).agg(["sum", "size"])
     out["vinfo_heads_converged"] = counts["sum"].astype(str) + " of " + counts["size"].astype(str)
     newest = measured.sort_values("epoch").groupby(["trial_id", "metric", "split", "layer"]).tail(1)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from raycompress.data import batch_indices
-from raycompress.stopping import stop_reason
+from raycompress.stopping import CONVERGED, stop_reason
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class HeadFit:
 
     @property
     def converged(self) -> bool:
-        return self.stop in ("loss_threshold", "plateau")
+        return self.stop in CONVERGED
 
 
 class StackedDecoders:

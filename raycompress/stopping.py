@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+CONVERGED = ("loss_threshold", "plateau")  # the stop reasons that mean "converged", not capped
+
 
 def stop_reason(
     loss: float,

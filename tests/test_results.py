@@ -100,11 +100,9 @@ def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> No
         else:
             expected = "max_epochs"
         assert row.note == expected, (row.metric, row.note)
+    # 20 and 200 samples per class: the v_min notes above listed 2 and 3 decoders
     digits = {split: rows[1]["vinfo"][split]["0"]["num_digits"] for split in ("train", "test")}
-    assert digits == {
-        "train": 2,
-        "test": 3,
-    }  # 20 and 200 samples per class: the v_min notes list 2, 3
+    assert digits == {"train": 2, "test": 3}
 
 
 def test_vinfo_notes_of_held_out_and_failed_measurements() -> None:
