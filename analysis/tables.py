@@ -12,16 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from raycompress import record
+from raycompress.results import axis_columns
 from raycompress.stopping import CONVERGED
 
 SEED = "seed"
-SPLITS = ["train", "test"]
-
-
-def axis_columns(frame: pd.DataFrame) -> list[str]:
-    """The configuration columns of a tidy frame: dataset, model and each swept axis."""
-    columns = list(frame.columns)
-    return columns[columns.index("trial_id") + 1 : columns.index("epoch")]
+SPLITS = list(record.SPLITS)
 
 
 def trials(frame: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +134,7 @@ def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
-FINAL_METRICS = ["nc_trace", "v_suff", "v_min"]
+FINAL_METRICS = ["nc_trace", record.SUFFICIENCY.value, record.MINIMALITY.value]
 
 
 def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +156,7 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     measured = frame[frame.metric.isin(FINAL_METRICS)].dropna(subset=["value"])
     vinfo = measured[measured.metric.str.startswith("v_")]
     out["vinfo_epoch"] = vinfo.groupby("trial_id").epoch.max()
-    heads = frame[frame.metric.str.fullmatch(r"(suff|digit\d+|held_out)_epochs")]
+    heads = frame[frame.metric.map(record.head_of_epochs).notna()]
     heads = heads[heads.epoch == heads.trial_id.map(out.vinfo_epoch)]
     converged = heads.note.str.startswith(CONVERGED)
     counts = converged.groupby(heads.trial_id).agg(["sum", "size"])

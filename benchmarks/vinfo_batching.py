@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from raycompress.data import load_dataset
-from raycompress.decoders import DecoderConfig
+from raycompress.metrics.decoders import DecoderConfig
 from raycompress.models import build_model, make_spec
 from raycompress.training import Run, TrainConfig
-from raycompress.vinfo import VInfoConfig, measure_vinfo
+from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_batching.json"
 

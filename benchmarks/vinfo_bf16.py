@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from raycompress.data import load_dataset
-from raycompress.decoders import DecoderConfig
+from raycompress.metrics.decoders import DecoderConfig
 from raycompress.models import build_model, make_spec
 from raycompress.training import TrainConfig, run_epochs
-from raycompress.vinfo import VInfoConfig, measure_model
+from raycompress.metrics.vinfo import VInfoConfig, measure_model
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_bf16.json"
 

@@ -67,10 +67,10 @@ from torch import Tensor, nn
 
 import raycompress.vinfo as vinfo_module
 from raycompress.data import Dataset, Split, batch_indices, load_dataset, relabel, stratified_subset
-from raycompress.decoders import DecoderConfig, StackedDecoders, score_heads, train_heads
+from raycompress.metrics.decoders import DecoderConfig, StackedDecoders, score_heads, train_heads
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
-from raycompress.vinfo import LN2, VInfoConfig, encode, entropy_bits, measure_model
+from raycompress.metrics.vinfo import LN2, VInfoConfig, encode, entropy_bits, measure_model
 
 THREADS = 2
 SEED = 0

@@ -1,8 +1,31 @@
 """raycompress: does a network compress its representations, layer by layer, while it trains?
 
-Modules, one concern each: `models` (the thesis' networks as layer lists), `data` (datasets as
-tensors), `metrics` (neural-collapse statistics, pure functions and streaming accumulators),
-`training` (the thesis' training protocol).
+The library, one concern per module (the mathematics in `metrics`, Ray and files at the edges):
+
+    protocol    the thesis' training protocol as constants: every default's one source
+    data        datasets as tensors, stratified subsets, class imbalance, batch orders
+    models      the thesis' networks as layer lists: encoders f^{l:1}, fresh decoders f^{L:l+1}
+    metrics     the measures: neural collapse (`nc`, `accumulate`, `collapse`) and
+                𝒱-information (`vinfo`, `decoders`), pure functions over tensors
+    stopping    when a training stops, for the main network and the decoders alike
+    training    the thesis' training protocol, one epoch at a time, measuring as it goes
+    plan        which 𝒱-information measurements an epoch makes, and the in-process executor
+    trial       a trial's flat settings (what sweeps sweep), validated and typed
+    record      a run's record on disk: file names, history rows, summary keys, description
+    trainable   the Ray Tune trainable; 𝒱-information as Ray tasks; checkpoints
+    definition  a sweep definition: loading, validation, grids, resources
+    launch      starting a sweep on Ray Tune (embedded or a cluster), storage, resume
+    sweep       the sweep command line: `python -m raycompress.sweep NAME`
+    run         one run in this process, without Ray: `python -m raycompress.run`
+    results     the tidy pandas frame of a results folder, without Ray
+    report      the report command: every figure and table of a results folder
+    analysis    figures and derived tables over the tidy frame (the top-level `analysis/`)
+    sweeps      the sweep catalogue (the top-level `sweeps/`)
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("raycompress")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "unknown"

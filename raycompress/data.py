@@ -135,16 +135,29 @@ def _to_split(images: np.ndarray | Tensor, labels: object) -> Split:
     )
 
 
+def _missing(name: str, data_dir: Path) -> list[str]:
+    """The dataset's files that are not in data_dir (none for the bundled demo)."""
+    if name == DEMO:
+        return []
+    return [f for f in _SOURCES[name].files if not (data_dir / f).is_file()]
+
+
+def check_available(name: str, data_dir: Path, download: bool) -> None:
+    """Raise a one-line DataNotFoundError when a dataset is missing and may not be downloaded."""
+    missing = _missing(name, data_dir)
+    if missing and not download:
+        raise DataNotFoundError(
+            f"{name} not found in {data_dir}: expected {', '.join(_SOURCES[name].files)} "
+            f"(missing {missing[0]}); put the files there or allow downloading"
+        )
+
+
 def _load_torchvision(name: str, data_dir: Path, download: bool) -> Dataset:
     import torchvision
 
     source = _SOURCES[name]
-    missing = [f for f in source.files if not (data_dir / f).is_file()]
-    if missing and not download:
-        raise DataNotFoundError(
-            f"{name} not found in {data_dir}: expected {', '.join(source.files)} "
-            f"(missing {missing[0]}); put the files there or allow downloading"
-        )
+    check_available(name, data_dir, download)
+    missing = _missing(name, data_dir)
     cls = getattr(torchvision.datasets, source.torchvision_class)
     try:
         train, test = (cls(data_dir, train=t, download=bool(missing)) for t in (True, False))

@@ -1,12 +1,15 @@
 """Start a sweep on Ray Tune: the embedded local Ray or a cluster, storage, resume, progress.
 
-Kept apart from `sweep` (parsing, validation, dry runs) so that those never start Ray.
+The sweep's definition (`definition`) is loaded and validated before anything here runs; this
+module is where Ray starts. A trial's resources reach the trainable through
+`tune.with_parameters`, never inside its settings, and a resumed sweep keeps the resources it
+was started with (recorded in its description).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import socket
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,15 @@ import ray
 from ray import tune
 from ray.tune.search.sample import Function
 
-from raycompress.sweep import SWEEP_FILE, Sweep, UsageError, axes
+from raycompress import record
+from raycompress.definition import Resources, Sweep, UsageError, axes
 from raycompress.trainable import train_trial
 
 OBJECT_STORE_BYTES = 256 << 20  # Ray's default (30 % of RAM in /dev/shm) is far more than needed
+TOKEN_HINT = (
+    "the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine the "
+    "cluster's token (the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN)"
+)
 
 
 class EpochLines(tune.Callback):
@@ -27,10 +35,15 @@ class EpochLines(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        if result["stop_reason"] == record.ERROR:
+            print(f"[{trial.trial_id}] failed: {result[record.ERROR]}", flush=True)
+            return
+        nc = record.summary_key("test", "nc_trace", 1)
         print(
-            f"[{trial.trial_id}] epoch {result['epoch']}: train loss {result['train/loss']:.4f}, "
-            f"test accuracy {result['test/accuracy']:.4f}, "
-            f"test tr(Σ_W Σ_B⁺) l1 {result['test/nc_trace/l1']:.4g}"
+            f"[{trial.trial_id}] epoch {result['epoch']}: "
+            f"train loss {result[record.summary_key('train', 'loss')]:.4f}, "
+            f"test accuracy {result[record.summary_key('test', 'accuracy')]:.4f}, "
+            f"test tr(Σ_W Σ_B⁺) l1 {result[nc]:.4g}"
             + (f" — stopped: {result['stop_reason']}" if result["stop_reason"] else ""),
             flush=True,
         )
@@ -44,11 +57,39 @@ def _storage(path: str) -> tuple[str, Path | None]:
     return str(local), local
 
 
+def check_reachable(address: str) -> None:
+    """A one-line UsageError, at once, when nothing listens at a HOST:PORT address (instead of
+    Ray's half-minute of retries and a traceback)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray://…: Ray resolves these itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UsageError(
+            f"no Ray cluster answers at {address} ({err.strerror or err}): start its head with "
+            f"`ray start --head --port={port}` or pass the head's HOST:PORT"
+        ) from None
+
+
+def connect(address: str) -> None:
+    """Join an existing cluster; a refused connection or a missing token is one line."""
+    check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False)
+    except (ConnectionError, RuntimeError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = TOKEN_HINT if "auth" in str(err).lower() or "token" in str(err).lower() else ""
+        raise UsageError(
+            f"could not join the Ray cluster at {address}: {hint or message}"
+        ) from None
+
+
 def launch(sweep: Sweep, args: argparse.Namespace) -> int:
     started = not ray.is_initialized()
     if started:
         if args.address:
-            ray.init(address=args.address, include_dashboard=False)
+            connect(args.address)
         else:
             ray.init(
                 address="local", num_cpus=args.num_cpus, include_dashboard=False,
@@ -61,53 +102,60 @@ def launch(sweep: Sweep, args: argparse.Namespace) -> int:
             ray.shutdown()
 
 
+def _trainable(resources: Resources) -> Any:
+    bound = tune.with_parameters(train_trial, resources=resources)
+    return tune.with_resources(bound, tune.PlacementGroupFactory(resources.bundles()))
+
+
 def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
-    resources, notes = sweep.resources.fit_to(ray.cluster_resources())
-    for note in notes:
-        print(f"note: {note}")
-    trainable = tune.with_resources(train_trial, tune.PlacementGroupFactory(resources.bundles()))
-    param_space = {**sweep.param_space, "_resources": asdict(resources)}
     storage, local_root = _storage(args.storage_path)
     name = args.name or sweep.name
     experiment = f"{storage.rstrip('/')}/{name}"
     if args.resume:
         if not tune.Tuner.can_restore(experiment):
             raise UsageError(f"nothing to resume at {experiment}: run the sweep without --resume")
+        started_with = record.read_description(local_root / name) if local_root else {}
+        resources = Resources(**started_with.get("resources", asdict(sweep.resources)))
         tuner = tune.Tuner.restore(
-            experiment, trainable, resume_errored=True, resume_unfinished=True
+            experiment, _trainable(resources), resume_errored=True, resume_unfinished=True
         )
-    else:
-        if local_root is not None and (local_root / name).exists():
-            raise UsageError(
-                f"{local_root / name} exists: pass --resume to continue it, or --name for a new one"
-            )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            # trials share one resource shape, so a finished trial's worker process (torch
-            # imported, decoder task workers warm) runs the next one: ~10 s less per trial
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=args.max_concurrent or None, reuse_actors=True
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
-                callbacks=[EpochLines()],
-            ),
+        return summarise(tuner.fit())
+    if local_root is not None and (local_root / name).exists():
+        raise UsageError(
+            f"{local_root / name} exists: pass --resume to continue it, or --name for a new one"
         )
-        if local_root is not None:
-            (local_root / name).mkdir(parents=True, exist_ok=True)
-            meta = {
+    resources, notes = sweep.resources.fit_to(ray.cluster_resources())
+    for note in notes:
+        print(f"note: {note}")
+    tuner = tune.Tuner(
+        _trainable(resources),
+        param_space=sweep.param_space,
+        # trials share one resource shape, so a finished trial's worker process (torch
+        # imported, decoder task workers warm) runs the next one
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=args.max_concurrent or None, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
+            callbacks=[EpochLines()],
+        ),
+    )
+    if local_root is not None:
+        (local_root / name).mkdir(parents=True, exist_ok=True)
+        record.write_description(
+            local_root / name,
+            {
                 "sweep": sweep.name,
                 "description": sweep.description,
                 "axes": axes(sweep.param_space),
-                "param_space": {k: _shown(v) for k, v in param_space.items()},
-            }
-            (local_root / name / SWEEP_FILE).write_text(json.dumps(meta, indent=1))
-    grid = tuner.fit()
-    return summarise(grid)
+                "param_space": {k: _shown(v) for k, v in sweep.param_space.items()},
+                "resources": asdict(resources),
+            },
+        )
+    return summarise(tuner.fit())
 
 
 def _shown(value: Any) -> str:
@@ -121,9 +169,14 @@ def summarise(grid: tune.ResultGrid) -> int:
     problems = []
     for result in grid:
         trial = Path(result.path).name
-        reason = (result.metrics or {}).get("stop_reason")
+        metrics = result.metrics or {}
+        reason = metrics.get("stop_reason")
         if result.error is not None:
             problems.append(f"{trial}: failed: {str(result.error).strip().splitlines()[-1]}")
+        elif reason == record.ERROR:
+            problems.append(
+                f"{trial}: failed, not retried (a retry cannot fix it): {metrics[record.ERROR]}"
+            )
         elif not reason:
             problems.append(f"{trial}: unfinished (interrupted); continue it with --resume")
         elif reason == "diverged":

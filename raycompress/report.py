@@ -21,9 +21,9 @@ matplotlib.use("Agg")  # a command renders files; no display needed
 
 import pandas as pd
 
+from raycompress import record
 from raycompress.analysis import figures, tables
-from raycompress.results import load
-from raycompress.sweep import SWEEP_FILE
+from raycompress.results import load, trial_folders
 
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
@@ -45,11 +45,10 @@ def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def trial_settings(results_dir: Path) -> pd.DataFrame:
     """Each trial's resolved settings (its params.json), one row per trial folder."""
-    rows = []
-    for params in sorted(results_dir.glob("*/params.json")):
-        settings = json.loads(params.read_text())
-        settings.pop("_resources", None)
-        rows.append({"trial folder": params.parent.name, **settings})
+    rows = [
+        {"trial folder": trial.name, **json.loads((trial / "params.json").read_text())}
+        for trial in trial_folders(results_dir)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -84,13 +83,26 @@ def render(results_dir: Path, out: Path) -> dict[str, str]:
 
 
 def _settings_table(results_dir: Path) -> str:
-    meta_file = results_dir / SWEEP_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    """The sweep's description: what it is, the code that ran it, its param space, resources."""
+    meta = record.read_description(results_dir)
+    code = (
+        f"raycompress {meta.get('version', 'unknown')}, commit "
+        f"{meta.get('commit') or 'unknown (not run from a git checkout)'}"
+        if meta
+        else "unknown (no sweep description in this folder)"
+    )
+    shown = {
+        **meta.get("param_space", {}),
+        **{f"resources: {k}": v for k, v in meta.get("resources", {}).items()},
+    }
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>"
-        for k, v in meta.get("param_space", {}).items()
+        for k, v in shown.items()
     )
-    return f"<p>{html.escape(meta.get('description', ''))}</p><table>{rows}</table>"
+    return (
+        f"<p>{html.escape(meta.get('description', ''))}</p>"
+        f"<p>Code: <code>{html.escape(code)}</code></p><table>{rows}</table>"
+    )
 
 
 def index_html(
@@ -147,21 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results_dir", type=Path, help="the experiment folder a sweep wrote")
     p.add_argument("--out", type=Path, required=True, help="folder for the figures and index.html")
     args = p.parse_args(argv)
-    results_dir = args.results_dir
-    if not results_dir.is_dir():
-        print(
-            f"error: no results folder at {results_dir}: pass STORAGE_PATH/NAME of a sweep",
-            file=sys.stderr,
-        )
+    try:
+        missing = render(args.results_dir, args.out)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    if not any(results_dir.glob("*/params.json")):
-        print(
-            f"error: {results_dir} holds no trial folders: pass the experiment folder a sweep "
-            "wrote (STORAGE_PATH/NAME), not the storage path itself",
-            file=sys.stderr,
-        )
-        return 2
-    missing = render(results_dir, args.out)
     print(f"report: {args.out / 'index.html'}")
     for name, why in missing.items():
         print(f"  {name}: not drawn ({why})")

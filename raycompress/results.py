@@ -12,8 +12,9 @@ used, …). `note` carries the text beside a value: the NC path; for 𝒱-inform
 protocol, each decoder's epochs and stop reason, and any error (`vinfo_notes`); on
 `train_step_loss` the reason training stopped (empty before the last epoch).
 
-The source is each trial's newest checkpoint (`history.json`, written by the trainable), not
-Tune's result.json, which can lose epochs when a trial is restarted.
+The source is each trial's newest checkpoint (the history `record` defines, written by the
+trainable), not Tune's result.json, which can lose epochs when a trial is restarted. This
+module imports neither Ray nor torch.
 """
 
 from __future__ import annotations
@@ -24,22 +25,22 @@ from typing import Any
 
 import pandas as pd
 
-from raycompress.sweep import SWEEP_FILE
+from raycompress import record
 
+TRIAL_ID = "trial_id"
 COLUMNS = ["epoch", "split", "layer", "metric", "value", "note"]
 _NC_NAMES = {"nc_trace": "nc_trace", "rank": "nc_rank", "eig_tol": "nc_eig_tol"}
+_NOT_VALUES = ("num_samples", "dim")  # sizes recorded with the NC statistics, not statistics
 
 
 def _numeric(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         return float(value)
     return None
 
 
 def epoch_rows(row: dict[str, Any]) -> list[tuple]:
-    """One epoch of a trial's history as tidy rows (see COLUMNS)."""
+    """One epoch of a trial's history (`record.epoch_row`) as tidy rows (see COLUMNS)."""
     epoch = row["epoch"]
     stop = row["stop_reason"] or ""
     out: list[tuple] = [(epoch, "train", pd.NA, "train_step_loss", row["train_step_loss"], stop)]
@@ -48,7 +49,7 @@ def epoch_rows(row: dict[str, Any]) -> list[tuple]:
         for layer, stats in report["layers"].items():
             for key, value in stats.items():
                 number = _numeric(value)
-                if number is not None and key not in ("num_samples", "dim"):
+                if number is not None and key not in _NOT_VALUES:
                     name = _NC_NAMES.get(key, f"nc_{key}")
                     out.append((epoch, split, int(layer), name, number, stats["path"]))
     for split, layers in row["vinfo"].items():
@@ -56,7 +57,7 @@ def epoch_rows(row: dict[str, Any]) -> list[tuple]:
             notes = vinfo_notes(values)
             for key, value in values.items():
                 number = _numeric(value)
-                if number is not None and key != "layer":
+                if number is not None:
                     out.append((epoch, split, int(layer), key, number, notes.get(key, "")))
     return out
 
@@ -64,44 +65,29 @@ def epoch_rows(row: dict[str, Any]) -> list[tuple]:
 def vinfo_notes(values: dict[str, Any]) -> dict[str, str]:
     """The text beside each number of one (layer, split) 𝒱-information measurement.
 
-    v_suff, v_min and v_suff_held_out (raw and clipped, and minimality's per-digit values)
-    carry their protocol (which split fitted, which scored) with the epochs each decoder ran
-    and why it stopped; each `*_epochs` row carries its decoder's stop reason ("loss_threshold"
-    or "plateau": converged; "max_epochs": the cap; "diverged"). A failure's message follows
-    "error:" on every row of the measurement.
+    Each term's values (raw and clipped, and minimality's per-digit values) carry its protocol
+    (which split fitted, which scored) with the epochs each decoder ran and why it stopped; each
+    `<head>_epochs` row carries its decoder's stop reason ("loss_threshold" or "plateau":
+    converged; "max_epochs": the cap; "diverged"). A failure's message follows "error:" on
+    every row of the measurement.
     """
-    error = f"error: {values['error']}" if values.get("error") else ""
-    notes = {key: error for key in values}
-    digits = range(int(values.get("num_digits") or 0))
-    terms = [  # (protocol key, value keys, decoder prefixes of <prefix>_epochs / <prefix>_stop)
-        ("suff_protocol", ["v_suff", "v_suff_raw"], ["suff"]),
-        (
-            "min_protocol",
-            ["v_min", "v_min_raw", "v_min_mc_mean", "v_min_mc_std"]
-            + [f"v_min_digit{j}_raw" for j in digits],
-            [f"digit{j}" for j in digits],
-        ),
-        ("held_out_protocol", ["v_suff_held_out", "v_suff_held_out_raw"], ["held_out"]),
-    ]
-    for protocol, keys, heads in terms:
-        if protocol not in values:
+    error = f"error: {values[record.ERROR]}" if values.get(record.ERROR) else ""
+    notes = dict.fromkeys(values, error)
+    for term in record.TERMS:
+        if term.protocol not in values:
             continue
-        runs = ", ".join(f"{values[f'{h}_epochs']} ({values[f'{h}_stop']})" for h in heads)
-        text = _joined(f"{values[protocol]}; decoder epochs (stop): {runs}", error)
-        notes.update({key: text for key in keys if key in values})
-        notes.update({f"{h}_epochs": _joined(values[f"{h}_stop"], error) for h in heads})
+        heads = term.heads(values)
+        runs = ", ".join(
+            f"{values[record.epochs_key(h)]} ({values[record.stop_key(h)]})" for h in heads
+        )
+        text = _joined(f"{values[term.protocol]}; decoder epochs (stop): {runs}", error)
+        notes |= dict.fromkeys(term.keys(values), text)
+        notes |= {record.epochs_key(h): _joined(values[record.stop_key(h)], error) for h in heads}
     return notes
 
 
 def _joined(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
-
-
-def _newest_history(trial: Path) -> list[dict[str, Any]]:
-    checkpoints = sorted(trial.glob("checkpoint_*/history.json"))
-    if not checkpoints:
-        return []
-    return json.loads(checkpoints[-1].read_text())
 
 
 def _trial_id(trial: Path) -> str:
@@ -114,26 +100,50 @@ def _trial_id(trial: Path) -> str:
     return trial.name
 
 
+def trial_folders(path: Path) -> list[Path]:
+    """The trial folders of an experiment folder (each holds Tune's params.json)."""
+    return sorted(p for p in path.iterdir() if (p / "params.json").exists())
+
+
 def load(path: str | Path) -> pd.DataFrame:
-    """The tidy frame of an experiment folder (the folder a sweep wrote its trials into)."""
+    """The tidy frame of an experiment folder (the folder a sweep wrote its trials into).
+
+    A trial whose first epoch has not finished yet contributes no rows. A folder that holds no
+    trial (an empty folder, or the storage root above the experiments) is a one-line
+    FileNotFoundError naming what to pass instead.
+    """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no results folder at {path}")
-    meta_file = path / SWEEP_FILE
-    axes = json.loads(meta_file.read_text())["axes"] if meta_file.exists() else []
+    trials = trial_folders(path)
+    if not trials:
+        experiments = sorted(p.name for p in path.iterdir() if p.is_dir() and trial_folders(p))
+        if experiments:
+            raise FileNotFoundError(
+                f"{path} is a storage root, not an experiment folder: pass one of its "
+                f"experiments, {', '.join(str(path / e) for e in experiments)}"
+            )
+        raise FileNotFoundError(
+            f"{path} holds no trial folders: pass the experiment folder a sweep wrote "
+            "(STORAGE_PATH/NAME)"
+        )
+    axes = record.read_description(path).get("axes", [])
+    keys = ["dataset", "model", *(a for a in axes if a not in ("dataset", "model"))]
     frames = []
-    for trial in sorted(p for p in path.iterdir() if (p / "params.json").exists()):
+    for trial in trials:
         params = json.loads((trial / "params.json").read_text())
-        rows = [r for epoch in _newest_history(trial) for r in epoch_rows(epoch)]
+        rows = [r for epoch in record.newest_history(trial) for r in epoch_rows(epoch)]
         frame = pd.DataFrame(rows, columns=COLUMNS)
-        frame.insert(0, "trial_id", _trial_id(trial))
-        keys = ["dataset", "model", *(a for a in axes if a not in ("dataset", "model"))]
+        frame.insert(0, TRIAL_ID, _trial_id(trial))
         for i, key in enumerate(keys):
             frame.insert(1 + i, key, params.get(key))
         frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=["trial_id", "dataset", "model", *COLUMNS])
     out = pd.concat(frames, ignore_index=True)
     out["layer"] = out["layer"].astype("Int64")
     out["value"] = out["value"].astype(float)
     return out
+
+
+def axis_columns(frame: pd.DataFrame) -> list[str]:
+    """The configuration columns of a tidy frame: dataset, model and each swept axis."""
+    return [c for c in frame.columns if c != TRIAL_ID and c not in COLUMNS]

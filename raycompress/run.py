@@ -17,32 +17,37 @@ import torch
 from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
 from raycompress.models import MODEL_NAMES
+from raycompress.record import ERROR, MINIMALITY, SUFFICIENCY
 from raycompress.training import EpochRecord, run_epochs
-from raycompress.trial import Trial
+from raycompress.trial import DEFAULTS, Trial
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m raycompress.run", description=__doc__.split("\n")[0]
+        prog="python -m raycompress.run",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", default="fashion-mnist-demo", help=", ".join(DATASET_NAMES))
-    p.add_argument("--model", default="mnistnet", help=", ".join(MODEL_NAMES))
+    p.add_argument("--dataset", default=DEFAULTS["dataset"], help=", ".join(DATASET_NAMES))
+    p.add_argument("--model", default=DEFAULTS["model"], help=", ".join(MODEL_NAMES))
     p.add_argument("--data-dir", help="folder with (or for) the torchvision files")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
     p.add_argument("--train-size", type=int, help="training samples (default: the test size)")
     p.add_argument("--imbalance", help="PROFILE:RATIO, e.g. step:0.1")
-    p.add_argument("--epochs", type=int, default=50, help="epoch cap (default 50)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--batch-size", type=int, default=400)
-    p.add_argument("--loss-threshold", type=float, default=0.02)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nc-method", choices=METHODS, default="auto")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epoch cap")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--loss-threshold", type=float, default=DEFAULTS["loss_threshold"])
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--nc-method", choices=METHODS, default=DEFAULTS["nc_method"])
     p.add_argument(
         "--vinfo",
         default="none",
         help="𝒱-information schedule: none (default), every, every:K, log:N",
     )
-    p.add_argument("--decoder-epochs", type=int, default=50, help="decoder epoch cap")
+    p.add_argument(
+        "--decoder-epochs", type=int, default=DEFAULTS["decoder_epochs"], help="decoder epoch cap"
+    )
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
@@ -85,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):
         print(format_row(record, time.perf_counter() - start), flush=True)
         for (layer, split), values in sorted(record.vinfo.items()):
-            note = f"  ({values['error']})" if values.get("error") else ""
+            note = f"  ({values[ERROR]})" if values.get(ERROR) else ""
             print(
-                f"      𝒱-info l={layer} {split:5s}: sufficiency {values['v_suff']:.3f} bits, "
-                f"minimality {values['v_min']:.3f} bits{note}"
+                f"      𝒱-info l={layer} {split:5s}: sufficiency "
+                f"{values[SUFFICIENCY.value]:.3f} bits, minimality "
+                f"{values[MINIMALITY.value]:.3f} bits{note}"
             )
         start = time.perf_counter()
         if record.stop_reason:

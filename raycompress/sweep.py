@@ -13,145 +13,23 @@ trial failed (with a summary of which and why).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import itertools
 import json
-import pkgutil
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from ray.tune.search.sample import Function
-
-from raycompress import sweeps
+from raycompress.definition import (
+    Sweep,
+    UsageError,
+    catalogue,
+    expand,
+    is_sampled,
+    load_sweep,
+    sampled,
+    trial_configs,
+)
+from raycompress.launch import launch
 from raycompress.trial import Trial
-
-SWEEP_FILE = "raycompress_sweep.json"
-
-
-class UsageError(ValueError):
-    """Bad input from the command line or a sweep file: reported in one line, exit status 2."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What a trial asks of Ray: one bundle for the training, `decoder_bundles` for its
-    𝒱-information tasks (reserved with the trial, so busy trials cannot starve their own
-    tasks), GPU fractions mapped to CPUs where the cluster has no GPU."""
-
-    trial_cpu: float = 1
-    trial_gpu: float = 0
-    decoder_cpu: float = 1
-    decoder_gpu: float = 0
-    decoder_bundles: int = 1
-    decoder_retries: int = 2
-    trial_retries: int = 2
-
-    def bundles(self) -> list[dict[str, float]]:
-        def bundle(cpu: float, gpu: float) -> dict[str, float]:
-            return {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
-
-        return [bundle(self.trial_cpu, self.trial_gpu)] + self.decoder_bundles * [
-            bundle(self.decoder_cpu, self.decoder_gpu)
-        ]
-
-    def fit_to(self, cluster: dict[str, float]) -> tuple[Resources, list[str]]:
-        """These resources on a cluster with `cluster` resources, and notes on what changed."""
-        notes = []
-        fitted = self
-        if cluster.get("GPU", 0) == 0 and (self.trial_gpu or self.decoder_gpu):
-            fitted = Resources(**{**asdict(fitted), "trial_gpu": 0, "decoder_gpu": 0})
-            notes.append("the cluster has no GPU: GPU requests run on CPUs instead")
-        total = sum(b["CPU"] for b in fitted.bundles())
-        if total > cluster.get("CPU", 0):
-            raise UsageError(
-                f"one trial needs {total:g} CPUs but the cluster has {cluster.get('CPU', 0):g}: "
-                "lower trial_cpu, decoder_cpu or decoder_bundles"
-            )
-        return fitted, notes
-
-
-@dataclass(frozen=True)
-class Sweep:
-    name: str
-    description: str
-    param_space: dict[str, Any]
-    resources: Resources
-
-
-def catalogue() -> dict[str, str]:
-    """Shipped sweep names → one-line descriptions."""
-    names = [m.name for m in pkgutil.iter_modules(sweeps.__path__)]
-    return {name: _describe(importlib.import_module(f"{sweeps.__name__}.{name}")) for name in names}
-
-
-def _describe(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().split("\n")[0]
-
-
-def load_sweep(name_or_path: str, overrides: dict[str, Any]) -> Sweep:
-    """Import a shipped sweep by name or a sweep file by path, apply overrides, validate."""
-    path = Path(name_or_path)
-    if name_or_path in catalogue():
-        module = importlib.import_module(f"{sweeps.__name__}.{name_or_path}")
-    elif path.suffix == ".py" and path.is_file():
-        spec = importlib.util.spec_from_file_location(f"user_sweep_{path.stem}", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        raise UsageError(
-            f"no sweep named {name_or_path!r} and no such .py file: choose one of "
-            f"{', '.join(catalogue())} or pass a path (see --list)"
-        )
-    space = getattr(module, "PARAM_SPACE", None)
-    if not isinstance(space, dict):
-        raise UsageError(f"sweep {name_or_path!r} defines no PARAM_SPACE dictionary")
-    try:
-        resources = Resources(**getattr(module, "RESOURCES", {}))
-    except TypeError as err:
-        raise UsageError(f"sweep {name_or_path!r} has bad RESOURCES: {err}") from None
-    sweep = Sweep(path.stem, _describe(module), {**space, **overrides}, resources)
-    for config in expand(sweep.param_space):
-        try:
-            Trial.from_config(_sampled(config))
-        except ValueError as err:
-            raise UsageError(f"sweep {name_or_path!r}: {err}") from None
-    return sweep
-
-
-def expand(space: dict[str, Any]) -> list[dict[str, Any]]:
-    """The grid of a param space: one configuration per combination of grid_search values
-    (other search spaces stay as they are; Tune samples them per trial)."""
-    grids = {
-        k: v["grid_search"] for k, v in space.items() if isinstance(v, dict) and "grid_search" in v
-    }
-    combos = itertools.product(*grids.values()) if grids else [()]
-    return [{**space, **dict(zip(grids, combo, strict=True))} for combo in combos]
-
-
-def axes(space: dict[str, Any]) -> list[str]:
-    """The settings a sweep varies: grids of several values and sampled search spaces
-    (not `tune.sample_from` values, which derive from the other settings)."""
-    return sorted(
-        key
-        for key, value in space.items()
-        if (hasattr(value, "sample") and not isinstance(value, Function))
-        or (isinstance(value, dict) and len(value.get("grid_search", ())) > 1)
-    )
-
-
-def _sampled(config: dict[str, Any]) -> dict[str, Any]:
-    """Replace Tune search spaces by one sample, to validate the settings' types and names;
-    `tune.sample_from(lambda config: ...)` values are computed from the sampled others."""
-    drawn = {
-        k: v.sample() if hasattr(v, "sample") and not isinstance(v, Function) else v
-        for k, v in config.items()
-    }
-    return {k: v.sample(config=drawn) if isinstance(v, Function) else v for k, v in drawn.items()}
 
 
 def parse_value(text: str) -> Any:
@@ -200,12 +78,23 @@ def dry_run(sweep: Sweep) -> None:
     print(f"sweep {sweep.name}: {sweep.description}")
     print(f"{len(configs)} trial(s); each reserves bundles {sweep.resources.bundles()}")
     for i, config in enumerate(configs):
-        resolved = _sampled(config)  # derived values shown as they will be; sampled as spaces
-        shown = {
-            k: repr(v) if hasattr(v, "sample") and not isinstance(v, Function) else resolved[k]
-            for k, v in config.items()
-        }
+        resolved = sampled(config)  # derived values shown as they will be; sampled as spaces
+        shown = {k: repr(v) if is_sampled(v) else resolved[k] for k, v in config.items()}
         print(f"  trial {i}: {json.dumps(shown, default=str)}")
+
+
+def check_data(sweep: Sweep, remote: bool) -> None:
+    """Fail now, before Ray starts, when a trial's dataset is missing and may not be downloaded.
+
+    On a cluster (`remote`) the data may live on the other nodes: only folders that exist on
+    this machine are checked there."""
+    for config in trial_configs(sweep):
+        trial = Trial.from_config(config)
+        if not remote or trial.data_dir().is_dir():
+            try:
+                trial.check_data()
+            except FileNotFoundError as err:
+                raise UsageError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             dry_run(sweep)
             return 0
-        from raycompress.launch import launch
-
+        check_data(sweep, remote=bool(args.address))
         return launch(sweep, args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

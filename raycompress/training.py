@@ -17,20 +17,23 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from raycompress import protocol
 from raycompress.data import Dataset, Split, batch_indices
 from raycompress.metrics.collapse import CollapseConfig, CollapseReport, measure_collapse
+from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
 from raycompress.models import LayeredNet
+from raycompress.plan import Values, measure_in_process
+from raycompress.record import SPLITS
 from raycompress.stopping import stop_reason
-from raycompress.vinfo import VInfoConfig, measure_model, schedule_epochs
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    lr: float = 2e-3
-    batch_size: int = 400
-    max_epochs: int = 50
-    loss_threshold: float = 0.02
-    weight_decay: float = 0.01  # AdamW's PyTorch default, stated so it is recorded
+    lr: float = protocol.LR
+    batch_size: int = protocol.BATCH_SIZE
+    max_epochs: int = protocol.MAX_EPOCHS
+    loss_threshold: float = protocol.LOSS_THRESHOLD
+    weight_decay: float = protocol.WEIGHT_DECAY
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -78,9 +81,10 @@ class EpochRecord:
     vinfo: dict[tuple[int, str], dict] = field(default_factory=dict)  # (layer, split) → values
 
 
+# (model, splits, config, run seed, epoch, layer0) → {(layer, split): values}; see `plan`
 VInfoMeasurer = Callable[
-    [LayeredNet, dict[str, Split], VInfoConfig, int, dict[str, dict]],
-    dict[tuple[int, str], dict],
+    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, Values]],
+    dict[tuple[int, str], Values],
 ]
 
 
@@ -89,8 +93,8 @@ class Run:
 
     Neural collapse is measured every epoch, with the training batch size unless `collapse`
     says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
-    where training stops, layer 0 once per run. `measure_vinfo` does the 𝒱-information work:
-    in this process by default (`vinfo.measure_model`); the Tune trainable passes one that
+    where training stops, layer 0 once per run (`plan`). `measure_vinfo` executes the plan:
+    in this process by default (`plan.measure_in_process`); the Tune trainable passes one that
     ships each (layer, split) to a Ray task.
     """
 
@@ -101,7 +105,7 @@ class Run:
         config: TrainConfig,
         collapse: CollapseConfig | None = None,
         vinfo: VInfoConfig | None = None,
-        measure_vinfo: VInfoMeasurer = measure_model,
+        measure_vinfo: VInfoMeasurer = measure_in_process,
     ) -> None:
         self.model, self.data, self.config = model, data, config
         self.collapse = collapse or CollapseConfig(batch_size=config.batch_size)
@@ -112,7 +116,7 @@ class Run:
         self.optimizer = make_optimizer(model, config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
-        self.layer0: dict[str, dict] = {}
+        self.layer0: dict[str, Values] = {}
 
     def step(self) -> EpochRecord:
         """Train the next epoch, then measure both splits with its final weights."""
@@ -135,9 +139,10 @@ class Run:
         values = {}
         due = self.epoch in self.scheduled or (reason is not None and bool(self.scheduled))
         if self.vinfo and due and not diverged:
-            splits = {"train": data.train, "test": data.test}
-            seed = config.seed + 1000 * self.epoch
-            values = self.measure_vinfo(model, splits, self.vinfo, seed, self.layer0)
+            splits = dict(zip(SPLITS, (data.train, data.test), strict=True))
+            values = self.measure_vinfo(
+                model, splits, self.vinfo, config.seed, self.epoch, self.layer0
+            )
         return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
 
     def state_dict(self) -> dict:

@@ -4,43 +4,99 @@ library's typed configurations before anything is loaded or trained."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from raycompress.data import Dataset, Imbalance, check_dataset_name, load_dataset
-from raycompress.decoders import DecoderConfig
+from raycompress import protocol
+from raycompress.data import (
+    Dataset,
+    Imbalance,
+    check_available,
+    check_dataset_name,
+    default_data_dir,
+    load_dataset,
+)
 from raycompress.metrics.collapse import CollapseConfig
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.training import TrainConfig
-from raycompress.vinfo import VInfoConfig
 
-# Every key a trial understands, with its default (the thesis' protocol).
-DEFAULTS: dict[str, Any] = {
-    "dataset": "fashion-mnist-demo",
-    "model": "mnistnet",
-    "widths": None,  # None: the thesis' widths for the model
-    "data_dir": None,
-    "download": True,
-    "train_size": None,  # None: the test split's size
-    "imbalance": None,  # e.g. "step:0.1" or "exponential:0.01"
-    "seed": 0,
-    "lr": 2e-3,
-    "batch_size": 400,
-    "epochs": 50,
-    "loss_threshold": 0.02,
-    "weight_decay": 0.01,
-    "nc_method": "auto",
-    "nc_feature_budget_mib": 1024,
-    "vinfo_schedule": "every",
-    "decoder_epochs": 50,
-    "decoder_patience": 5,
-    "decoder_precision": "fp32",
-    "held_out": False,
-    "monte_carlo": 0,
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _integers(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(map(_integer, value))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One trial setting: its default and the values it takes (`takes`, in words)."""
+
+    default: Any
+    takes: str
+    accepts: Callable[[Any], bool]
+
+
+# Every setting a trial understands, with its default: the thesis' protocol.
+SETTINGS: dict[str, Setting] = {
+    "dataset": Setting("fashion-mnist-demo", "a dataset name", _text),
+    "model": Setting("mnistnet", "a model name", _text),
+    "widths": Setting(None, "null or a list of integers", _optional(_integers)),  # None: thesis'
+    "data_dir": Setting(None, "null or a folder path", _optional(_text)),
+    "download": Setting(True, "true or false", lambda v: isinstance(v, bool)),
+    "train_size": Setting(None, "null or an integer", _optional(_integer)),  # None: test size
+    "imbalance": Setting(None, "null or PROFILE:RATIO, e.g. step:0.1", _optional(_text)),
+    "seed": Setting(0, "an integer", _integer),
+    "lr": Setting(protocol.LR, "a number", _number),
+    "batch_size": Setting(protocol.BATCH_SIZE, "an integer", _integer),
+    "epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
+    "loss_threshold": Setting(protocol.LOSS_THRESHOLD, "a number", _number),
+    "weight_decay": Setting(protocol.WEIGHT_DECAY, "a number", _number),
+    "nc_method": Setting("auto", "a method name", _text),
+    "nc_feature_budget_mib": Setting(1024, "a number", _number),
+    "vinfo_schedule": Setting(
+        "every",
+        "a schedule (every, every:K, log:N, none) or a list of epochs",
+        lambda v: _text(v) or _integers(v),
+    ),
+    "decoder_epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
+    "decoder_patience": Setting(protocol.DECODER_PATIENCE, "an integer", _integer),
+    "decoder_precision": Setting("fp32", "fp32 or bf16", _text),
+    "held_out": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    "monte_carlo": Setting(0, "an integer", _integer),
 }
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
+
+
+def check_types(config: Mapping[str, Any]) -> None:
+    """One-line ValueError for an unknown setting or a value of the wrong type."""
+    for name, value in config.items():
+        setting = SETTINGS.get(name)
+        if setting is None:
+            raise ValueError(
+                f"unknown trial setting {name!r}: known settings are {', '.join(SETTINGS)}"
+            )
+        if not setting.accepts(value):
+            raise ValueError(f"setting {name!r} takes {setting.takes}, got {value!r}")
 
 
 def parse_imbalance(text: str | None) -> Imbalance | None:
@@ -69,11 +125,7 @@ class Trial:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Trial:
-        unknown = sorted(set(config) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown trial setting {unknown[0]!r}: known settings are {', '.join(DEFAULTS)}"
-            )
+        check_types(config)
         c = {**DEFAULTS, **config}
         check_dataset_name(c["dataset"])
         make_spec(c["model"], (1, 1, 1), 2, c["widths"])
@@ -96,10 +148,18 @@ class Trial:
         )  # fmt: skip
         return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo)
 
+    def data_dir(self) -> Path:
+        return Path(self.config["data_dir"] or default_data_dir()).expanduser()
+
+    def check_data(self) -> None:
+        """Raise a one-line DataNotFoundError when the dataset's files are missing here and
+        may not be downloaded: before anything is loaded or started."""
+        check_available(self.config["dataset"], self.data_dir(), self.config["download"])
+
     def load_data(self) -> Dataset:
         c = self.config
         return load_dataset(
-            c["dataset"], c["data_dir"], download=c["download"], train_size=c["train_size"],
+            c["dataset"], self.data_dir(), download=c["download"], train_size=c["train_size"],
             subset_seed=c["seed"], imbalance=self.imbalance,
         )  # fmt: skip
 

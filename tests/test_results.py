@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from raycompress.data import load_dataset
-from raycompress.decoders import DecoderConfig
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.results import load, vinfo_notes
 from raycompress.sweep import SWEEP_FILE
 from raycompress.trainable import record_to_dict, summary_metrics
 from raycompress.training import Run, TrainConfig
-from raycompress.vinfo import VInfoConfig
 
 
 def history(epochs: int, schedule: str = "every:2") -> list[dict]:

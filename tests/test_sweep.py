@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from raycompress.sweep import Resources, UsageError, axes, expand, load_sweep, main
+from raycompress.definition import Resources, UsageError, axes, expand, load_sweep
+from raycompress.sweep import main
 
 EXPECTED_TRIALS = {
     "thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2, "thesis_fmnist": 2,

@@ -8,21 +8,17 @@ import pytest
 import torch
 from torch import nn
 
-from raycompress import vinfo
-from raycompress.data import Split, load_dataset, num_digits, relabel
-from raycompress.decoders import (
+from raycompress.data import Split, num_digits, relabel
+from raycompress.metrics.decoders import (
     DecoderConfig,
     StackedDecoders,
     batching_mode,
     score_heads,
     train_heads,
 )
-from raycompress.models import build_model, make_spec
-from raycompress.training import TrainConfig, run_epochs
-from raycompress.vinfo import (
+from raycompress.metrics.vinfo import (
     VInfoConfig,
     entropy_bits,
-    measure_layer,
     measure_vinfo,
     schedule_epochs,
 )
@@ -182,18 +178,6 @@ def test_undefined_values_give_messages_not_crashes() -> None:
     assert math.isnan(diverged["v_suff"]) and "diverged" in diverged["error"]
 
 
-def test_measure_layer_runs_from_plain_inputs() -> None:
-    data = load_dataset("fashion-mnist-demo", train_size=200)
-    spec = make_spec("mnistnet", data.input_shape, 10)
-    state = build_model(spec, seed=0).state_dict()
-    config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=2), monte_carlo=2)
-    out = measure_layer(spec, state, 3, data.train, config, seed=1)
-    assert out["layer"] == 3 and out["num_digits"] == 2
-    assert {"v_suff", "v_min", "v_min_mc_mean", "v_min_mc_std", "decoder_config"} <= set(out)
-    assert all(isinstance(v, (int, float, str, bool)) for v in out.values())
-    assert out == measure_layer(spec, state, 3, data.train, config, seed=1)  # seeded
-
-
 @pytest.mark.parametrize(("schedule", "expected"), [
     ("every", set(range(1, 51))),
     ("every:20", {20, 40}),
@@ -209,25 +193,6 @@ def test_schedules(schedule: str | tuple[int, ...], expected: set[int]) -> None:
 def test_bad_schedules_fail_before_training(schedule: str | tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="schedul"):
         VInfoConfig(schedule=schedule)
-
-
-def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-
-    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object) -> dict:
-        calls.append(len(encoder))  # the encoder of layer l has l layers
-        return {"v_suff": float(len(calls)), "v_min": 0.0}
-
-    monkeypatch.setattr(vinfo, "measure_vinfo", fake)
-    data = load_dataset("fashion-mnist-demo", train_size=200)
-    model = build_model(make_spec("mnistnet", data.input_shape, 10))
-    config = TrainConfig(batch_size=100, max_epochs=3)
-    records = list(run_epochs(model, data, config, vinfo=VInfoConfig(schedule="every:2")))
-    assert [bool(r.vinfo) for r in records] == [False, True, True]  # epoch 3: the stopping epoch
-    assert calls.count(0) == 2  # layer 0: once per split for the whole run
-    assert sorted(calls) == [0] * 2 + [1] * 4 + [2] * 4 + [3] * 4
-    assert records[1].vinfo[0, "test"] is records[2].vinfo[0, "test"]
-    assert set(records[2].vinfo) == {(layer, s) for layer in range(4) for s in ("train", "test")}
 
 
 def test_vmap_and_loop_batching_train_the_same_heads() -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
+from raycompress import protocol
 from raycompress.data import batch_indices
 from raycompress.stopping import CONVERGED, stop_reason
 
@@ -31,13 +32,13 @@ class DecoderConfig:
     improved by a relative min_delta for `patience` epochs (a plateau), or at max_epochs.
     """
 
-    lr: float = 2e-3
-    batch_size: int = 400
-    max_epochs: int = 50
-    loss_threshold: float = 0.02
-    patience: int = 5
-    min_delta: float = 1e-3
-    weight_decay: float = 0.01
+    lr: float = protocol.LR
+    batch_size: int = protocol.BATCH_SIZE
+    max_epochs: int = protocol.MAX_EPOCHS
+    loss_threshold: float = protocol.LOSS_THRESHOLD
+    patience: int = protocol.DECODER_PATIENCE
+    min_delta: float = protocol.DECODER_MIN_DELTA
+    weight_decay: float = protocol.WEIGHT_DECAY
     # "bf16": train under bfloat16 autocast (2–3× faster on CPUs with AMX and on GPUs);
     # scoring always runs in float32, so the reported cross-entropy is not rounded to bf16.
     precision: str = "fp32"

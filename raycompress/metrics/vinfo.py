@@ -1,0 +1,321 @@
+"""𝒱-information of one layer on one split, in bits (Xu et al. 2020; thesis §1.3 and §2.2).
+
+    I_𝒱(h^l → t) = H(t) − CE(t | h^l)   [bits]
+
+H(t) is the empirical entropy of target t on the scored samples; CE is the cross-entropy of a
+freshly initialised decoder f^{L:l+1} trained on the frozen encoder's features and scored after
+training over every scored sample.
+
+    sufficiency  I_𝒱(h^l → y):            t = the labels
+    minimality   I_𝒱(h^l → Dec(x, 𝒴)):    t = each base-C digit of the relabelling r(x)
+                                          (thesis Algorithm 2, `data.relabel`); mean over digits
+
+Protocols. The thesis fits and scores each decoder on the same split ("in_sample", the
+default). Sufficiency can also be measured "held_out": fit on a seeded, stratified half of the
+split, score on the other half. Minimality is in-sample by definition: its relabellings are
+arbitrary, so no decoder predicts them on unseen samples and a held-out minimality is ≤ 0 by
+construction.
+
+Speed: the encoder runs once per measurement and its features are cached (on the device, or in
+host memory above a budget); the sufficiency decoder and every minimality decoder train
+together as one batched step (`decoders.StackedDecoders`).
+
+Randomness: every stream of a measurement (batch orders, initialisations, relabellings, the
+held-out halves) is derived from its one seed by name (`seeds.derive_seed`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from raycompress import record
+from raycompress.data import Split, batch_indices, relabel, stratified_subset
+from raycompress.metrics.decoders import (
+    DecoderConfig,
+    HeadFit,
+    StackedDecoders,
+    score_heads,
+    train_heads,
+)
+from raycompress.record import HELD_OUT, MINIMALITY, SUFFICIENCY
+from raycompress.seeds import derive_seed
+
+LN2 = math.log(2)  # nats → bits
+
+IN_SAMPLE = "in_sample: fit on the split, scored on it"
+HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
+
+# The random streams of one measurement, derived from its seed by name (`derive_seed`).
+ENCODE_ORDER = "encode_order"  # the batch order in which the frozen encoder runs once
+HEAD_INIT = "head_init"  # the decoders' initialisations
+TRAIN_ORDER = "train_order"  # the decoders' training batch orders
+SCORE_ORDER = "score_order"  # the batch order of the final scoring pass
+RELABELLING = "relabelling"  # Monte-Carlo relabelling m: within-class orders
+HALVES = "held_out_halves"  # the stratified half a held-out decoder fits on
+HELD_OUT_FIT = "held_out_fit"  # the held-out decoder's own measurement streams
+
+
+def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
+    """The epochs at which 𝒱-information is measured.
+
+    "every" (default), "every:K" (K, 2K, …), "log:N" (N log-spaced epochs from 1 to
+    max_epochs, rounded, duplicates merged), "none", or an explicit list of epochs.
+    """
+    if not isinstance(schedule, str):
+        epochs = frozenset(int(e) for e in schedule)
+        if any(e < 1 for e in epochs):
+            raise ValueError(f"scheduled epochs must be ≥ 1, got {sorted(epochs)}")
+        return epochs
+    kind, _, arg = schedule.partition(":")
+    if kind in ("every", "log") and arg:
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"schedule {schedule!r}: {kind}:K needs a positive integer K")
+        k = int(arg)
+        if kind == "every":
+            return frozenset(range(k, max_epochs + 1, k))
+        grid = torch.logspace(0, math.log10(max_epochs), k, dtype=torch.float64)
+        return frozenset(int(e) for e in grid.round().tolist())
+    if schedule == "every":
+        return frozenset(range(1, max_epochs + 1))
+    if schedule == "none":
+        return frozenset()
+    raise ValueError(
+        f"unknown 𝒱-information schedule {schedule!r}: use every, every:K, log:N, none or a list"
+    )
+
+
+@dataclass(frozen=True)
+class VInfoConfig:
+    """What a 𝒱-information measurement does; recorded beside its values."""
+
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    schedule: str | tuple[int, ...] = "every"  # see schedule_epochs
+    held_out: bool = False  # also measure sufficiency fitted on one half, scored on the other
+    monte_carlo: int = 0  # extra relabellings with seeded within-class orders
+    clip_negative: bool = False  # clip v_suff / v_min at 0 (raw per-head values are kept)
+    cache_bytes: int = 2 << 30  # cached features above this size stay in host memory
+
+    def __post_init__(self) -> None:
+        if self.monte_carlo < 0:
+            raise ValueError(f"monte_carlo must be ≥ 0, got {self.monte_carlo}")
+        schedule_epochs(self.schedule, 1)  # validates the spelling before any training
+
+
+def entropy_bits(targets: Tensor, num_classes: int) -> float:
+    """Empirical entropy −Σ_k p_k log₂ p_k of integer targets (N,)."""
+    p = torch.bincount(targets, minlength=num_classes).double() / targets.numel()
+    p = p[p > 0]
+    return float(-(p * p.log2()).sum())
+
+
+@torch.no_grad()
+def encode(
+    encoder: nn.Module, x: Tensor, batch_size: int, seed: int, device: torch.device | str,
+    cache_bytes: int,
+) -> Tensor:  # fmt: skip
+    """Features (N, ...) of a frozen encoder, computed once in a fixed, seeded batch order (batch
+    norm uses batch statistics) and stored in dataset order."""
+    encoder = encoder.to(device).eval()
+    order = batch_indices(x.shape[0], batch_size, torch.Generator().manual_seed(seed))
+    features: Tensor | None = None
+    for index in order:
+        h = encoder(x[index].to(device))
+        if features is None:
+            size = x.shape[0] * h[0].numel() * h.element_size()
+            home = device if size <= cache_bytes else "cpu"
+            features = torch.empty(x.shape[0], *h.shape[1:], dtype=h.dtype, device=home)
+        features[index.to(features.device)] = h.to(features.device)
+    assert features is not None
+    return features
+
+
+def head_seeds(count: int, seed: int) -> list[int]:
+    """The initialisation seeds of a measurement's `count` decoders."""
+    generator = torch.Generator().manual_seed(derive_seed(seed, HEAD_INIT))
+    return [int(s) for s in torch.randint(0, 2**62, (count,), generator=generator)]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Decoders trained on one target column each, then scored: per head k its fit, the
+    entropy H(t_k) of its scored targets and its raw 𝒱-information H(t_k) − CE_k (bits; NaN
+    for a diverged head)."""
+
+    fits: list[HeadFit]
+    entropy: list[float]
+    bits: list[float]
+    batching: str
+
+
+def fit_and_score(
+    make_decoder: Callable[[int], nn.Module],
+    fit: tuple[Tensor, Tensor],
+    score: tuple[Tensor, Tensor],
+    num_classes: int,
+    config: VInfoConfig,
+    seed: int,
+    device: torch.device | str,
+) -> Fitted:
+    """Train one fresh decoder per target column of fit = (features (N, ...), targets (N, K))
+    as one batched stack, and score each on `score`."""
+    features, targets = fit
+    stack = StackedDecoders([make_decoder(s) for s in head_seeds(targets.shape[1], seed)], device)
+    generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
+    fits = train_heads(stack, features, targets, config.decoder, generator, device)
+    order = derive_seed(seed, SCORE_ORDER)
+    ce = score_heads(stack, *score, config.decoder.batch_size, order, device) / LN2
+    entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
+    bits = [
+        h - c if f.stop != "diverged" and math.isfinite(h - c) else math.nan
+        for h, c, f in zip(entropy, ce.tolist(), fits, strict=True)
+    ]
+    return Fitted(fits, entropy, bits, stack.mode)
+
+
+def _head(head: str, fit: HeadFit) -> dict[str, int | str]:
+    return {record.epochs_key(head): fit.epochs, record.stop_key(head): fit.stop}
+
+
+def _diverged(fitted: Fitted, names: list[str]) -> list[str]:
+    return [
+        f"{name} diverged (loss {fit.train_loss}); lower the decoder lr"
+        for name, fit, bits in zip(names, fitted.fits, fitted.bits, strict=True)
+        if math.isnan(bits)
+    ]
+
+
+def sufficiency(fitted: Fitted) -> dict[str, float | int | str]:
+    """I_𝒱(h → y) from head 0 (target y), in-sample."""
+    return {
+        "h_y_bits": fitted.entropy[0], record.raw_key(SUFFICIENCY.value): fitted.bits[0],
+        **_head(record.SUFF_HEAD, fitted.fits[0]), SUFFICIENCY.protocol: IN_SAMPLE,
+    }  # fmt: skip
+
+
+def minimality(fitted: Fitted, num_digits: int, monte_carlo: int) -> dict[str, float | int | str]:
+    """I_𝒱(h → Dec(x, 𝒴)) = the mean over the N_D digits of heads 1..N_D (the relabelling);
+    heads after them are the Monte-Carlo relabellings' digits, summarised by mean and spread."""
+    bits, fits, entropy = fitted.bits[1:], fitted.fits[1:], fitted.entropy[1:]
+    out: dict[str, float | int | str] = {record.NUM_DIGITS: num_digits}
+    for j in range(num_digits):
+        out[record.digit_key(j)] = bits[j]
+        out[record.digit_entropy_key(j)] = entropy[j]
+        out |= _head(record.digit_head(j), fits[j])
+    digits = bits[:num_digits]
+    out[record.raw_key(MINIMALITY.value)] = sum(digits) / num_digits if num_digits else math.nan
+    out[MINIMALITY.protocol] = IN_SAMPLE
+    if monte_carlo and num_digits:
+        per_relabelling = torch.tensor(bits).reshape(1 + monte_carlo, num_digits).mean(1)
+        out["v_min_mc_mean"] = float(per_relabelling.mean())
+        out["v_min_mc_std"] = float(per_relabelling.std(correction=1))
+    return out
+
+
+def held_out_sufficiency(
+    make_decoder: Callable[[int], nn.Module],
+    features: Tensor,
+    y: Tensor,
+    num_classes: int,
+    config: VInfoConfig,
+    seed: int,
+    device: torch.device | str,
+) -> tuple[dict[str, float | int | str], list[str]]:
+    """Sufficiency fitted on a seeded, stratified half of the split and scored on the other
+    half; returns the values and any error."""
+    halves = torch.Generator().manual_seed(derive_seed(seed, HALVES))
+    half = stratified_subset(y.cpu(), y.numel() // 2, halves)
+    rest = torch.ones(y.numel(), dtype=torch.bool)
+    rest[half] = False
+    other = torch.nonzero(rest).flatten()
+    fit_set = (features[half.to(features.device)], y[half.to(y.device)][:, None])
+    score_set = (features[other.to(features.device)], y[other.to(y.device)][:, None])
+    fit_seed = derive_seed(seed, HELD_OUT_FIT)
+    fitted = fit_and_score(make_decoder, fit_set, score_set, num_classes, config, fit_seed, device)
+    values = {
+        record.raw_key(HELD_OUT.value): fitted.bits[0],
+        **_head(record.HELD_OUT_HEAD, fitted.fits[0]), HELD_OUT.protocol: HELD_OUT_HALVES,
+    }  # fmt: skip
+    return values, _diverged(fitted, ["the held-out sufficiency decoder"])
+
+
+def clipped(values: dict[str, float | int | str], clip_negative: bool) -> dict[str, float | bool]:
+    """Each term's reported value: its raw value, clipped at 0 when asked; and whether any was."""
+    out: dict[str, float | bool] = {"clipped": False}
+    for term in (SUFFICIENCY, MINIMALITY, HELD_OUT):
+        raw = values.get(record.raw_key(term.value))
+        if raw is None:
+            continue
+        clip = clip_negative and raw < 0
+        out[term.value] = 0.0 if clip else raw
+        out["clipped"] = out["clipped"] or clip
+    return out
+
+
+def relabellings(labels: Tensor, num_classes: int, monte_carlo: int, seed: int) -> list[Tensor]:
+    """The relabelling in dataset order, then `monte_carlo` ones in seeded within-class orders;
+    each (N, N_D)."""
+    return [relabel(labels, num_classes)] + [
+        relabel(
+            labels, num_classes, torch.Generator().manual_seed(derive_seed(seed, RELABELLING, m))
+        )
+        for m in range(monte_carlo)
+    ]
+
+
+def measure_vinfo(
+    encoder: nn.Module,
+    make_decoder: Callable[[int], nn.Module],
+    split: Split,
+    num_classes: int,
+    config: VInfoConfig,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float | int | str | bool]:
+    """Sufficiency and minimality (bits) of encoder's features on `split`, as plain numbers
+    under the keys of `record` (its module docstring lists them).
+
+    The sufficiency decoder and every minimality decoder train together as one stack. Problems
+    that make a value undefined (a single class, no relabelling digit, a diverged decoder) give
+    NaN for that value and a message under "error"; nothing is raised for them.
+    """
+    present = int((torch.bincount(split.y, minlength=num_classes) > 0).sum())
+    if present < 2:
+        return {
+            SUFFICIENCY.value: math.nan, MINIMALITY.value: math.nan,
+            record.ERROR: f"the split has {present} class(es): 𝒱-information needs at least two",
+        }  # fmt: skip
+    order = derive_seed(seed, ENCODE_ORDER)
+    features = encode(
+        encoder, split.x, config.decoder.batch_size, order, device, config.cache_bytes
+    )
+    digits = relabellings(split.y, num_classes, config.monte_carlo, seed)
+    num_digits = digits[0].shape[1]
+    targets = torch.cat([split.y[:, None], *digits], 1).to(features.device)  # (N, K)
+    fitted = fit_and_score(
+        make_decoder, (features, targets), (features, targets), num_classes, config, seed, device
+    )
+    names = ["the sufficiency decoder"] + [
+        f"minimality decoder {k}" for k in range(1, len(targets.T))
+    ]
+    errors = _diverged(fitted, names)
+    if num_digits == 0:
+        errors.append("no class has two samples (N_D = 0): minimality is undefined")
+    out = {**sufficiency(fitted), **minimality(fitted, num_digits, config.monte_carlo)}
+    if config.held_out:
+        held_out, held_out_errors = held_out_sufficiency(
+            make_decoder, features, split.y.to(features.device), num_classes, config, seed, device
+        )
+        out |= held_out
+        errors += held_out_errors
+    return {
+        **out,
+        **clipped(out, config.clip_negative),
+        "decoder_config": repr(asdict(config.decoder)),
+        "decoder_batching": fitted.batching,
+        record.ERROR: "; ".join(errors),
+    }

@@ -1,0 +1,105 @@
+"""Which 𝒱-information measurements an epoch makes, written once for every executor.
+
+    plan(depth, splits, seed, epoch, layer0)  →  [Measurement(layer, split, seed), …]
+    gather(plan, results, layer0)             →  {(layer, split): values}, layer 0 filled in
+
+An epoch's measurement covers every layer l = 0..L−1 on every split, each with its own seed
+derived from the run's seed by (epoch, layer, split). Layer 0 (the empty encoder, h^0 = x)
+never changes during training: it is measured at the first measurement of a run and kept in
+`layer0` — only once it succeeded, so that a failed layer-0 measurement is tried again at the
+next one. The executors run the planned measurements and nothing else: `measure_in_process`
+here, `trainable.RayVInfo` as Ray tasks; both call `measure_layer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from raycompress import record
+from raycompress.data import Split
+from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
+from raycompress.models import LayeredNet, ModelSpec, build_model
+from raycompress.seeds import derive_seed
+
+VINFO_STREAM = "vinfo"  # the measurements' seeds: derive_seed(run seed, VINFO_STREAM, epoch, …)
+
+Values = dict[str, float | int | str | bool]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One planned (layer, split) measurement and its seed."""
+
+    layer: int
+    split: str
+    seed: int
+
+
+def measurement_seed(run_seed: int, epoch: int, layer: int, split: str) -> int:
+    return derive_seed(run_seed, VINFO_STREAM, epoch, layer, split)
+
+
+def plan(
+    depth: int, splits: Iterable[str], run_seed: int, epoch: int, layer0: dict[str, Values]
+) -> list[Measurement]:
+    """The measurements of one epoch: every (layer, split), layer 0 only where not kept."""
+    return [
+        Measurement(layer, split, measurement_seed(run_seed, epoch, layer, split))
+        for layer in range(depth)
+        for split in splits
+        if not (layer == 0 and split in layer0)
+    ]
+
+
+def gather(
+    planned: list[Measurement], results: list[Values], layer0: dict[str, Values]
+) -> dict[tuple[int, str], Values]:
+    """The epoch's values by (layer, split): the measured ones and the kept layer 0. A layer-0
+    measurement that succeeded (no error) is kept in `layer0` for the rest of the run."""
+    out: dict[tuple[int, str], Values] = {(0, split): values for split, values in layer0.items()}
+    for m, values in zip(planned, results, strict=True):
+        out[m.layer, m.split] = values
+        if m.layer == 0 and not values.get(record.ERROR):
+            layer0[m.split] = values
+    return dict(sorted(out.items()))
+
+
+def measure_layer(
+    spec: ModelSpec,
+    state: dict[str, Tensor],
+    m: Measurement,
+    split: Split,
+    config: VInfoConfig,
+    device: torch.device | str = "cpu",
+) -> Values:
+    """One planned measurement from plain inputs (the model's spec and weights): what every
+    executor runs, so that a seed gives the same values in this process and in a Ray task."""
+    model = build_model(spec)
+    model.load_state_dict(state)
+    return measure_vinfo(
+        model.encoder(m.layer), partial(model.fresh_decoder, m.layer), split,
+        spec.num_classes, config, m.seed, device,
+    )  # fmt: skip
+
+
+def measure_in_process(
+    model: LayeredNet,
+    splits: dict[str, Split],
+    config: VInfoConfig,
+    run_seed: int,
+    epoch: int,
+    layer0: dict[str, Values],
+) -> dict[tuple[int, str], Values]:
+    """Every planned (layer, split) of `model` in this process, one after another."""
+    device = next(model.parameters()).device
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    planned = plan(model.depth, splits, run_seed, epoch, layer0)
+    results = [
+        measure_layer(model.spec, state, m, splits[m.split], config, device) for m in planned
+    ]
+    return gather(planned, results, layer0)

@@ -1,0 +1,17 @@
+"""The thesis' training protocol (§2.3) as constants: the one source of every default.
+
+`TrainConfig`, `DecoderConfig`, a trial's settings (`trial.SETTINGS`) and both command lines
+read these; nothing else writes the numbers down.
+"""
+
+LR = 2e-3  # AdamW, constant
+BATCH_SIZE = 400  # the thesis' reference code's default
+MAX_EPOCHS = 50  # epoch cap of the main network and of every decoder
+LOSS_THRESHOLD = 0.02  # stop once the epoch-mean training loss (nats) is at most this
+WEIGHT_DECAY = 0.01  # AdamW's PyTorch default, stated so that it is recorded
+
+# Decoders (𝒱-information) train "to convergence" with the main network's optimiser settings;
+# a plateau ends a head too: no relative improvement of DECODER_MIN_DELTA in DECODER_PATIENCE
+# epochs.
+DECODER_PATIENCE = 5
+DECODER_MIN_DELTA = 1e-3

@@ -1,0 +1,105 @@
+"""The 𝒱-information plan and its two executors: in this process and as Ray tasks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from raycompress import plan
+from raycompress.data import Split, load_dataset
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
+from raycompress.models import build_model, make_spec
+from raycompress.training import TrainConfig, run_epochs
+
+SPLITS = ("train", "test")
+
+
+def test_the_plan_covers_every_layer_and_split_with_its_own_seed() -> None:
+    planned = plan.plan(4, SPLITS, run_seed=0, epoch=3, layer0={})
+    assert [(m.layer, m.split) for m in planned] == [(l, s) for l in range(4) for s in SPLITS]
+    assert len({m.seed for m in planned}) == 8  # every measurement its own stream
+    assert planned == plan.plan(4, SPLITS, 0, 3, {})  # seeded: the same plan again
+    other_epoch = plan.plan(4, SPLITS, 0, 4, {})
+    other_seed = plan.plan(4, SPLITS, 1, 3, {})
+    assert not {m.seed for m in planned} & {m.seed for m in other_epoch + other_seed}
+    kept = plan.plan(4, SPLITS, 0, 3, layer0={"train": {"v_suff": 1.0}})
+    assert [(m.layer, m.split) for m in kept][:1] == [(0, "test")] and len(kept) == 7
+
+
+def test_layer_zero_is_kept_only_after_it_succeeded() -> None:
+    layer0: dict = {}
+    planned = plan.plan(2, SPLITS, 0, 1, layer0)
+    results = [
+        {"v_suff": 1.0, "error": ""},  # l=0 train: measured
+        {"v_suff": math.nan, "error": "worker died"},  # l=0 test: lost
+        {"v_suff": 2.0, "error": ""},
+        {"v_suff": 3.0, "error": ""},
+    ]
+    values = plan.gather(planned, results, layer0)
+    assert set(values) == {(0, "train"), (0, "test"), (1, "train"), (1, "test")}
+    assert list(layer0) == ["train"]  # the failed one is not kept ...
+    again = plan.plan(2, SPLITS, 0, 2, layer0)
+    assert [(m.layer, m.split) for m in again] == [(0, "test"), (1, "train"), (1, "test")]
+    later = plan.gather(again, [{"v_suff": 4.0, "error": ""}] * 3, layer0)
+    assert later[0, "train"] is results[0] and later[0, "test"]["v_suff"] == 4.0  # ... retried
+
+
+def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object) -> dict:
+        calls.append(len(encoder))  # the encoder of layer l has l layers
+        return {"v_suff": float(len(calls)), "v_min": 0.0}
+
+    monkeypatch.setattr(plan, "measure_vinfo", fake)
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    model = build_model(make_spec("mnistnet", data.input_shape, 10))
+    config = TrainConfig(batch_size=100, max_epochs=3)
+    records = list(run_epochs(model, data, config, vinfo=VInfoConfig(schedule="every:2")))
+    assert [bool(r.vinfo) for r in records] == [False, True, True]  # epoch 3: the stopping epoch
+    assert calls.count(0) == 2  # layer 0: once per split for the whole run
+    assert sorted(calls) == [0] * 2 + [1] * 4 + [2] * 4 + [3] * 4
+    assert records[1].vinfo[0, "test"] is records[2].vinfo[0, "test"]
+    assert set(records[2].vinfo) == {(layer, s) for layer in range(4) for s in SPLITS}
+
+
+def test_measure_layer_runs_from_plain_inputs() -> None:
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    spec = make_spec("mnistnet", data.input_shape, 10)
+    state = build_model(spec, seed=0).state_dict()
+    config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=2), monte_carlo=2)
+    m = plan.Measurement(3, "train", seed=1)
+    out = plan.measure_layer(spec, state, m, data.train, config)
+    assert out["num_digits"] == 2
+    assert {"v_suff", "v_min", "v_min_mc_mean", "v_min_mc_std", "decoder_config"} <= set(out)
+    assert all(isinstance(v, (int, float, str, bool)) for v in out.values())
+    assert out == plan.measure_layer(spec, state, m, data.train, config)  # seeded
+
+
+def test_both_executors_give_identical_values() -> None:
+    import ray
+
+    from raycompress.trainable import RayVInfo
+
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    model = build_model(make_spec("mlp", data.input_shape, 10, widths=(32, 16)), seed=3)
+    splits = {"train": data.train, "test": data.test}
+    config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=2), held_out=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a Ray task with one CPU: the same reduction order
+    try:
+        here = plan.measure_in_process(model, splits, config, run_seed=7, epoch=2, layer0={})
+    finally:
+        torch.set_num_threads(threads)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 << 20)
+    try:
+        there = RayVInfo(num_cpus=1)(model, splits, config, run_seed=7, epoch=2, layer0={})
+    finally:
+        ray.shutdown()
+    assert set(there) == set(here) == {(l, s) for l in range(3) for s in SPLITS}
+    for key, values in here.items():
+        assert {k: v for k, v in there[key].items() if k != "node"} == values, key
