@@ -68,8 +68,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         overrides[key] = parse_value(value)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
+    if args.data_dir is not None:  # absolute: trials run in folders of their own
+        overrides["data_dir"] = str(Path(args.data_dir).expanduser().resolve())
     return overrides
 
 
