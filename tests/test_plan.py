@@ -20,7 +20,7 @@ SPLITS = ("train", "test")
 
 def test_the_plan_covers_every_layer_and_split_with_its_own_seed() -> None:
     planned = plan.plan(4, SPLITS, run_seed=0, epoch=3, layer0={})
-    assert [(m.layer, m.split) for m in planned] == [(l, s) for l in range(4) for s in SPLITS]
+    assert [(m.layer, m.split) for m in planned] == [(k, s) for k in range(4) for s in SPLITS]
     assert len({m.seed for m in planned}) == 8  # every measurement its own stream
     assert planned == plan.plan(4, SPLITS, 0, 3, {})  # seeded: the same plan again
     other_epoch = plan.plan(4, SPLITS, 0, 4, {})
@@ -100,6 +100,6 @@ def test_both_executors_give_identical_values() -> None:
         there = RayVInfo(num_cpus=1)(model, splits, config, run_seed=7, epoch=2, layer0={})
     finally:
         ray.shutdown()
-    assert set(there) == set(here) == {(l, s) for l in range(3) for s in SPLITS}
+    assert set(there) == set(here) == {(k, s) for k in range(3) for s in SPLITS}
     for key, values in here.items():
         assert {k: v for k, v in there[key].items() if k != "node"} == values, key

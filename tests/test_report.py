@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from raycompress import __version__
 from raycompress.analysis.figures import FIGURES
 from raycompress.report import TABLES, main
 
@@ -29,6 +30,8 @@ def test_report_of_the_demo_sweep_draws_every_figure(
     final = pd.read_csv(tmp_path / "final_metrics.csv")
     assert sorted(final.model) == ["mlp", "mnistnet"] and (final.epochs == 2).all()
     assert "not drawn" not in page and "demo" in page  # the sweep's description and settings
+    assert f"Code: <code>raycompress {__version__}, commit " in page  # the code that made it
+    assert "resources: decoder_cpu" in page and "_resources" not in page
 
 
 def partial_copy(storage: Path, destination: Path) -> Path:
@@ -82,7 +85,11 @@ def test_report_before_any_finished_epoch_lists_every_figure_as_missing(
 
 @pytest.mark.parametrize(
     ("which", "message"),
-    [("missing", "no results folder at"), ("storage", "holds no trial folders")],
+    [
+        ("missing", "no results folder at"),
+        ("storage", "is a storage root, not an experiment folder"),
+        ("empty", "holds no trial folders"),
+    ],
 )
 def test_report_usage_errors(
     demo: tuple[int, Path],
@@ -92,7 +99,7 @@ def test_report_usage_errors(
     message: str,
 ) -> None:
     _, storage = demo
-    folder = {"missing": tmp_path / "nothing", "storage": storage}[which]
+    folder = {"missing": tmp_path / "nothing", "storage": storage, "empty": tmp_path}[which]
     assert main([str(folder), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

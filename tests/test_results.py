@@ -2,55 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_record import history, write_trial
 
-from raycompress.data import load_dataset
-from raycompress.metrics.decoders import DecoderConfig
-from raycompress.metrics.vinfo import VInfoConfig
-from raycompress.models import build_model, make_spec
-from raycompress.results import load, vinfo_notes
-from raycompress.sweep import SWEEP_FILE
-from raycompress.trainable import record_to_dict, summary_metrics
-from raycompress.training import Run, TrainConfig
-
-
-def history(epochs: int, schedule: str = "every:2") -> list[dict]:
-    data = load_dataset("fashion-mnist-demo", train_size=200)
-    model = build_model(make_spec("mlp", data.input_shape, 10, widths=(16, 8)))
-    vinfo = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=1), schedule=schedule)
-    run = Run(model, data, TrainConfig(batch_size=100, max_epochs=epochs), vinfo=vinfo)
-    return [record_to_dict(run.step()) for _ in range(epochs)]
-
-
-def write_trial(
-    root: Path, name: str, params: dict, rows: list[dict], checkpoints: int = 2
-) -> None:
-    trial = root / name
-    for k in range(checkpoints):  # older checkpoints hold a shorter history
-        folder = trial / f"checkpoint_{k:06d}"
-        folder.mkdir(parents=True)
-        (folder / "history.json").write_text(json.dumps(rows[: len(rows) - checkpoints + 1 + k]))
-    (trial / "params.json").write_text(json.dumps(params))
-    (trial / "result.json").write_text(json.dumps({"trial_id": name[-5:], "epoch": 1}) + "\n")
-
-
-def test_summary_has_the_same_keys_every_epoch() -> None:
-    rows = history(3)
-    keys = [set(summary_metrics(row, depth=3)) for row in rows]
-    assert keys[0] == keys[1] == keys[2]
-    first, second = (summary_metrics(r, 3) for r in rows[:2])
-    assert math.isnan(first["train/v_suff/l1"]) and not math.isnan(second["train/v_suff/l1"])
-    assert json.loads(json.dumps(rows))  # plain JSON all the way down
+from raycompress import record
+from raycompress.results import axis_columns, load, vinfo_notes
 
 
 def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     rows = history(2)
-    (tmp_path / SWEEP_FILE).write_text(json.dumps({"axes": ["lr", "model"]}))
+    record.write_description(tmp_path, {"axes": ["lr", "model"]})
     write_trial(
         tmp_path,
         "train_trial_aaaaa",
@@ -128,7 +92,20 @@ def test_vinfo_notes_of_held_out_and_failed_measurements() -> None:
     assert lost["v_suff"] == lost["v_min"] == "error: worker died"
 
 
-def test_load_of_an_empty_or_missing_folder(tmp_path: Path) -> None:
-    assert load(tmp_path).empty
+def test_load_is_never_silently_empty(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no results folder"):
         load(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="holds no trial folders") as empty:
+        load(tmp_path)
+    assert "\n" not in str(empty.value)
+    for name in ("demo", "lr"):  # a storage root: its experiments, each with a trial
+        write_trial(tmp_path / name, "train_trial_aaaaa", {"dataset": "d"}, history(1))
+    with pytest.raises(FileNotFoundError, match="is a storage root") as root:
+        load(tmp_path)
+    assert f"{tmp_path / 'demo'}, {tmp_path / 'lr'}" in str(root.value)
+
+
+def test_a_running_experiment_without_a_finished_epoch_loads(tmp_path: Path) -> None:
+    write_trial(tmp_path, "train_trial_aaaaa", {"dataset": "d", "model": "mlp"}, [], 0)
+    frame = load(tmp_path)
+    assert frame.empty and axis_columns(frame) == ["dataset", "model"]
