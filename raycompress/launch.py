@@ -9,6 +9,7 @@ was started with (recorded in its description).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 from dataclasses import asdict
 from pathlib import Path
@@ -24,8 +25,8 @@ from raycompress.trainable import train_trial
 
 OBJECT_STORE_BYTES = 256 << 20  # Ray's default (30 % of RAM in /dev/shm) is far more than needed
 TOKEN_HINT = (
-    "the cluster uses token authentication: set RAY_AUTH_MODE=token and give this machine the "
-    "cluster's token (the head's ~/.ray/auth_token, or RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN)"
+    "it uses token authentication (on by default since Ray 2.59): set RAY_AUTH_MODE=token and "
+    "copy the head's ~/.ray/auth_token to this machine (or point RAY_AUTH_TOKEN_PATH at it)"
 )
 
 
@@ -72,17 +73,29 @@ def check_reachable(address: str) -> None:
         ) from None
 
 
+# Ray retries a cluster that does not let it in once a second, 20 times by default; a few
+# tries tell a refused token from a slow head. The variable is Ray's, spelled as Ray spells it.
+GCS_TRIES = "RAY_gcs_server_port_wait_time_s"
+CONNECT_TRIES = "5"
+
+
 def connect(address: str) -> None:
     """Join an existing cluster; a refused connection or a missing token is one line."""
     check_reachable(address)
+    users = os.environ.get(GCS_TRIES)
+    os.environ[GCS_TRIES] = users or CONNECT_TRIES
     try:
         ray.init(address=address, include_dashboard=False)
     except (ConnectionError, RuntimeError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        hint = TOKEN_HINT if "auth" in str(err).lower() or "token" in str(err).lower() else ""
-        raise UsageError(
-            f"could not join the Ray cluster at {address}: {hint or message}"
-        ) from None
+        cause = f"{err} {err.__cause__}"
+        if "InvalidAuthToken" in cause or "Unauthenticated" in cause:
+            raise UsageError(
+                f"the Ray cluster at {address} refused this driver: {TOKEN_HINT}"
+            ) from None
+        raise UsageError(f"could not join the Ray cluster at {address}: {err}") from None
+    finally:
+        if users is None:
+            del os.environ[GCS_TRIES]
 
 
 def launch(sweep: Sweep, args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from raycompress import protocol
 from raycompress.data import Split, batch_indices, check_labels
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
 from raycompress.metrics.nc import (
@@ -40,7 +41,7 @@ METHODS = ("auto", "two_pass", "features", "scatter")
 class CollapseConfig:
     """How to measure: batch order (size, seed), Σ_W path, and the pseudo-inverse tolerance."""
 
-    batch_size: int = 400
+    batch_size: int = protocol.BATCH_SIZE  # the training batch size: batch norm sees batches
     seed: int = 0
     method: str = "auto"
     feature_budget_bytes: int = 1 << 30
