@@ -1,4 +1,4 @@
-"""The sweep CLI without starting Ray: catalogue, dry runs, validation and usage errors."""
+"""The sweep command line without starting Ray: catalogue, dry runs, validation, usage errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raycompress.definition import Resources, UsageError, axes, expand, load_sweep
+from raycompress.definition import axes, load_sweep
 from raycompress.sweep import main
 
 EXPECTED_TRIALS = {
@@ -28,16 +28,6 @@ def test_dry_run_of_every_shipped_sweep(name: str, capsys: pytest.CaptureFixture
     assert f"{EXPECTED_TRIALS[name]} trial(s)" in out
     assert out.count("  trial ") == EXPECTED_TRIALS[name]
     assert "'CPU'" in out
-
-
-def test_axes_combine_as_a_grid_and_overrides_apply() -> None:
-    sweep = load_sweep("lr", {"epochs": 3})
-    configs = expand(sweep.param_space)
-    assert len(configs) == 10 and all(c["epochs"] == 3 for c in configs)
-    assert {(c["model"], c["lr"]) for c in configs} == {
-        (m, lr) for m in ("cifarnet", "mnistnet") for lr in (2e-4, 6e-4, 2e-3, 6e-3, 2e-2)
-    }
-    assert axes(sweep.param_space) == ["lr", "model"]
 
 
 def sweep_file(path: Path, description: str, space: str) -> Path:
@@ -90,6 +80,9 @@ def test_derived_settings_resolve_per_trial_and_are_no_axis(
         (["demo", "--set", "model=vgg"], "unknown model 'vgg'"),
         (["demo", "--set", 'imbalance="step:3"'], "imbalance ratio must be in (0, 1]"),
         (["demo", "--set", 'vinfo_schedule="often"'], "unknown 𝒱-information schedule"),
+        (["demo", "--set", "lr=abc"], "setting 'lr' takes a number, got 'abc'"),
+        (["demo", "--set", "epochs=2.5"], "setting 'epochs' takes an integer, got 2.5"),
+        (["demo", "--set", "held_out=1"], "setting 'held_out' takes true or false, got 1"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,26 +91,16 @@ def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixtu
     assert message in err and err.count("\n") == 1
 
 
-def test_sweep_file_without_param_space(tmp_path: Path) -> None:
-    path = tmp_path / "empty.py"
-    path.write_text("X = 1\n")
-    with pytest.raises(UsageError, match="defines no PARAM_SPACE"):
-        load_sweep(str(path), {})
+def test_a_missing_dataset_is_reported_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
 
-
-def test_resources_fit_the_cluster() -> None:
-    wanted = Resources(
-        trial_cpu=1, trial_gpu=0.5, decoder_cpu=1, decoder_gpu=0.25, decoder_bundles=2
-    )
-    assert wanted.bundles() == [
-        {"CPU": 1, "GPU": 0.5},
-        {"CPU": 1, "GPU": 0.25},
-        {"CPU": 1, "GPU": 0.25},
-    ]
-    on_gpus, notes = wanted.fit_to({"CPU": 16, "GPU": 1})
-    assert on_gpus == wanted and notes == []
-    on_cpus, notes = wanted.fit_to({"CPU": 4})
-    assert on_cpus.bundles() == [{"CPU": 1}] * 3
-    assert "no GPU" in notes[0]
-    with pytest.raises(UsageError, match="one trial needs 3 CPUs but the cluster has 2"):
-        wanted.fit_to({"CPU": 2})
+    argv = ["demo", "--set", 'dataset="mnist"', "--set", "download=false"]
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"mnist not found in {tmp_path}: expected" in err
+    assert not ray.is_initialized()
+    # On a cluster the data may live on the other nodes: a folder missing here is not checked.
+    assert main([*argv, "--data-dir", str(tmp_path / "elsewhere"), "--address", "a:1"]) == 2
+    assert "no Ray cluster answers at a:1" in capsys.readouterr().err

@@ -1,15 +1,19 @@
-"""The demo sweep end to end on an embedded local Ray: results, resume, injected failures."""
+"""Sweeps on Ray Tune end to end (launch and trainable): the demo on an embedded local Ray,
+its results, resume, injected failures, errors that are not retried, a two-node cluster."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 from demo_sweep import FAST, run_sweep
 
+from raycompress import launch
+from raycompress.definition import Resources, load_sweep
 from raycompress.results import load
-from raycompress.sweep import main
+from raycompress.sweep import main, parser
 
 ALWAYS_FINITE = [
     "loss", "accuracy", "nc_trace", "nc_rank", "nc_within_trace", "nc_between_trace", "nc_cdnv",
@@ -48,6 +52,42 @@ def test_resuming_a_finished_sweep_reruns_nothing(demo, capsys: pytest.CaptureFi
     assert "exists: pass --resume" in capsys.readouterr().err
 
 
+def test_settings_carry_no_resources_and_resume_keeps_the_started_ones(
+    demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, storage = demo
+    for params in (storage / "demo").glob("*/params.json"):  # what Tune shows as columns
+        assert "_resources" not in json.loads(params.read_text())
+    started = Resources(**json.loads((storage / "demo" / "raycompress_sweep.json").read_text())[
+        "resources"
+    ])  # fmt: skip
+    assert started == load_sweep("demo", {}).resources
+    seen: list[Resources] = []
+    bind = launch._trainable
+    monkeypatch.setattr(launch, "_trainable", lambda r: seen.append(r) or bind(r))
+    edited = tmp_path / "demo.py"  # the sweep file changed since: other resources
+    edited.write_text(
+        '"""Demo, edited."""\nPARAM_SPACE = {"model": "mlp"}\nRESOURCES = {"decoder_cpu": 1}\n'
+    )
+    argv = [str(edited), "--name", "demo", "--storage-path", str(storage), *FAST, "--resume"]
+    assert main(argv) == 0
+    assert seen == [started]
+
+
+def test_an_error_a_retry_cannot_fix_is_not_retried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The data are missing where the trial runs, past the check before Ray (as on a cluster).
+    settings = {"dataset": "mnist", "download": False, "data_dir": str(tmp_path / "none")}
+    sweep = load_sweep("demo", settings)
+    args = parser().parse_args(["demo", "--storage-path", str(tmp_path), *FAST])
+    assert launch.launch(sweep, args) == 1
+    out = capsys.readouterr().out
+    assert out.count("failed, not retried (a retry cannot fix it): DataNotFoundError: mnist") == 2
+    trials = list((tmp_path / "demo").glob("train_trial_*"))
+    assert len(trials) == 2 and not any((t / "error.txt").exists() for t in trials)
+
+
 def test_a_failed_trial_continues_from_its_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,8 +115,6 @@ def test_a_failed_decoder_task_is_recorded_and_the_trial_goes_on(
 
 
 def test_demo_on_a_two_node_cluster_runs_tasks_on_both(tmp_path: Path) -> None:
-    import json
-
     import ray
     from ray.cluster_utils import Cluster
 
