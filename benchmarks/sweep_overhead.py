@@ -42,7 +42,7 @@ CASES = ("in_process", "ray_1", "ray_2", "ray_fixed")
 def in_process(epochs: int) -> None:
     import torch
 
-    from raycompress.sweep import expand, load_sweep
+    from raycompress.definition import expand, load_sweep
     from raycompress.training import Run
     from raycompress.trial import Trial
 
@@ -56,8 +56,9 @@ def in_process(epochs: int) -> None:
 
 
 def with_ray(one_worker: bool, epochs: int) -> None:
+    from raycompress.definition import Resources, load_sweep
     from raycompress.launch import launch
-    from raycompress.sweep import Resources, load_sweep, parser
+    from raycompress.sweep import parser
 
     sweep = load_sweep("demo", {"epochs": epochs})
     extra = ["--max-concurrent", "1"] if one_worker else []

@@ -21,9 +21,9 @@ import torch
 
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 from raycompress.models import build_model, make_spec
 from raycompress.training import Run, TrainConfig
-from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_batching.json"
 

@@ -20,9 +20,10 @@ import torch
 
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
+from raycompress.plan import measure_in_process
 from raycompress.training import TrainConfig, run_epochs
-from raycompress.metrics.vinfo import VInfoConfig, measure_model
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_bf16.json"
 
@@ -40,7 +41,8 @@ def main() -> None:
     skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0 "already measured"
     config = VInfoConfig(DecoderConfig(precision="bf16"))
     start = time.perf_counter()
-    out = measure_model(model, {"train": data.train, "test": data.test}, config, 0, skip)
+    splits = {"train": data.train, "test": data.test}
+    out = measure_in_process(model, splits, config, run_seed=0, epoch=2, layer0=skip)
     total = time.perf_counter() - start
     rows = {
         f"{layer}/{split}": {k: v[k] for k in ("v_suff", "v_min")}

@@ -1,4 +1,4 @@
-"""Benchmark of one 𝒱-information measurement of f₋ ("mnistnet") (raycompress.vinfo). Not a test.
+"""Benchmark of one 𝒱-information measurement of f₋ ("mnistnet") (metrics.vinfo). Not a test.
 
 A measurement = for each layer l = 0..3 and each split (train, test), fresh decoders f^{L:l+1}
 trained on the frozen encoder f^{l:1}'s features: one sufficiency head (target y) and N_D
@@ -8,7 +8,7 @@ Setup: f₋ on the data set (default the real Fashion-MNIST, 10 000 train + 10 0
 trained 2 epochs by the thesis protocol (batch 400, AdamW lr 2e-3); the unit T_epoch is the
 median of 3 further `train_epoch` calls on a deep copy of the model and optimiser.
 
-Part "ours": `measure_model(..., VInfoConfig(), seed=0, layer0={})`, the default config
+Part "ours": `plan.measure_in_process(..., VInfoConfig(), 0, 2, layer0={})`, the default config
 (convergence stopping, cached features, all heads of a (layer, split) batched), wall time in
 all, per (layer, split), and without layer 0 (measured once per run and reused); the values and
 each head's epochs and stop reason. With --no-layer0 the `layer0` dict comes pre-filled, as on
@@ -65,12 +65,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import raycompress.vinfo as vinfo_module
+from raycompress import plan
 from raycompress.data import Dataset, Split, batch_indices, load_dataset, relabel, stratified_subset
 from raycompress.metrics.decoders import DecoderConfig, StackedDecoders, score_heads, train_heads
+from raycompress.metrics.vinfo import (
+    ENCODE_ORDER,
+    LN2,
+    SCORE_ORDER,
+    TRAIN_ORDER,
+    VInfoConfig,
+    encode,
+    entropy_bits,
+    head_seeds,
+)
 from raycompress.models import LayeredNet, build_model, make_spec
+from raycompress.seeds import derive_seed
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
-from raycompress.metrics.vinfo import LN2, VInfoConfig, encode, entropy_bits, measure_model
 
 THREADS = 2
 SEED = 0
@@ -124,29 +134,23 @@ def targets_of(split: Split, num_classes: int) -> Tensor:
     return torch.cat([split.y[:, None], relabel(split.y, num_classes)], 1)
 
 
-def head_seeds(count: int, seed: int) -> list[int]:
-    """The decoder seeds measure_vinfo draws for its heads (vinfo._heads)."""
-    seeds = torch.randint(0, 2**62, (count,), generator=torch.Generator().manual_seed(seed))
-    return [int(s) for s in seeds]
-
-
-def measurement_seed(layer: int, split_index: int, seed: int = SEED) -> int:
-    """The seed measure_model passes to measure_vinfo for (layer, split)."""
-    return seed + 10 * layer + split_index
+def measurement_seed(layer: int, split: str) -> int:
+    """The seed the library's plan gives (layer, split) after the setup's training."""
+    return plan.measurement_seed(SEED, SETUP_EPOCHS, layer, split)
 
 
 # ------------------------------------------------------------------------------ part ours
 
 
 def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: bool) -> Result:
-    """measure_model with the default VInfoConfig, timed per (layer, split) by wrapping
-    measure_vinfo (measure_model looks it up in its module at call time).
+    """plan.measure_in_process with the default VInfoConfig, timed per (layer, split) by
+    wrapping measure_vinfo (the plan looks it up in its module at call time).
 
-    layer0=False: measure_model gets its `layer0` dict already filled (with placeholders), as on
+    layer0=False: the plan gets its `layer0` dict already filled (with placeholders), as on
     every measurement of a run after the first, so only layers 1..L−1 are measured and timed.
     """
     per_call: list[tuple[int, float]] = []
-    original = vinfo_module.measure_vinfo
+    original = plan.measure_vinfo
 
     def timed(encoder: nn.Module, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
@@ -154,18 +158,18 @@ def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: boo
         per_call.append((len(encoder), time.perf_counter() - start))
         return out
 
-    vinfo_module.measure_vinfo = timed
+    plan.measure_vinfo = timed
     try:
         start = time.perf_counter()
-        values = measure_model(
-            model, {"train": data.train, "test": data.test}, config, seed=SEED,
+        values = plan.measure_in_process(
+            model, {"train": data.train, "test": data.test}, config, SEED, SETUP_EPOCHS,
             layer0={} if layer0 else {name: {"placeholder": True} for name in SPLITS},
         )  # fmt: skip
         total = time.perf_counter() - start
         if not layer0:
             values = {key: out for key, out in values.items() if key[0] > 0}
     finally:
-        vinfo_module.measure_vinfo = original
+        plan.measure_vinfo = original
     rows = []
     for ((layer, split), out), (timed_layer, seconds) in zip(values.items(), per_call, strict=True):
         assert timed_layer == layer
@@ -205,7 +209,8 @@ def cached(
     stack per head; same seeds and batch orders as measure_vinfo. CE in bits per head."""
     seeds = head_seeds(targets.shape[1], seed)
     start = time.perf_counter()
-    features = encode(model.encoder(layer), split.x, config.batch_size, seed, "cpu", 2 << 30)
+    order = derive_seed(seed, ENCODE_ORDER)
+    features = encode(model.encoder(layer), split.x, config.batch_size, order, "cpu", 2 << 30)
     t_encode = time.perf_counter() - start
     groups = [list(range(len(seeds)))] if batched else [[k] for k in range(len(seeds))]
     t_train = t_score = 0.0
@@ -216,12 +221,23 @@ def cached(
         stack = _stack(model, layer, [seeds[k] for k in group])
         start = time.perf_counter()
         fits = train_heads(
-            stack, features, targets[:, group], config, torch.Generator().manual_seed(seed + 1)
+            stack,
+            features,
+            targets[:, group],
+            config,
+            torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER)),
         )
         t_train += time.perf_counter() - start
         start = time.perf_counter()
         ce += (
-            score_heads(stack, features, targets[:, group], config.batch_size, seed + 2) / LN2
+            score_heads(
+                stack,
+                features,
+                targets[:, group],
+                config.batch_size,
+                derive_seed(seed, SCORE_ORDER),
+            )
+            / LN2
         ).tolist()
         t_score += time.perf_counter() - start
         epochs += [f.epochs for f in fits]
@@ -247,7 +263,7 @@ def reference(
     for k, head_seed in enumerate(seeds):
         decoder = model.fresh_decoder(layer, head_seed).train()
         optimizer = torch.optim.AdamW(decoder.parameters(), lr=2e-3, weight_decay=0.01)
-        generator = torch.Generator().manual_seed(seed + 1)
+        generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
         target = targets[:, k]
         start = time.perf_counter()
         for _ in range(epochs):
@@ -262,7 +278,9 @@ def reference(
         start = time.perf_counter()
         total = torch.zeros((), dtype=torch.float64)
         with torch.no_grad():
-            for index in batch_indices(n, 400, torch.Generator().manual_seed(seed + 2)):
+            for index in batch_indices(
+                n, 400, torch.Generator().manual_seed(derive_seed(seed, SCORE_ORDER))
+            ):
                 logits = decoder(encoder(split.x[index])).double()
                 total += F.cross_entropy(logits, target[index], reduction="sum")
         t_score += time.perf_counter() - start
@@ -291,12 +309,12 @@ def part_budget(
 ) -> Result:
     rows = []
     for layer in layers:
-        for index, name in enumerate(SPLITS):
+        for name in SPLITS:
             if name not in splits:
                 continue
             split = getattr(data, name)
             targets = targets_of(split, data.num_classes)
-            seed = measurement_seed(layer, index)
+            seed = measurement_seed(layer, name)
             row: Result = {"layer": layer, "split": name, "heads": targets.shape[1]}
             for case in ("a", "b", "c"):
                 if case == "c":
@@ -362,10 +380,10 @@ def part_agree(
 ) -> Result:
     rows = []
     for layer in layers:
-        for index, name in enumerate(SPLITS):
+        for name in SPLITS:
             split = getattr(data, name)
             targets = targets_of(split, data.num_classes)
-            seed = measurement_seed(layer, index)
+            seed = measurement_seed(layer, name)
             row: Result = {"layer": layer, "split": name}
             for case, config in (("ours", default), ("ours_fixed", fixed(ref_epochs))):
                 out = cached(model, layer, split, targets, config, seed, batched=True)

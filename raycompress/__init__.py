@@ -8,6 +8,7 @@ The library, one concern per module (the mathematics in `metrics`, Ray and files
     metrics     the measures: neural collapse (`nc`, `accumulate`, `collapse`) and
                 𝒱-information (`vinfo`, `decoders`), pure functions over tensors
     stopping    when a training stops, for the main network and the decoders alike
+    seeds       every random stream derived from a run's seed by name, hashed
     training    the thesis' training protocol, one epoch at a time, measuring as it goes
     plan        which 𝒱-information measurements an epoch makes, and the in-process executor
     trial       a trial's flat settings (what sweeps sweep), validated and typed

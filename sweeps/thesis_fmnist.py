@@ -4,7 +4,7 @@ from ray import tune
 
 # f₋'s 𝒱-information at log-spaced epochs and where training stops, decoders capped at the
 # thesis' sufficiency budget (20 epochs); f₊'s decoders would cost hours per measurement on
-# two cores (a main epoch of f₊ alone takes ~1 min there), so f₊ gets the NC metrics only.
+# two cores (docs/reproduction.md has the times), so f₊ gets the NC metrics only.
 PARAM_SPACE = {
     "dataset": "fashion-mnist",
     "model": tune.grid_search(["cifarnet", "mnistnet"]),

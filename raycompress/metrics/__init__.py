@@ -1,4 +1,14 @@
-"""Compression metrics: neural collapse (geometric). See `nc` for the formulas."""
+"""The measures of compression, pure functions over tensors (no Ray, no files).
+
+Geometric — neural collapse:
+    nc          the statistics as formulas of class means and scatters (tr(Σ_W Σ_B⁺), …)
+    accumulate  streaming accumulators for the passes over a network, kept apart from `nc`
+    collapse    the passes over a network, the choice of path, in-memory `nc_trace`/`nc_stats`
+
+Information-theoretic — 𝒱-information:
+    vinfo       sufficiency and minimality of one layer on one split, in bits
+    decoders    K fresh decoders trained at once on cached features, each stopping on its own
+"""
 
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
 from raycompress.metrics.collapse import (
@@ -8,6 +18,7 @@ from raycompress.metrics.collapse import (
     nc_stats,
     nc_trace,
 )
+from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.nc import (
     BetweenClass,
     ClassMeans,
@@ -15,6 +26,7 @@ from raycompress.metrics.nc import (
     DegenerateBetweenClassWarning,
     between_class,
 )
+from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 
 __all__ = [
     "BetweenClass",
@@ -23,11 +35,14 @@ __all__ = [
     "CollapseConfig",
     "CollapseReport",
     "CollapseStats",
+    "DecoderConfig",
     "DegenerateBetweenClassWarning",
+    "VInfoConfig",
     "WithinClassPass",
     "WithinScatter",
     "between_class",
     "measure_collapse",
+    "measure_vinfo",
     "nc_stats",
     "nc_trace",
 ]

@@ -39,14 +39,16 @@ class DecoderConfig:
     patience: int = protocol.DECODER_PATIENCE
     min_delta: float = protocol.DECODER_MIN_DELTA
     weight_decay: float = protocol.WEIGHT_DECAY
-    # "bf16": train under bfloat16 autocast (2–3× faster on CPUs with AMX and on GPUs);
-    # scoring always runs in float32, so the reported cross-entropy is not rounded to bf16.
+    # "bf16": train under bfloat16 autocast, meant for GPUs and CPUs with AMX (measured in
+    # docs/benchmarks.md); scoring always runs in float32, so the reported cross-entropy is
+    # not rounded to bf16.
     precision: str = "fp32"
     # How the heads of one step run: "vmap" (one vectorised forward), "loop" (one head after
     # another, still one backward and one optimiser step) or "auto" (`batching_mode`: the loop
-    # on the CPU, vmap on a GPU). Both compute the same update up to rounding, and rounding is
-    # enough to move a memorising head's stopping epoch: 0.07 bits on one f₋ layer-1 digit.
-    # So the mode follows the device, never a timing, and a seed reproduces its bits.
+    # on the CPU, vmap on a GPU). Both compute the same update up to rounding, and rounding can
+    # move a memorising head's stopping epoch and so its bits (docs/benchmarks.md,
+    # "Deterministic batching"). So the mode follows the device, never a timing, and a seed
+    # reproduces its bits.
     batching: str = "auto"
 
     def __post_init__(self) -> None:
@@ -165,9 +167,9 @@ def train_heads(
 
 
 def batching_mode(batching: str, device: torch.device | str) -> str:
-    """The mode "auto" stands for: the loop on the CPU (on 2 cores 1.3–2.3× faster than vmap
-    for f₋'s convolutional decoders, which dominate a measurement; vmap was 1.5–3× faster only
-    for its small layer-2/3 decoders), vmap elsewhere (one launch for every head on a GPU)."""
+    """The mode "auto" stands for: the loop on the CPU, where it is the faster one for the
+    convolutional decoders that dominate a measurement (docs/benchmarks.md), vmap elsewhere
+    (one launch for every head on a GPU)."""
     if batching != "auto":
         return batching
     return "loop" if torch.device(device).type == "cpu" else "vmap"
