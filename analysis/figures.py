@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from raycompress.analysis import tables
-from raycompress.analysis.tables import SPLITS
+from raycompress.analysis.tables import SPLITS, V_MIN, V_SUFF
 
 NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"  # axis labels; captions (HTML) use plain text
 DASHES = {"train": "", "test": (4, 2)}
@@ -185,10 +185,10 @@ def equi_separation(frame: pd.DataFrame) -> Figure:
 
 def vinfo_curves(frame: pd.DataFrame) -> Figure:
     """Sufficiency and minimality (bits) per layer at every measured epoch (figs. 3.5, 3.7)."""
-    data = _prepare(frame, ["v_suff", "v_min"])
+    data = _prepare(frame, [V_SUFF, V_MIN])
     labels = {
-        "v_suff": r"sufficiency $I_{\mathcal{V}}(h^l \to y)$ (bits)",
-        "v_min": r"minimality $I_{\mathcal{V}}(h^l \to \mathrm{Dec}(x, \mathcal{Y}))$ (bits)",
+        V_SUFF: r"sufficiency $I_{\mathcal{V}}(h^l \to y)$ (bits)",
+        V_MIN: r"minimality $I_{\mathcal{V}}(h^l \to \mathrm{Dec}(x, \mathcal{Y}))$ (bits)",
     }
     grid = _per_layer(data, labels)
     caption = (
@@ -201,14 +201,14 @@ def vinfo_curves(frame: pd.DataFrame) -> Figure:
 def information_plane(frame: pd.DataFrame) -> Figure:
     """Minimality on x, sufficiency on y, one path per layer through the measured epochs;
     circles train, squares test; seeds pooled by their mean (thesis figs. 3.6, 3.8)."""
-    data = _prepare(frame, ["v_suff", "v_min"])
+    data = _prepare(frame, [V_SUFF, V_MIN])
     keys = ["panel", "layer", "layer_name", "split", "epoch"]
     plane = data.pivot_table(index=[*keys, "trial_id"], columns="metric", values="value")
     plane = plane.dropna().groupby(level=keys).mean().reset_index().sort_values(keys)
     if plane.empty:
         raise NothingToPlot("no epoch with both sufficiency and minimality measured")
     grid = sns.relplot(
-        plane, x="v_min", y="v_suff", col="panel", col_wrap=_wrap(plane), kind="line",
+        plane, x=V_MIN, y=V_SUFF, col="panel", col_wrap=_wrap(plane), kind="line",
         hue="layer_name", hue_order=tables.layer_order(plane.layer_name),
         style="split", style_order=SPLITS, markers=MARKERS, dashes=False,
         sort=False, estimator=None, height=2.8, aspect=1.1,

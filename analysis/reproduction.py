@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from raycompress.analysis import tables
+from raycompress.analysis.tables import V_MIN, V_SUFF
 from raycompress.results import load
 
 MODELS = {"cifarnet": "f₊", "mnistnet": "f₋"}
@@ -131,7 +132,7 @@ def _vinfo_final(frame: pd.DataFrame, metric: str) -> pd.DataFrame | None:
 
 
 def sufficiency_saturates(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    final = _vinfo_final(frame, "v_suff")
+    final = _vinfo_final(frame, V_SUFF)
     if final is None:
         return "layers 0–2 ≈ log2 10 ≈ 3.32 bits", "—", "not measured"
     shallow = final.loc[[0, 1, 2]]
@@ -145,7 +146,7 @@ def sufficiency_saturates(frame: pd.DataFrame, model: str) -> tuple[str, str, st
 
 
 def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    final = _vinfo_final(frame, "v_min")
+    final = _vinfo_final(frame, V_MIN)
     if final is None:
         return "compression increases with depth", "—", "not measured"
     ours = "; ".join(
@@ -156,7 +157,7 @@ def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, s
 
 
 def no_compression_phase(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    rows = frame[(frame.metric == "v_min") & (frame.layer > 0)].dropna(subset=["value"])
+    rows = frame[(frame.metric == V_MIN) & (frame.layer > 0)].dropna(subset=["value"])
     if rows.epoch.nunique() < 2:
         return "no compression phase", "—", "not measured"
     drops = {}

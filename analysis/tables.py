@@ -18,6 +18,7 @@ from raycompress.stopping import CONVERGED
 
 SEED = "seed"
 SPLITS = list(record.SPLITS)
+V_SUFF, V_MIN = record.SUFFICIENCY.value, record.MINIMALITY.value  # 𝒱-information metrics
 
 
 def trials(frame: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
-FINAL_METRICS = ["nc_trace", record.SUFFICIENCY.value, record.MINIMALITY.value]
+FINAL_METRICS = ["nc_trace", V_SUFF, V_MIN]
 
 
 def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:

@@ -46,3 +46,49 @@ def test_wheel_ships_what_the_commands_need(tmp_path: Path) -> None:
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert shown.startswith(str(site)) and "thesis_fmnist" in shown
+
+
+def test_the_library_has_no_import_cycle() -> None:
+    """Modules import each other one way only (imports under TYPE_CHECKING excluded)."""
+    import ast
+
+    folders = {"raycompress": ROOT / "raycompress", "raycompress.analysis": ROOT / "analysis",
+               "raycompress.sweeps": ROOT / "sweeps"}  # fmt: skip
+    modules = {
+        f"{package}.{path.relative_to(folder).with_suffix('').as_posix().replace('/', '.')}"
+        .removesuffix(".__init__"): path
+        for package, folder in folders.items()
+        for path in folder.rglob("*.py")
+    }  # fmt: skip
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        guarded = {
+            id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)
+        }  # fmt: skip
+        graph[name] = set()
+        for node in ast.walk(tree):
+            if id(node) in guarded or not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                f"{node.module}.{a.name}" for a in node.names
+            ] + [node.module or ""]  # fmt: skip
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    graph = {n: {t for t in ts if not n.startswith(f"{t}.")} for n, ts in graph.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        assert name not in visiting, " → ".join([*visiting[visiting.index(name) :], name])
+        if name in done:
+            return
+        visiting.append(name)
+        for target in graph[name]:
+            visit(target)
+        visiting.pop()
+        done.add(name)
+
+    for name in modules:
+        visit(name)
+    assert "raycompress.launch" in graph["raycompress.sweep"]  # the CLI imports the launcher

@@ -211,8 +211,9 @@ def minimality(fitted: Fitted, num_digits: int, monte_carlo: int) -> dict[str, f
     out[MINIMALITY.protocol] = IN_SAMPLE
     if monte_carlo and num_digits:
         per_relabelling = torch.tensor(bits).reshape(1 + monte_carlo, num_digits).mean(1)
-        out["v_min_mc_mean"] = float(per_relabelling.mean())
-        out["v_min_mc_std"] = float(per_relabelling.std(correction=1))
+        mc_mean, mc_std = MINIMALITY.companions
+        out[mc_mean] = float(per_relabelling.mean())
+        out[mc_std] = float(per_relabelling.std(correction=1))
     return out
 
 

@@ -1,0 +1,52 @@
+"""A trial's settings: one source for the protocol's defaults, types checked in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from raycompress import protocol, run
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.training import TrainConfig
+from raycompress.trial import DEFAULTS, SETTINGS, Trial, check_types
+
+
+def test_every_default_comes_from_the_protocol() -> None:
+    train, decoder = TrainConfig(), DecoderConfig()
+    cli = vars(run.parser().parse_args([]))
+    for value, *copies in [
+        (protocol.LR, train.lr, decoder.lr, DEFAULTS["lr"], cli["lr"]),
+        (protocol.BATCH_SIZE, train.batch_size, decoder.batch_size, DEFAULTS["batch_size"],
+         cli["batch_size"]),
+        (protocol.MAX_EPOCHS, train.max_epochs, decoder.max_epochs, DEFAULTS["epochs"],
+         DEFAULTS["decoder_epochs"], cli["epochs"], cli["decoder_epochs"]),
+        (protocol.LOSS_THRESHOLD, train.loss_threshold, decoder.loss_threshold,
+         DEFAULTS["loss_threshold"], cli["loss_threshold"]),
+        (protocol.WEIGHT_DECAY, train.weight_decay, decoder.weight_decay,
+         DEFAULTS["weight_decay"]),
+        (protocol.DECODER_PATIENCE, decoder.patience, DEFAULTS["decoder_patience"]),
+    ]:  # fmt: skip
+        assert copies == [value] * len(copies)
+    trial = Trial.from_config({})
+    assert trial.train == TrainConfig() and trial.vinfo.decoder == DecoderConfig()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("lr", "abc", "setting 'lr' takes a number, got 'abc'"),
+        ("seed", True, "setting 'seed' takes an integer, got True"),
+        ("widths", [16, "8"], "setting 'widths' takes null or a list of integers, got [16, '8']"),
+        ("vinfo_schedule", 3, "setting 'vinfo_schedule' takes a schedule"),
+        ("lrr", 1, "unknown trial setting 'lrr': known settings are dataset, model"),
+    ],
+)
+def test_bad_settings_are_one_line(setting: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError) as err:
+        check_types({setting: value})
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_every_default_has_its_own_type() -> None:
+    check_types(DEFAULTS)  # the defaults pass their own checks
+    assert set(SETTINGS) == set(DEFAULTS)
+    check_types({"lr": 1, "widths": (8, 4), "vinfo_schedule": [1, 5], "train_size": None})
