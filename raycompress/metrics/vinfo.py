@@ -247,7 +247,7 @@ def held_out_sufficiency(
 def clipped(values: dict[str, float | int | str], clip_negative: bool) -> dict[str, float | bool]:
     """Each term's reported value: its raw value, clipped at 0 when asked; and whether any was."""
     out: dict[str, float | bool] = {"clipped": False}
-    for term in (SUFFICIENCY, MINIMALITY, HELD_OUT):
+    for term in record.TERMS:
         raw = values.get(record.raw_key(term.value))
         if raw is None:
             continue
