@@ -1,5 +1,8 @@
 """The published Fashion-MNIST reproduction (docs/reproduction.md) against its committed data,
-and, opt-in (--runslow), a shortened re-run of its sweep on the real Fashion-MNIST release."""
+and, opt-in (--runslow), a shortened re-run of its sweep on the real Fashion-MNIST release.
+
+The rules behind each verdict are tested on synthetic frames in test_analysis_reproduction.py;
+this file checks the published page and the sweep that feeds it."""
 
 from __future__ import annotations
 
