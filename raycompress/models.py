@@ -20,37 +20,59 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from raycompress import torchvision_models
+
+# A network of one's own: (input shape (C, H, W), classes) → its blocks f^1..f^L in order.
+Builder = Callable[[tuple[int, ...], int], Sequence[nn.Module]]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What rebuilds an architecture: name, input shape (C, H, W), classes, widths."""
+    """What rebuilds an architecture anywhere (a Ray task on another node included): its name,
+    input shape (C, H, W), classes, widths (the thesis' models) or builder (a sweep's own)."""
 
     name: str
     input_shape: tuple[int, ...]
     num_classes: int
-    widths: tuple[int, ...]
+    widths: tuple[int, ...] = ()
+    builder: Builder | None = None
 
 
 class Head(nn.Module):
-    """f^L: optional global max-pool, flatten, then the linear classifier."""
+    """f^L = linear ∘ pre: `pre` maps h^{L−1} to the penultimate features (B, D), the input of
+    the final linear classifier (thesis' f₊: global max-pool and flatten; f₋: flatten)."""
 
-    def __init__(self, in_features: int, num_classes: int, pool: bool) -> None:
+    def __init__(self, pre: nn.Module, linear: nn.Linear) -> None:
         super().__init__()
-        self.pool = nn.AdaptiveMaxPool2d(1) if pool else nn.Identity()
-        self.linear = nn.Linear(in_features, num_classes)
+        self.pre = pre
+        self.linear = linear
 
     def features(self, h: Tensor) -> Tensor:
-        """The penultimate features: the linear map's input (B, in_features)."""
-        return self.pool(h).flatten(1)
+        """The penultimate features: the linear map's input (B, D)."""
+        return self.pre(h).flatten(1)
 
     def forward(self, h: Tensor) -> Tensor:
         return self.linear(self.features(h))
+
+
+def as_head(block: nn.Module) -> Head:
+    """A network's last block as a Head: an nn.Linear, or an nn.Sequential ending in one."""
+    if isinstance(block, Head):
+        return block
+    if isinstance(block, nn.Linear):
+        return Head(nn.Identity(), block)
+    if isinstance(block, nn.Sequential) and len(block) and isinstance(block[-1], nn.Linear):
+        return Head(nn.Sequential(*block[:-1]), block[-1])
+    raise ValueError(
+        f"the last block must end in an nn.Linear (an nn.Linear, or an nn.Sequential whose last "
+        f"module is one), got {type(block).__name__}"
+    )
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -87,7 +109,8 @@ def _conv_layers(spec: ModelSpec, block: Callable[[int, int], nn.Module], pool: 
     with torch.no_grad():
         h = nn.Sequential(*blocks)(torch.zeros(2, *spec.input_shape))
     in_features = h.shape[1] if pool else h[0].numel()
-    return [*blocks, Head(in_features, spec.num_classes, pool)]
+    pre = nn.AdaptiveMaxPool2d(1) if pool else nn.Identity()
+    return [*blocks, Head(pre, nn.Linear(in_features, spec.num_classes))]
 
 
 def _mlp_layers(spec: ModelSpec) -> list:
@@ -96,7 +119,7 @@ def _mlp_layers(spec: ModelSpec) -> list:
         nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU()) for d_in, d_out in itertools.pairwise(dims)
     ]
     blocks[0].insert(0, nn.Flatten())
-    return [*blocks, Head(dims[-1], spec.num_classes, pool=False)]
+    return [*blocks, Head(nn.Identity(), nn.Linear(dims[-1], spec.num_classes))]
 
 
 _ARCHITECTURES: dict[str, tuple[tuple[int, ...], Callable[[ModelSpec], list]]] = {
@@ -104,16 +127,24 @@ _ARCHITECTURES: dict[str, tuple[tuple[int, ...], Callable[[ModelSpec], list]]] =
     "mnistnet": ((16, 32, 64), lambda spec: _conv_layers(spec, _plain_block, pool=False)),
     "mlp": ((512, 256, 128), _mlp_layers),
 }
-MODEL_NAMES = tuple(_ARCHITECTURES)
+THESIS_MODELS = tuple(_ARCHITECTURES)
+MODEL_NAMES = (*THESIS_MODELS, f"{torchvision_models.PREFIX}NAME")
 
 
 class LayeredNet(nn.Module):
-    """f = f^L ∘ … ∘ f^1, its layers exposed for encoders, decoders and representations."""
+    """f = f^L ∘ … ∘ f^1, its layers exposed for encoders, decoders and representations.
 
-    def __init__(self, spec: ModelSpec, layers: list[nn.Module]) -> None:
+    `names` names the layers (the thesis' blocks, a torchvision model's stages); `adaptation`
+    says how a torchvision model was changed for the data ("" when it was not)."""
+
+    def __init__(
+        self, spec: ModelSpec, layers: list[nn.Module], names: Sequence[str], adaptation: str = ""
+    ) -> None:
         super().__init__()
         self.spec = spec
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList([*layers[:-1], as_head(layers[-1])])
+        self.names = tuple(names)
+        self.adaptation = adaptation
 
     @property
     def depth(self) -> int:
@@ -165,22 +196,99 @@ class LayeredNet(nn.Module):
             )
 
 
+def batch_norm_regime(model: nn.Module) -> str:
+    """How the model's batch norm normalises when measured: "batch statistics" (the thesis'
+    models: no running statistics, a representation depends on its batch), "running
+    statistics" (evaluation mode, as torchvision's models), "mixed" or "none"."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    regimes = {"running statistics" if m.track_running_stats else "batch statistics" for m in norms}
+    return regimes.pop() if len(regimes) == 1 else ("mixed" if regimes else "none")
+
+
 def make_spec(
-    name: str, input_shape: tuple[int, ...], num_classes: int, widths: tuple[int, ...] | None = None
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    widths: Sequence[int] | None = None,
+    builders: Mapping[str, Builder] | None = None,
 ) -> ModelSpec:
-    """Validate a model request before anything is built; widths default to the thesis'."""
-    if name not in _ARCHITECTURES:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
-    default_widths, _ = _ARCHITECTURES[name]
-    widths = tuple(default_widths if widths is None else widths)
-    if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"model widths must be positive integers, got {widths}")
-    return ModelSpec(name, tuple(input_shape), num_classes, widths)
+    """Validate a model request before anything is built: one of the thesis' models (widths
+    default to the thesis'), `torchvision:NAME`, or a name of `builders` (a sweep's MODELS)."""
+    builders = builders or {}
+    if name in _ARCHITECTURES:
+        default_widths, _ = _ARCHITECTURES[name]
+        widths = tuple(default_widths if widths is None else widths)
+        if not widths or any(int(w) < 1 for w in widths):
+            raise ValueError(f"model widths must be positive integers, got {widths}")
+        return ModelSpec(name, tuple(input_shape), num_classes, widths)
+    if widths is not None:
+        raise ValueError(f"widths apply to {', '.join(_ARCHITECTURES)} only, not to {name!r}")
+    if name.startswith(torchvision_models.PREFIX):
+        torchvision_models.check_name(name)
+        return ModelSpec(name, tuple(input_shape), num_classes)
+    if name in builders:
+        return ModelSpec(name, tuple(input_shape), num_classes, builder=builders[name])
+    known = [
+        *_ARCHITECTURES,
+        *builders,
+        f"{torchvision_models.PREFIX}NAME (e.g. torchvision:resnet18)",
+    ]
+    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(known)}")
 
 
 def build_model(spec: ModelSpec, seed: int = 0) -> LayeredNet:
-    """The network with PyTorch's default initialisation, seeded without touching global RNG."""
-    _, layers = _ARCHITECTURES[spec.name]
+    """The network with its own default initialisation, seeded without touching global RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LayeredNet(spec, layers(spec))
+        if spec.name.startswith(torchvision_models.PREFIX):
+            cut = torchvision_models.stages(spec.name, spec.input_shape, spec.num_classes)
+            return LayeredNet(spec, cut.blocks, cut.names, cut.adaptation)
+        if spec.builder is not None:
+            blocks = list(spec.builder(spec.input_shape, spec.num_classes))
+            names = [f"block{i}" for i in range(1, len(blocks))] + ["head"]
+            return LayeredNet(spec, blocks, names)
+        _, layers = _ARCHITECTURES[spec.name]
+        blocks = layers(spec)
+        return LayeredNet(spec, blocks, [f"block{i}" for i in range(1, len(blocks))] + ["head"])
+
+
+@torch.no_grad()
+def check_model(spec: ModelSpec) -> None:
+    """Build the model and run a batch of two zeros through every block: one-line ValueError
+    naming the block and the shape found when the blocks do not compose into (B, C) logits."""
+    where = f"model {spec.name!r}"
+    try:
+        blocks = list(spec.builder(spec.input_shape, spec.num_classes)) if spec.builder else None
+    except Exception as err:
+        raise ValueError(
+            f"{where}: its builder failed: {type(err).__name__}: {_line(err)}"
+        ) from None
+    if blocks is not None and (not blocks or not all(isinstance(b, nn.Module) for b in blocks)):
+        raise ValueError(f"{where}: the builder must return a non-empty list of nn.Module blocks")
+    try:
+        model = build_model(spec).eval()
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    x = torch.zeros(2, *spec.input_shape)
+    for i, (name, block) in enumerate(zip(model.names, model.layers, strict=True), 1):
+        try:
+            out = block(x)
+        except Exception as err:
+            raise ValueError(
+                f"{where}: block {i} ({name}, {type(block).__name__}) fails on input of shape "
+                f"{tuple(x.shape)}: {type(err).__name__}: {_line(err)}"
+            ) from None
+        if not isinstance(out, Tensor):
+            raise ValueError(
+                f"{where}: block {i} ({name}) returns {type(out).__name__}, not a tensor"
+            )
+        x = out
+    if tuple(x.shape) != (2, spec.num_classes):
+        raise ValueError(
+            f"{where}: the blocks map a batch of 2 to shape {tuple(x.shape)}, expected "
+            f"(2, {spec.num_classes}) logits: the last Linear must have num_classes outputs"
+        )
+
+
+def _line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [""])[0]

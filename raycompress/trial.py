@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +13,26 @@ import torch
 
 from raycompress import protocol
 from raycompress.data import (
+    DataNotFoundError,
     Dataset,
     Imbalance,
     check_available,
     check_dataset_name,
+    dataset_info,
     default_data_dir,
     load_dataset,
 )
 from raycompress.metrics.collapse import CollapseConfig
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
-from raycompress.models import LayeredNet, build_model, make_spec
+from raycompress.models import (
+    THESIS_MODELS,
+    Builder,
+    LayeredNet,
+    build_model,
+    check_model,
+    make_spec,
+)
 from raycompress.training import TrainConfig
 
 
@@ -122,13 +131,27 @@ class Trial:
     train: TrainConfig
     collapse: CollapseConfig
     vinfo: VInfoConfig
+    models: dict[str, Builder] = field(default_factory=dict)  # a sweep's own networks
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Trial:
+    def from_config(
+        cls, config: Mapping[str, Any], models: Mapping[str, Builder] | None = None
+    ) -> Trial:
+        """Validate `config` (settings → values); `models` are a sweep's own networks (its
+        MODELS), valid values of `model` besides the built-in ones. A model that is not the
+        thesis' is built once on the dataset's input shape to check that its blocks compose
+        (skipped for an image folder that is not on this machine)."""
         check_types(config)
         c = {**DEFAULTS, **config}
         check_dataset_name(c["dataset"])
-        make_spec(c["model"], (1, 1, 1), 2, c["widths"])
+        try:
+            info = dataset_info(c["dataset"])
+        except DataNotFoundError:
+            info = None  # an image folder on other machines: checked where it is loaded
+        shape, classes = info or ((1, 1, 1), 2)
+        spec = make_spec(c["model"], shape, classes, c["widths"], models)
+        if info and spec.name not in THESIS_MODELS:
+            check_model(spec)
         train = TrainConfig(
             lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["epochs"],
             loss_threshold=c["loss_threshold"], weight_decay=c["weight_decay"], seed=c["seed"],
@@ -146,7 +169,7 @@ class Trial:
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
             monte_carlo=int(c["monte_carlo"]),
         )  # fmt: skip
-        return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo)
+        return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo, dict(models or {}))
 
     def data_dir(self) -> Path:
         return Path(self.config["data_dir"] or default_data_dir()).expanduser()
@@ -167,5 +190,5 @@ class Trial:
         """The data (on `device`) and the freshly initialised model of this trial."""
         data = self.load_data().to(device)
         c = self.config
-        spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"])
+        spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"], self.models)
         return data, build_model(spec, seed=self.train.seed).to(device)

@@ -121,3 +121,37 @@ def test_bad_configuration() -> None:
     model = build_model(make_spec("mlp", (1, 4, 4), 3, widths=(5,)))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         measure_collapse(model, Split(torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 2, 3, 0, 1])), 3)
+
+
+@pytest.fixture(scope="module")
+def running() -> tuple:
+    """torchvision's ResNet-18 on 4×4 inputs, its running statistics moved by a few training
+    batches: batch norm in evaluation mode, as such networks are measured."""
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(4).repeat_interleave(60)
+    x = (torch.rand(len(y), 1, 4, 4, generator=g) + 0.3 * y[:, None, None, None]).clamp(0, 1)
+    model = build_model(make_spec("torchvision:resnet18", (1, 4, 4), 4), seed=1)
+    with torch.no_grad():
+        for index in batch_indices(len(y), BATCH, g):
+            model(x[index])  # training mode: the running statistics move
+    return model, Split(x, y)
+
+
+def test_running_statistics_match_the_dense_reference_in_any_batch_order(running: tuple) -> None:
+    model, split = running
+    reports = [
+        measure_collapse(model, split, 4, CollapseConfig(batch_size=BATCH, seed=s, method=m))
+        for s, m in ((0, "auto"), (1, "two_pass"), (2, "features"))
+    ]
+    with torch.no_grad():
+        reps, logits = model.eval().representations(split.x)  # all at once: no batches at all
+    model.train()
+    for layer, h in enumerate(reps, 1):
+        ref = dense_reference(h, split.y, 4)
+        for report in reports:  # a representation no longer depends on its batch
+            assert report.layers[layer].nc_trace == pytest.approx(ref["nc_trace"], rel=1e-6)
+            assert report.layers[layer].within_trace == pytest.approx(ref["within_trace"], rel=1e-6)
+    assert reports[0].loss == pytest.approx(
+        float(F.cross_entropy(logits.double(), split.y)), rel=1e-6
+    )
+    assert len(reports[0].layers) == 6 and reports[0].layers[1].dim == 64 * 4 * 4

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raycompress.data import Split, num_digits, relabel
@@ -215,3 +216,32 @@ def test_vmap_and_loop_batching_train_the_same_heads() -> None:
     assert batching_mode("auto", "cuda") == "vmap" and batching_mode("loop", "cuda") == "loop"
     with pytest.raises(ValueError, match="batching must be auto, vmap or loop"):
         DecoderConfig(batching="threads")
+
+
+def test_decoders_with_running_statistics_keep_them_per_head() -> None:
+    """torchvision-style batch norm: each head updates its own running statistics while it
+    trains, and is scored in evaluation mode with them, exactly as the module would be."""
+
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Linear(5, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+
+    g = torch.Generator().manual_seed(2)
+    labels = torch.arange(3).repeat(40)
+    x = torch.randn(120, 5, generator=g) + labels[:, None]
+    targets = torch.stack([labels, labels.flip(0)], 1)
+    stack = StackedDecoders([make(s) for s in (0, 1)])
+    config = DecoderConfig(lr=1e-2, batch_size=30, max_epochs=3, patience=100, batching="vmap")
+    fits = train_heads(stack, x, targets, config, torch.Generator().manual_seed(0))
+    assert stack.mode == "loop" and stack.running_stats  # in-place statistics cannot vmap
+    mean = stack.buffers["1.running_mean"]
+    assert not torch.equal(mean[0], mean[1]) and mean.abs().sum() > 0  # updated, per head
+    assert stack.buffers["1.num_batches_tracked"].tolist() == [f.epochs * 4 for f in fits]
+    ce = score_heads(stack, x, targets, 30, seed=0)
+    for k in range(2):
+        module = make(0).eval()
+        module.load_state_dict({**{n: p[k] for n, p in stack.params.items()},
+                                **{n: b[k] for n, b in stack.buffers.items()}})  # fmt: skip
+        with torch.no_grad():
+            expected = F.cross_entropy(module(x).double(), targets[:, k])
+        assert float(ce[k]) == pytest.approx(float(expected), rel=1e-6)

@@ -75,33 +75,49 @@ class HeadFit:
 
 
 class StackedDecoders:
-    """K decoders of one architecture as stacked parameters (K, ...) and one batched forward."""
+    """K decoders of one architecture as stacked parameters (K, ...) and one batched forward.
+
+    Batch norm with running statistics (torchvision's models) updates them in training mode
+    and uses them in evaluation mode, as in the network itself; `train()` and `eval()` switch
+    the mode. Those in-place updates cannot run under vmap, so such decoders always loop.
+    """
 
     def __init__(self, decoders: list[nn.Module], device: torch.device | str = "cpu") -> None:
         decoders = [d.to(device) for d in decoders]
         self.params, self.buffers = stack_module_state(decoders)
         self.base = copy.deepcopy(decoders[0]).to("meta")
+        self.running_stats = any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            for m in self.base.modules()
+        )
         self.mode = "vmap"
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
+    def train(self) -> None:
+        self.base.train()
+
+    def eval(self) -> None:
+        self.base.eval()
+
     def __call__(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
         """Logits (K', B, C) of the heads selected by `heads` (default all) on x (B, ...)."""
-        params, buffers = self.params, self.buffers
-        if heads is not None:
-            params = {name: p[heads] for name, p in params.items()}
-            buffers = {name: b[heads] for name, b in buffers.items()}
 
         def one(p: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
             return functional_call(self.base, (p, b), (x,))
 
-        if self.mode == "loop":
-            count = next(iter(params.values())).shape[0]
+        if self.mode == "loop":  # views of head k's slices: running statistics update in place
+            chosen = range(len(self)) if heads is None else heads.tolist()
             return torch.stack([
-                one({n: p[k] for n, p in params.items()}, {n: b[k] for n, b in buffers.items()})
-                for k in range(count)
+                one({n: p[k] for n, p in self.params.items()},
+                    {n: b[k] for n, b in self.buffers.items()})
+                for k in chosen
             ])  # fmt: skip
+        params, buffers = self.params, self.buffers
+        if heads is not None:
+            params = {name: p[heads] for name, p in params.items()}
+            buffers = {name: b[heads] for name, b in buffers.items()}
         return torch.vmap(one)(params, buffers)
 
 
@@ -129,7 +145,8 @@ def train_heads(
     )
     fits: dict[int, HeadFit] = {}
     kept: dict[int, dict[str, Tensor]] = {}
-    stack.mode = batching_mode(config.batching, device)
+    stack.mode = "loop" if stack.running_stats else batching_mode(config.batching, device)
+    stack.train()
     for epoch in range(1, config.max_epochs + 1):
         heads = torch.nonzero(active).flatten()
         total = torch.zeros(heads.numel(), dtype=torch.float64, device=device)
@@ -184,7 +201,9 @@ def score_heads(
     seed: int,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Cross-entropy (nats) of every head over the whole scored set, in a fixed batch order."""
+    """Cross-entropy (nats) of every head over the whole scored set, in a fixed batch order, in
+    evaluation mode (running statistics where the decoders keep them; no dropout)."""
+    stack.eval()
     total = torch.zeros(len(stack), dtype=torch.float64, device=device)
     for index in batch_indices(features.shape[0], batch_size, torch.Generator().manual_seed(seed)):
         logits = stack(features[index].to(device))  # (K, B, C)
