@@ -1,14 +1,17 @@
 """Benchmark of the exact neural-collapse metric tr(Σ_W Σ_B⁺) (raycompress.metrics). Not a test.
 
-Part A — cost of `measure_collapse` on the thesis' f₊ network ("cifarnet", widths 64/128/256,
-layer dims D = 16384, 8192, 4096, 256) over N CIFAR-sized random inputs (torch.rand, fixed seed,
-random labels 0..9; CIFAR-10 is not available offline), batch size 400:
+Part A — cost of `measure_collapse` on a network (`--model`, default the thesis' f₊ "cifarnet",
+widths 64/128/256, layer dims D = 16384, 8192, 4096, 256; `--model torchvision:resnet18`: six
+stages, D = 65536, 65536, 32768, 16384, 8192, 512) over N CIFAR-sized random inputs (torch.rand,
+fixed seed, random labels 0..9; CIFAR-10 is not available offline), batch size 400:
 
     inference   one plain pass: model.eval(), torch.no_grad(), model.representations(x)
     two_pass    measure_collapse(method="two_pass")                         goal ≤ 2.3× inference
     auto_1GiB   measure_collapse(method="auto"), default 1 GiB feature budget
     auto_2GiB   measure_collapse(method="auto"), 2 GiB budget: every layer single-pass
                                                                             goal ≤ 1.2× inference
+    dense_layers  once: the dense reference (below) at every layer with D ≤ 8192, on that
+                layer's features from one pass in the same batch order; compared with two_pass
 
 Part B — the dense reference against ours on random features (class means + noise, float32,
 N samples, C = 10) at D ∈ {256, 1024, 4096, 16384}:
@@ -53,7 +56,7 @@ from typing import Any
 
 import torch
 
-from raycompress.data import Split
+from raycompress.data import Split, batch_indices
 from raycompress.metrics import WithinScatter, between_class, nc_stats
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.nc import nc_trace_from_covariance
@@ -73,6 +76,8 @@ PART_A: dict[str, tuple[str, int] | None] = {  # case -> (method, feature budget
     "auto_1GiB": ("auto", GIB),
     "auto_2GiB": ("auto", 2 * GIB),
 }
+DENSE_LAYERS = "dense_layers"  # Part A's dense reference at every layer with D ≤ DENSE_AGREE_DIM
+DENSE_AGREE_DIM = 8192  # Σ_W, Σ_B of 8192² float64 are 0.5 GiB each: still fits
 GOALS = {"two_pass": 2.3, "auto_2GiB": 1.2}  # ratio to the inference pass
 DIMS = (256, 1024, 4096, 16384)  # Part B feature dimensions
 SCATTER_MAX_DIM = 4096  # the WithinScatter case runs at D ≤ this
@@ -107,14 +112,16 @@ def inference_pass(model: LayeredNet, split: Split) -> None:
             model.representations(split.x[start : start + BATCH])
 
 
-def _prepare_part_a(case: str, num_samples: int) -> Callable[[], Result]:
+def _prepare_part_a(case: str, num_samples: int, model_name: str) -> Callable[[], Result]:
     generator = torch.Generator().manual_seed(SEED)
     split = Split(
         torch.rand(num_samples, 3, 32, 32, generator=generator),
         torch.randint(0, NUM_CLASSES, (num_samples,), generator=generator),
     )
-    model = build_model(make_spec("cifarnet", (3, 32, 32), NUM_CLASSES), seed=SEED)
+    model = build_model(make_spec(model_name, (3, 32, 32), NUM_CLASSES), seed=SEED)
     inference_pass(model, Split(split.x[:BATCH], split.y[:BATCH]))  # warm-up (oneDNN kernels)
+    if case == DENSE_LAYERS:
+        return lambda: dense_layers(model, split)
     setting = PART_A[case]
     if setting is None:
 
@@ -135,6 +142,27 @@ def _prepare_part_a(case: str, num_samples: int) -> Callable[[], Result]:
         }
 
     return work
+
+
+def dense_layers(model: LayeredNet, split: Split) -> Result:
+    """The dense reference at every layer with D ≤ DENSE_AGREE_DIM, on features from one pass in
+    measure_collapse's batch order (the same batches: batch statistics, where a model uses
+    them, see the same samples together)."""
+    dims = [h[0].numel() for h in model.eval().representations(split.x[:2])[0]]
+    layers = [layer for layer, dim in enumerate(dims, 1) if dim <= DENSE_AGREE_DIM]
+    order = batch_indices(len(split), BATCH, torch.Generator().manual_seed(0))
+    kept: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    with torch.no_grad():
+        for index in order:
+            reps, _ = model.representations(split.x[index], depth=max(layers))
+            for layer in layers:
+                kept[layer].append(reps[layer - 1].flatten(1))
+    labels = torch.cat([split.y[index] for index in order])
+    traces = {
+        layer: dense_reference(torch.cat(chunks), labels, NUM_CLASSES)
+        for layer, chunks in kept.items()
+    }
+    return {"dense_nc_trace": traces, "dims": dims}
 
 
 def random_features(num_samples: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,11 +243,13 @@ def _prepare_part_b(case: str, num_samples: int) -> Callable[[], Result]:
     return dense_by_phase
 
 
-def run_case(case: str, num_samples: int) -> Result:
+def run_case(case: str, num_samples: int, model_name: str) -> Result:
     """Set up, then time one call and its peak memory above the set-up RSS."""
     torch.set_num_threads(THREADS)
-    prepare = _prepare_part_a if case in PART_A else _prepare_part_b
-    work = prepare(case, num_samples)
+    if case in PART_A or case == DENSE_LAYERS:
+        work = _prepare_part_a(case, num_samples, model_name)
+    else:
+        work = _prepare_part_b(case, num_samples)
     gc.collect()
     load = os.getloadavg()[0]  # other work on the machine shows here (this process idles)
     setup_rss, setup_max_rss = _rss_mib(), _max_rss_mib()
@@ -245,8 +275,11 @@ def run_case(case: str, num_samples: int) -> Result:
 # --------------------------------------------------------------------------------------------
 
 
-def spawn(case: str, num_samples: int) -> Result:
-    command = [sys.executable, __file__, "--case", case, "--num-samples", str(num_samples)]
+def spawn(case: str, num_samples: int, model_name: str = "cifarnet") -> Result:
+    command = [
+        sys.executable, __file__, "--case", case, "--num-samples", str(num_samples),
+        "--model", model_name,
+    ]  # fmt: skip
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
     result: Result = json.loads(done.stdout.strip().splitlines()[-1])
     print(
@@ -257,7 +290,9 @@ def spawn(case: str, num_samples: int) -> Result:
     return result
 
 
-def run_interleaved(plan: dict[str, int], num_samples: int) -> dict[str, list[Result]]:
+def run_interleaved(
+    plan: dict[str, int], num_samples: int, model_name: str = "cifarnet"
+) -> dict[str, list[Result]]:
     """Run every case of plan (case -> repeats) in rounds, each case once per round."""
     runs: dict[str, list[Result]] = {case: [] for case in plan}
     rounds = max(plan.values())
@@ -265,7 +300,7 @@ def run_interleaved(plan: dict[str, int], num_samples: int) -> dict[str, list[Re
         print(f"round {round_ + 1}/{rounds}", file=sys.stderr, flush=True)
         for case, repeats in plan.items():
             if round_ < repeats:
-                runs[case].append(spawn(case, num_samples))
+                runs[case].append(spawn(case, num_samples, model_name))
     return runs
 
 
@@ -282,6 +317,8 @@ def summarise_part_a(runs: dict[str, list[Result]]) -> list[Result]:
     reference = runs["two_pass"][0]["nc_trace"]
     rows = []
     for case, case_runs in runs.items():
+        if case == DENSE_LAYERS:
+            continue
         per_repeat = [
             run["seconds"] / baseline["seconds"]
             for run, baseline in zip(case_runs, runs["inference"], strict=True)
@@ -373,10 +410,21 @@ def _fmt(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
-def print_part_a(rows: list[Result], num_samples: int) -> None:
-    print(f"\nPart A: f₊ (cifarnet), N = {num_samples}, batch {BATCH}, {THREADS} threads")
+def dense_agreement(runs: dict[str, list[Result]]) -> list[Result]:
+    """Per layer with a dense reference: ours (two_pass) against it."""
+    dense = runs[DENSE_LAYERS][0]
+    ours = runs["two_pass"][0]["nc_trace"]
+    return [
+        {"layer": int(layer), "dim": dense["dims"][int(layer) - 1], "dense": value,
+         "ours": ours[int(layer) - 1], "rel_diff": _rel(ours[int(layer) - 1], value)}
+        for layer, value in dense["dense_nc_trace"].items()
+    ]  # fmt: skip
+
+
+def print_part_a(rows: list[Result], num_samples: int, model_name: str) -> None:
+    print(f"\nPart A: {model_name}, N = {num_samples}, batch {BATCH}, {THREADS} threads")
     print(
-        f"{'case':<11} {'paths (layers 1-4)':<40} {'median s':>9} {'× inference':>12} "
+        f"{'case':<11} {'paths (layers 1-L)':<40} {'median s':>9} {'× inference':>12} "
         f"{'goal':<11} {'peak ΔRSS MiB':>14} {'rel diff vs two_pass':>20}"
     )
     for row in rows:
@@ -446,10 +494,13 @@ def main() -> None:
     parser.add_argument(
         "--dims", type=int, nargs="+", default=list(DIMS), help="Part B feature dimensions"
     )
+    parser.add_argument(
+        "--model", default="cifarnet", help="Part A's network, e.g. torchvision:resnet18"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.case is not None:
-        print(json.dumps(run_case(args.case, args.num_samples)))
+        print(json.dumps(run_case(args.case, args.num_samples, args.model)))
         return
 
     started = time.perf_counter()
@@ -457,10 +508,14 @@ def main() -> None:
         "environment": environment(),
         "num_samples": args.num_samples,
         "repeats": args.repeats,
+        "model": args.model,
     }
     if "A" in args.parts:
-        runs_a = run_interleaved(dict.fromkeys(PART_A, args.repeats), args.num_samples)
-        record["part_a"] = {"rows": summarise_part_a(runs_a), "runs": runs_a}
+        plan_a = {**dict.fromkeys(PART_A, args.repeats), DENSE_LAYERS: 1}
+        runs_a = run_interleaved(plan_a, args.num_samples, args.model)
+        record["part_a"] = {
+            "rows": summarise_part_a(runs_a), "dense": dense_agreement(runs_a), "runs": runs_a,
+        }  # fmt: skip
     if "B" in args.parts:
         limits = {"dense": DENSE_MAX_DIM, "scatter": SCATTER_MAX_DIM}
         plan = {
@@ -483,7 +538,12 @@ def main() -> None:
     record["total_s"] = time.perf_counter() - started
 
     if "part_a" in record:
-        print_part_a(record["part_a"]["rows"], args.num_samples)
+        print_part_a(record["part_a"]["rows"], args.num_samples, args.model)
+        for row in record["part_a"]["dense"]:
+            print(
+                f"layer {row['layer']} (D = {row['dim']}): dense {row['dense']:.10g}, ours "
+                f"(two_pass) {row['ours']:.10g}, relative difference {row['rel_diff']:.1e}"
+            )
     if "part_b" in record:
         print_part_b(record["part_b"]["rows"], args.num_samples)
     print(f"\ntotal {record['total_s'] / 60:.1f} min; raw results: {args.out}")

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from raycompress.seeds import derive_seed
+
 
 @dataclass(frozen=True)
 class Split:
@@ -368,13 +370,16 @@ def load_dataset(
     *,
     download: bool = True,
     train_size: int | None = None,
+    test_size: int | None = None,
     subset_seed: int = 0,
     imbalance: Imbalance | None = None,
 ) -> Dataset:
     """Load a dataset as tensors; the train split is downsampled, stratified, to `train_size`.
 
     train_size defaults to the test split's size (thesis §2.3); the seeded subset is selected by
-    subset_seed. An imbalance profile is applied to the downsampled training split.
+    subset_seed. An imbalance profile is applied to the downsampled training split. test_size,
+    when given, keeps a stratified subset of the test split too (for quick looks; the thesis
+    scores the whole test split), from a stream of its own.
     """
     check_dataset_name(name)
     if name == DEMO:
@@ -383,12 +388,16 @@ def load_dataset(
         data = _load_image_folder(name)
     else:
         data = _load_torchvision(name, Path(data_dir) if data_dir else default_data_dir(), download)
+    test = data.test
+    if test_size is not None:
+        tests = torch.Generator().manual_seed(derive_seed(subset_seed, "test_subset"))
+        test = test.subset(stratified_subset(test.y, test_size, tests))
     generator = torch.Generator().manual_seed(subset_seed)
-    size = len(data.test) if train_size is None else train_size
+    size = len(test) if train_size is None else train_size
     train = data.train.subset(stratified_subset(data.train.y, size, generator))
     if imbalance is not None:
         train = imbalance.apply(train, data.num_classes, generator)
-    return Dataset(data.name, train, data.test, data.classes)
+    return Dataset(data.name, train, test, data.classes)
 
 
 def batch_indices(num_samples: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:

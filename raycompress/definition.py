@@ -1,4 +1,5 @@
-"""A sweep definition: a Python file with a docstring, a PARAM_SPACE and optional RESOURCES.
+"""A sweep definition: a Python file with a docstring, a PARAM_SPACE, and optional RESOURCES
+and MODELS (networks of one's own: name → builder(input_shape, num_classes) → blocks).
 
     load_sweep(name_or_path, overrides)  the catalogue's sweep or a file, validated → Sweep
     expand(space)                        one configuration per combination of grid values
@@ -16,14 +17,15 @@ import importlib.util
 import itertools
 import pkgutil
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from ray.tune.search.sample import Function
 
-from raycompress import sweeps
+from raycompress import sweeps, torchvision_models
+from raycompress.models import THESIS_MODELS, Builder
 from raycompress.trial import Trial
 
 
@@ -75,6 +77,7 @@ class Sweep:
     description: str
     param_space: dict[str, Any]
     resources: Resources
+    models: dict[str, Builder] = field(default_factory=dict)  # its own networks (MODELS)
 
 
 def catalogue() -> dict[str, str]:
@@ -124,13 +127,24 @@ def load_sweep(name_or_path: str, overrides: dict[str, Any]) -> Sweep:
         resources = Resources(**getattr(module, "RESOURCES", {}))
     except TypeError as err:
         raise UsageError(f"sweep {name_or_path!r} has bad RESOURCES: {err}") from None
-    sweep = Sweep(path.stem, _describe(module), {**space, **overrides}, resources)
+    models = getattr(module, "MODELS", {})
+    _check_models(name_or_path, models)
+    sweep = Sweep(path.stem, _describe(module), {**space, **overrides}, resources, dict(models))
     for config in trial_configs(sweep):
         try:
-            Trial.from_config(config)
+            Trial.from_config(config, sweep.models)
         except ValueError as err:
             raise UsageError(f"sweep {name_or_path!r}: {err}") from None
     return sweep
+
+
+def _check_models(name: str, models: Any) -> None:
+    """MODELS maps new model names to builders (see `models.Builder`)."""
+    if not isinstance(models, dict) or not all(callable(b) for b in models.values()):
+        raise UsageError(f"sweep {name!r}: MODELS must map model names to builder functions")
+    taken = [m for m in models if m in THESIS_MODELS or m.startswith(torchvision_models.PREFIX)]
+    if taken:
+        raise UsageError(f"sweep {name!r}: MODELS may not redefine the built-in model {taken[0]!r}")
 
 
 def is_sampled(value: Any) -> bool:

@@ -115,8 +115,10 @@ def launch(sweep: Sweep, args: argparse.Namespace) -> int:
             ray.shutdown()
 
 
-def _trainable(resources: Resources) -> Any:
-    bound = tune.with_parameters(train_trial, resources=resources)
+def _trainable(resources: Resources, models: dict[str, Any]) -> Any:
+    """The trainable with what is not a setting bound to it: the resources and the sweep's own
+    networks (their builders travel to every node by value)."""
+    bound = tune.with_parameters(train_trial, resources=resources, models=models)
     return tune.with_resources(bound, tune.PlacementGroupFactory(resources.bundles()))
 
 
@@ -130,7 +132,10 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
         started_with = record.read_description(local_root / name) if local_root else {}
         resources = Resources(**started_with.get("resources", asdict(sweep.resources)))
         tuner = tune.Tuner.restore(
-            experiment, _trainable(resources), resume_errored=True, resume_unfinished=True
+            experiment,
+            _trainable(resources, sweep.models),
+            resume_errored=True,
+            resume_unfinished=True,
         )
         return summarise(tuner.fit())
     if local_root is not None and (local_root / name).exists():
@@ -141,7 +146,7 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     tuner = tune.Tuner(
-        _trainable(resources),
+        _trainable(resources, sweep.models),
         param_space=sweep.param_space,
         # trials share one resource shape, so a finished trial's worker process (torch
         # imported, decoder task workers warm) runs the next one

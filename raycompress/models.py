@@ -205,6 +205,16 @@ def batch_norm_regime(model: nn.Module) -> str:
     return regimes.pop() if len(regimes) == 1 else ("mixed" if regimes else "none")
 
 
+def describe(model: LayeredNet) -> dict[str, str | list[str]]:
+    """What network ran, for the run's record (`record.MODEL_FILE`)."""
+    return {
+        "model": model.spec.name,
+        "stages": list(model.names),
+        "batch_norm": batch_norm_regime(model),
+        "adaptation": model.adaptation,
+    }
+
+
 def make_spec(
     name: str,
     input_shape: tuple[int, ...],

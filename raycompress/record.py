@@ -4,9 +4,11 @@ The trainable writes, `results`, the report and the analysis tables read; all of
 the names below instead of spelling them. No Ray, no torch: readers load results without
 either.
 
-Files. In each checkpoint of a trial: `STATE_FILE` (the run's torch state) and `HISTORY_FILE`,
+Files. In each checkpoint of a trial: `STATE_FILE` (the run's torch state), `HISTORY_FILE`,
 the authoritative per-epoch history (Tune's result.json can lose epochs when a trial is
-restarted). In the experiment folder: `SWEEP_FILE`, the sweep's description.
+restarted), and `MODEL_FILE`, what network ran: {"model", "stages" (names of l = 1..L),
+"batch_norm" (the regime it was measured in), "adaptation" (how a torchvision model was
+changed for the data)}. In the experiment folder: `SWEEP_FILE`, the sweep's description.
 
 History rows (one per epoch, plain JSON):
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "run.pt"
 HISTORY_FILE = "history.json"
+MODEL_FILE = "model.json"
 SWEEP_FILE = "raycompress_sweep.json"
 SPLITS = ("train", "test")
 
@@ -152,6 +155,16 @@ def newest_history(trial: Path) -> list[dict[str, Any]]:
     """The history in a trial folder's newest checkpoint; [] before its first epoch ends."""
     checkpoints = sorted(trial.glob(f"checkpoint_*/{HISTORY_FILE}"))
     return read_history(checkpoints[-1].parent) if checkpoints else []
+
+
+def write_model(folder: Path, description: dict[str, Any]) -> None:
+    (folder / MODEL_FILE).write_text(json.dumps(description))
+
+
+def newest_model(trial: Path) -> dict[str, Any]:
+    """What network a trial ran (see MODEL_FILE); {} before its first epoch ends."""
+    checkpoints = sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"))
+    return json.loads(checkpoints[-1].read_text()) if checkpoints else {}
 
 
 # ------------------------------------------------------------------ Tune's per-epoch summary

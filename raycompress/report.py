@@ -23,7 +23,7 @@ import pandas as pd
 
 from raycompress import record
 from raycompress.analysis import figures, tables
-from raycompress.results import load, trial_folders
+from raycompress.results import load, trial_folders, trial_models
 
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
@@ -44,12 +44,13 @@ def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def trial_settings(results_dir: Path) -> pd.DataFrame:
-    """Each trial's resolved settings (its params.json), one row per trial folder."""
+    """Each trial's resolved settings (its params.json) and the network it ran (stages,
+    batch-norm regime, adaptation), one row per trial folder."""
     rows = [
         {"trial folder": trial.name, **json.loads((trial / "params.json").read_text())}
         for trial in trial_folders(results_dir)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).merge(trial_models(results_dir), on="trial folder", how="left")
 
 
 def draw(frame: pd.DataFrame, out: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -105,6 +106,11 @@ def _settings_table(results_dir: Path) -> str:
     )
 
 
+def _wide(table: str) -> str:
+    """A table that scrolls sideways inside the page instead of running off its edge."""
+    return f"<div class='wide'>{table}</div>"
+
+
 def index_html(
     results_dir: Path,
     frame: pd.DataFrame,
@@ -120,18 +126,19 @@ def index_html(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
         "table{border-collapse:collapse;font-size:85%}td,th{border:1px solid #ccc;"
-        "padding:2px 6px}</style></head><body>",
+        "padding:2px 6px}.wide{overflow-x:auto}</style></head><body>",
         f"<h1>{title}</h1>",
         f"<p>Results folder <code>{html.escape(str(results_dir))}</code>: {len(epochs)} "
         f"trial(s) with results, {int(epochs.sum()) if len(epochs) else 0} epochs in all.</p>",
         "<h2>Sweep configuration</h2>",
         _settings_table(results_dir),
         "<h2>Trials</h2>",
-        trial_settings(results_dir).to_html(index=False, na_rep=""),
+        _wide(trial_settings(results_dir).to_html(index=False, na_rep="")),
         "<h2>Final metrics</h2>",
         "<p>No finished epoch yet.</p>"
         if final is None
-        else final.to_html(index=False, na_rep="", float_format="{:.4g}".format),
+        else "<p>One column per trial, one row per quantity (metric/split/layer).</p>"
+        + _wide(final.set_index("trial_id").T.to_html(na_rep="", float_format="{:.4g}".format)),
         "<h2>Figures</h2>",
         *(
             f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "

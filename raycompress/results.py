@@ -144,6 +144,22 @@ def load(path: str | Path) -> pd.DataFrame:
     return out
 
 
+def trial_models(path: str | Path) -> pd.DataFrame:
+    """What network each trial of an experiment folder ran: one row per trial folder with its
+    stage names, batch-norm regime and adaptation (`record.MODEL_FILE`; empty before the
+    trial's first epoch ends)."""
+    rows = []
+    for trial in trial_folders(Path(path)):
+        model = record.newest_model(trial)
+        stages = model.get("stages")
+        rows.append({
+            "trial folder": trial.name, TRIAL_ID: _trial_id(trial),
+            "stages": " → ".join(stages) if stages else "",
+            "batch norm": model.get("batch_norm", ""), "adaptation": model.get("adaptation", ""),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def axis_columns(frame: pd.DataFrame) -> list[str]:
     """The configuration columns of a tidy frame: dataset, model and each swept axis."""
     return [c for c in frame.columns if c != TRIAL_ID and c not in COLUMNS]

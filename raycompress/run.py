@@ -16,7 +16,7 @@ import torch
 
 from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
-from raycompress.models import MODEL_NAMES
+from raycompress.models import MODEL_NAMES, batch_norm_regime
 from raycompress.record import ERROR, MINIMALITY, SUFFICIENCY
 from raycompress.training import EpochRecord, run_epochs
 from raycompress.trial import DEFAULTS, Trial
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with (or for) the torchvision files")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading")
     p.add_argument("--train-size", type=int, help="training samples (default: the test size)")
+    p.add_argument("--test-size", type=int, help="test samples (default: the whole test split)")
     p.add_argument("--imbalance", help="PROFILE:RATIO, e.g. step:0.1")
     p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epoch cap")
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "dataset": args.dataset, "model": args.model, "data_dir": args.data_dir,
         "download": not args.no_download, "train_size": args.train_size,
+        "test_size": args.test_size,
         "imbalance": args.imbalance, "seed": args.seed, "lr": args.lr,
         "batch_size": args.batch_size, "epochs": args.epochs,
         "loss_threshold": args.loss_threshold, "nc_method": args.nc_method,
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     layers = "  ".join(f"NC h{layer} train/test" for layer in range(1, model.depth + 1))
     print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
+    print(f"layers: {', '.join(model.names)}; batch norm: {batch_norm_regime(model)}")
+    if model.adaptation:
+        print(f"adapted {model.adaptation}")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")
     start = time.perf_counter()
     for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):

@@ -89,7 +89,7 @@ def check_data(sweep: Sweep, remote: bool) -> None:
     On a cluster (`remote`) the data may live on the other nodes: only folders that exist on
     this machine are checked there."""
     for config in trial_configs(sweep):
-        trial = Trial.from_config(config)
+        trial = Trial.from_config(config, sweep.models)
         if not remote or trial.data_dir().is_dir():
             try:
                 trial.check_data()

@@ -25,7 +25,7 @@ from raycompress import record
 from raycompress.data import DataNotFoundError, Split
 from raycompress.definition import Resources
 from raycompress.metrics.vinfo import VInfoConfig
-from raycompress.models import LayeredNet, ModelSpec
+from raycompress.models import Builder, LayeredNet, ModelSpec, describe
 from raycompress.plan import Measurement, Values, gather, measure_layer, plan
 from raycompress.training import Run
 from raycompress.trial import Trial
@@ -92,9 +92,13 @@ class RayVInfo:
             }  # fmt: skip
 
 
-def train_trial(config: dict[str, Any], resources: Resources | None = None) -> None:
+def train_trial(
+    config: dict[str, Any],
+    resources: Resources | None = None,
+    models: dict[str, Builder] | None = None,
+) -> None:
     """The Tune function trainable. `config` is a flat trial configuration (`trial.SETTINGS`);
-    `resources` (bound by `tune.with_parameters`) shape the 𝒱-information tasks.
+    `resources` and the sweep's own networks `models` are bound by `tune.with_parameters`.
 
     Resume first: a checkpoint, when there is one, restores the run and its history. An error
     that a retry cannot fix (bad settings, missing data) ends the trial with one report that
@@ -103,7 +107,7 @@ def train_trial(config: dict[str, Any], resources: Resources | None = None) -> N
     resources = resources or Resources()
     device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
     try:
-        trial = Trial.from_config(config)
+        trial = Trial.from_config(config, models)
         data, model = trial.build(device)
     except PERMANENT as err:
         tune.report({"stop_reason": record.ERROR, record.ERROR: f"{type(err).__name__}: {err}"})
@@ -128,6 +132,7 @@ def train_trial(config: dict[str, Any], resources: Resources | None = None) -> N
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
             record.write_history(Path(folder), history)
+            record.write_model(Path(folder), describe(model))
             tune.report(
                 record.summary_metrics(history[-1], model.depth),
                 checkpoint=tune.Checkpoint.from_directory(folder),

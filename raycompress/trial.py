@@ -73,6 +73,7 @@ SETTINGS: dict[str, Setting] = {
     "data_dir": Setting(None, "null or a folder path", _optional(_text)),
     "download": Setting(True, "true or false", lambda v: isinstance(v, bool)),
     "train_size": Setting(None, "null or an integer", _optional(_integer)),  # None: test size
+    "test_size": Setting(None, "null or an integer", _optional(_integer)),  # None: all of it
     "imbalance": Setting(None, "null or PROFILE:RATIO, e.g. step:0.1", _optional(_text)),
     "seed": Setting(0, "an integer", _integer),
     "lr": Setting(protocol.LR, "a number", _number),
@@ -183,6 +184,7 @@ class Trial:
         c = self.config
         return load_dataset(
             c["dataset"], self.data_dir(), download=c["download"], train_size=c["train_size"],
+            test_size=c["test_size"],
             subset_seed=c["seed"], imbalance=self.imbalance,
         )  # fmt: skip
 

@@ -64,7 +64,7 @@ def test_settings_carry_no_resources_and_resume_keeps_the_started_ones(
     assert started == load_sweep("demo", {}).resources
     seen: list[Resources] = []
     bind = launch._trainable
-    monkeypatch.setattr(launch, "_trainable", lambda r: seen.append(r) or bind(r))
+    monkeypatch.setattr(launch, "_trainable", lambda r, m: seen.append(r) or bind(r, m))
     edited = tmp_path / "demo.py"  # the sweep file changed since: other resources
     edited.write_text(
         '"""Demo, edited."""\nPARAM_SPACE = {"model": "mlp"}\nRESOURCES = {"decoder_cpu": 1}\n'

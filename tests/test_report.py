@@ -32,6 +32,8 @@ def test_report_of_the_demo_sweep_draws_every_figure(
     assert "not drawn" not in page and "demo" in page  # the sweep's description and settings
     assert f"Code: <code>raycompress {__version__}, commit " in page  # the code that made it
     assert "resources: decoder_cpu" in page and "_resources" not in page
+    assert "block1 → block2 → block3 → head" in page and "batch statistics" in page  # the nets
+    assert "One column per trial" in page and page.count("<div class='wide'>") == 2
 
 
 def partial_copy(storage: Path, destination: Path) -> Path:
