@@ -4,7 +4,8 @@ The library, one concern per module (the mathematics in `metrics`, Ray and files
 
     protocol    the thesis' training protocol as constants: every default's one source
     data        datasets as tensors, stratified subsets, class imbalance, batch orders
-    models      the thesis' networks as layer lists: encoders f^{l:1}, fresh decoders f^{L:l+1}
+    models      networks as layer lists: encoders f^{l:1}, fresh decoders f^{L:l+1}
+    torchvision_models  torchvision's ResNets and VGGs cut at their stages
     metrics     the measures: neural collapse (`nc`, `accumulate`, `collapse`) and
                 𝒱-information (`vinfo`, `decoders`), pure functions over tensors
     stopping    when a training stops, for the main network and the decoders alike

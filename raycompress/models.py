@@ -1,4 +1,5 @@
-"""The thesis' networks (§2.3, figure 2.3) as explicit layer lists f = f^L ∘ … ∘ f^1.
+"""Networks as explicit layer lists f = f^L ∘ … ∘ f^1: the thesis' (§2.3, figure 2.3),
+torchvision's (`torchvision_models`, `torchvision:NAME`) and a sweep's own (a `Builder`).
 
     cifarnet (f₊): channels (64, 128, 256); block l =
         relu(x + bn(conv3x3_{d→d}(x))) → conv3x3_{d→d'} → bn → maxpool2 → relu
@@ -7,8 +8,11 @@
         head f^4 = flatten → linear
     mlp: flatten → (linear → relu) per width; head = linear
 
-Convolutions have no bias, batch norm keeps no running statistics (a representation depends on
-its batch, in training and evaluation alike), PyTorch's default initialisation.
+In the thesis' networks convolutions have no bias, batch norm keeps no running statistics (a
+representation depends on its batch, in training and evaluation alike), PyTorch's default
+initialisation. torchvision's keep running statistics and are measured in evaluation mode
+(`batch_norm_regime` says which regime a network uses). A network's last block ends in the
+classifier, an nn.Linear whose input is the penultimate representation (`Head`).
 
 Every model keeps its layers in `layers` (f^1..f^L) and its `ModelSpec`, so that for any
 l = 0..L−1 the encoder f^{l:1} (current weights) and a freshly initialised decoder f^{L:l+1}

@@ -196,10 +196,13 @@ def write_svhn(root: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def write_image_folder(root: Path, mode: str) -> dict[str, np.ndarray]:
+def write_image_folder(
+    root: Path, mode: str, size: tuple[int, int] = (12, 10)
+) -> dict[str, np.ndarray]:
+    """40 train and 20 test PNG images of `size` (H, W) in class folders, grayscale ("L") or RGB."""
     from PIL import Image
 
-    shape = (1, 12, 10) if mode == "L" else (3, 12, 10)
+    shape = (1 if mode == "L" else 3, *size)
     out = {}
     for split, n in (("train", N_TRAIN), ("test", N_TEST)):
         x = images(n, shape, n)

@@ -106,3 +106,37 @@ def test_report_usage_errors(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "report").exists()
+
+
+def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
+    """torchvision's ResNet-18 (stem, layer1..4, head) on a tiny image folder (4×4 grayscale),
+    a short in-process run written as a trial folder: every figure drawn, every stage in the
+    tables, the adaptation shown."""
+    from test_data import write_image_folder
+    from test_record import write_trial
+
+    from raycompress import record
+    from raycompress.models import describe
+    from raycompress.training import Run
+    from raycompress.trial import Trial
+
+    settings = {
+        "dataset": f"imagefolder:{tmp_path / 'images'}", "model": "torchvision:resnet18",
+        "batch_size": 20, "epochs": 2, "vinfo_schedule": [2], "decoder_epochs": 1,
+    }  # fmt: skip
+    write_image_folder(tmp_path / "images", "L", size=(4, 4))
+    trial = Trial.from_config(settings)
+    data, model = trial.build()
+    run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
+    rows = [record.epoch_row(run.step()) for _ in range(2)]
+    results = tmp_path / "results"
+    write_trial(results, "train_trial_aaaaa", settings, rows, 1)
+    record.write_model(next((results / "train_trial_aaaaa").glob("checkpoint_*")), describe(model))
+    assert main([str(results), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "not drawn" not in page
+    assert "stem → layer1 → layer2 → layer3 → layer4 → head" in page
+    assert "for 1×4×4 inputs: stem: 3×3 stride-1 convolution from 1 channel(s)" in page
+    final = pd.read_csv(tmp_path / "report" / "final_metrics.csv")
+    assert {f"nc_trace/test/l{layer}" for layer in range(1, 7)} <= set(final.columns)
+    assert {f"v_suff/train/l{layer}" for layer in range(6)} <= set(final.columns)

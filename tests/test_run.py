@@ -27,7 +27,7 @@ def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--dataset", "cifar100"], "unknown dataset 'cifar100'"),
+        (["--dataset", "cifar1000"], "unknown dataset 'cifar1000'"),
         (["--model", "vgg"], "unknown model 'vgg'"),
         (["--lr", "0"], "lr must be positive"),
         (["--vinfo", "often"], "unknown 𝒱-information schedule 'often'"),

@@ -11,6 +11,7 @@ from raycompress.sweep import main
 
 EXPECTED_TRIALS = {
     "thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2, "thesis_fmnist": 2,
+    "architectures": 4,
 }  # fmt: skip
 
 
@@ -89,6 +90,14 @@ def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixtu
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_the_architectures_sweep_lists_its_networks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["architectures", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for model in ("mnistnet", "cifarnet", "mlp", "torchvision:resnet18"):
+        assert f'"model": "{model}"' in out
+    assert "{'CPU': 1, 'GPU': 0.5}" in out and "{'CPU': 1, 'GPU': 0.25}" in out
 
 
 def test_a_missing_dataset_is_reported_before_ray_starts(
