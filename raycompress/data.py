@@ -151,7 +151,7 @@ def dataset_info(name: str) -> tuple[tuple[int, ...], int]:
     if name == DEMO:
         return _SOURCES["fashion-mnist"].input_shape, len(FASHION_MNIST_CLASSES)
     if name.startswith(IMAGE_FOLDER):
-        root = _folder_root(name)
+        root = image_folder_root(name)
         check_available(name, root, download=False)
         classes = _class_folders(root / "train")
         first = next(p for p in sorted((root / "train" / classes[0]).iterdir()) if p.is_file())
@@ -178,7 +178,7 @@ def _missing(name: str, data_dir: Path) -> list[str]:
     if name == DEMO:
         return []
     if name.startswith(IMAGE_FOLDER):
-        root = _folder_root(name)
+        root = image_folder_root(name)
         return [f"{root / split}/<class>/<images>" for split in ("train", "test")
                 if not (root / split).is_dir() or not _class_folders(root / split)]  # fmt: skip
     return [f for f in _SOURCES[name].files if not (data_dir / f).is_file()]
@@ -243,7 +243,8 @@ def _load_demo() -> Dataset:
     return Dataset(DEMO, train, test, FASHION_MNIST_CLASSES)
 
 
-def _folder_root(name: str) -> Path:
+def image_folder_root(name: str) -> Path:
+    """ROOT of an "imagefolder:ROOT" dataset name."""
     return Path(name.removeprefix(IMAGE_FOLDER)).expanduser()
 
 
@@ -265,7 +266,7 @@ def _load_image_folder(name: str) -> Dataset:
     """ROOT/train/<class>/* and ROOT/test/<class>/*: every image of one size and mode."""
     from torchvision.datasets import ImageFolder
 
-    root = _folder_root(name)
+    root = image_folder_root(name)
     check_available(name, root, download=False)
     classes = _class_folders(root / "train")
     if _class_folders(root / "test") != classes:

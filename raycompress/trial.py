@@ -13,6 +13,7 @@ import torch
 
 from raycompress import protocol
 from raycompress.data import (
+    IMAGE_FOLDER,
     DataNotFoundError,
     Dataset,
     Imbalance,
@@ -20,6 +21,7 @@ from raycompress.data import (
     check_dataset_name,
     dataset_info,
     default_data_dir,
+    image_folder_root,
     load_dataset,
 )
 from raycompress.metrics.collapse import CollapseConfig
@@ -173,6 +175,9 @@ class Trial:
         return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo, dict(models or {}))
 
     def data_dir(self) -> Path:
+        """Where the dataset's files are: an image folder's root, else the data directory."""
+        if self.config["dataset"].startswith(IMAGE_FOLDER):
+            return image_folder_root(self.config["dataset"])
         return Path(self.config["data_dir"] or default_data_dir()).expanduser()
 
     def check_data(self) -> None:

@@ -113,3 +113,8 @@ def test_a_missing_dataset_is_reported_before_ray_starts(
     # On a cluster the data may live on the other nodes: a folder missing here is not checked.
     assert main([*argv, "--data-dir", str(tmp_path / "elsewhere"), "--address", "a:1"]) == 2
     assert "no Ray cluster answers at a:1" in capsys.readouterr().err
+    folder = ["demo", "--set", f'dataset="imagefolder:{tmp_path / "images"}"']
+    assert main(folder) == 2  # an image folder: its own root is what must be here
+    assert "lay it out as ROOT/train/<class>" in capsys.readouterr().err
+    assert main([*folder, "--address", "a:1"]) == 2  # not on this machine: not checked here
+    assert "no Ray cluster answers at a:1" in capsys.readouterr().err
