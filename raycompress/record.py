@@ -6,9 +6,10 @@ either.
 
 Files. In each checkpoint of a trial: `STATE_FILE` (the run's torch state), `HISTORY_FILE`,
 the authoritative per-epoch history (Tune's result.json can lose epochs when a trial is
-restarted), and `MODEL_FILE`, what network ran: {"model", "stages" (names of l = 1..L),
-"batch_norm" (the regime it was measured in), "adaptation" (how a torchvision model was
-changed for the data)}. In the experiment folder: `SWEEP_FILE`, the sweep's description.
+restarted), and `MODEL_FILE`, what network ran and where: {"model", "stages" (names of
+l = 1..L), "batch_norm" (the regime it was measured in), "adaptation" (how a torchvision model
+was changed for the data), "device", "device_note" (why it is not the one asked for)}. In
+the experiment folder: `SWEEP_FILE`, the sweep's description.
 
 History rows (one per epoch, plain JSON):
 

@@ -34,15 +34,29 @@ from raycompress.trial import Trial
 PERMANENT = (DataNotFoundError, ValueError)
 
 
+def ray_device() -> tuple[str, str]:
+    """The device this Ray worker computes on, and a note when it is not the one asked for:
+    a GPU share granted where CUDA is not available (a fake or unusable GPU) runs on the CPU."""
+    if not ray.get_gpu_ids():
+        return "cpu", ""
+    if torch.cuda.is_available():
+        return "cuda", ""
+    return "cpu", "a GPU share was granted but CUDA is not available here: ran on the CPU"
+
+
 @ray.remote
 def _vinfo_task(
     spec: ModelSpec, state: dict, m: Measurement, split: Split, config: VInfoConfig
 ) -> Values:
     if os.environ.get("RAYCOMPRESS_FAIL_VINFO_LAYER") == str(m.layer):  # test hook
         raise RuntimeError(f"injected 𝒱-information failure at layer {m.layer}")
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    device, note = ray_device()
     values = measure_layer(spec, state, m, split, config, device)
-    return {**values, "node": ray.get_runtime_context().get_node_id()}
+    context = ray.get_runtime_context()
+    return {
+        **values, "node": context.get_node_id(), "device": device, "device_note": note,
+        "placement_group": context.get_placement_group_id() or "",
+    }  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -105,7 +119,9 @@ def train_trial(
     says so, instead of failing it into Tune's retries.
     """
     resources = resources or Resources()
-    device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
+    device, note = ray_device()
+    if note:
+        print(f"note: {note}", flush=True)
     try:
         trial = Trial.from_config(config, models)
         data, model = trial.build(device)
@@ -132,7 +148,9 @@ def train_trial(
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
             record.write_history(Path(folder), history)
-            record.write_model(Path(folder), describe(model))
+            record.write_model(
+                Path(folder), {**describe(model), "device": device, "device_note": note}
+            )
             tune.report(
                 record.summary_metrics(history[-1], model.depth),
                 checkpoint=tune.Checkpoint.from_directory(folder),

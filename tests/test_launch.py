@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from demo_sweep import FAST, run_sweep
 
-from raycompress import launch
+from raycompress import launch, record
 from raycompress.definition import Resources, load_sweep
 from raycompress.results import load
 from raycompress.sweep import main, parser
@@ -178,3 +178,46 @@ def test_a_diverged_trial_stops_with_its_reason(
     frame = load(tmp_path / "demo")
     steps = frame[frame.metric == "train_step_loss"]
     assert steps.epoch.tolist() == [1] and not math.isfinite(steps.value.iloc[0])
+
+
+FAKE_GPU_SWEEP = '''"""Three seeds of an MLP on fractional (fake) GPUs."""
+from ray import tune
+PARAM_SPACE = {"model": "mlp", "seed": tune.grid_search([0, 1, 2]), "train_size": 300,
+               "batch_size": 100, "epochs": 2, "decoder_epochs": 1}
+RESOURCES = {"trial_cpu": 0.5, "trial_gpu": 0.5, "decoder_cpu": 0.5, "decoder_gpu": 0.25,
+             "decoder_bundles": 2}
+'''
+
+
+def test_fractional_gpus_pack_trials_and_their_tasks_without_a_gpu(tmp_path: Path) -> None:
+    """Ray with two fake GPUs on the CPU: a trial reserves 0.5 GPU for training and two 0.25
+    bundles for its decoder tasks, so two trials run at once and the third waits; every task
+    runs in its own trial's placement group; CUDA being absent, everything runs on the CPU and
+    says so."""
+    import ray
+
+    path = tmp_path / "fake_gpus.py"
+    path.write_text(FAKE_GPU_SWEEP)
+    ray.init(
+        address="local", num_cpus=4, num_gpus=2, include_dashboard=False,
+        object_store_memory=150 << 20,
+    )  # fmt: skip
+    try:
+        assert main([str(path), "--storage-path", str(tmp_path)]) == 0
+    finally:
+        ray.shutdown()
+    trials = []  # (start, end, the placement group of its decoder tasks)
+    for trial in sorted((tmp_path / "fake_gpus").glob("train_trial_*")):
+        results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        model = record.newest_model(trial)
+        assert model["device"] == "cpu" and "CUDA is not available" in model["device_note"]
+        tasks = [v for epoch in record.newest_history(trial) for layers in epoch["vinfo"].values()
+                 for v in layers.values()]  # fmt: skip
+        assert all(v["device"] == "cpu" and v["device_note"] for v in tasks)
+        (group,) = {v["placement_group"] for v in tasks}  # one group for all of a trial's tasks
+        start = results[0]["timestamp"] - results[0]["time_total_s"]
+        trials.append((start, results[-1]["timestamp"], group))
+    # result.json's timestamps are whole seconds: hence the margins
+    (_, a_end, a_group), (b_start, b_end, b_group), (c_start, _, _) = sorted(trials)
+    assert b_start < a_end - 2 and a_group != b_group != ""  # two at once, each in its bundles
+    assert c_start >= min(a_end, b_end) - 1  # the third waited for a free GPU share
