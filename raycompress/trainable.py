@@ -30,6 +30,8 @@ from raycompress.plan import Measurement, Values, gather, measure_layer, plan
 from raycompress.training import Run
 from raycompress.trial import Trial
 
+# Where a Ray task ran, recorded beside its measurement's values (strings, not values).
+TASK_KEYS = ("node", "device", "device_note", "placement_group")
 # Errors that a retry cannot fix: a trial that meets one ends at once with its message.
 PERMANENT = (DataNotFoundError, ValueError)
 
@@ -53,10 +55,8 @@ def _vinfo_task(
     device, note = ray_device()
     values = measure_layer(spec, state, m, split, config, device)
     context = ray.get_runtime_context()
-    return {
-        **values, "node": context.get_node_id(), "device": device, "device_note": note,
-        "placement_group": context.get_placement_group_id() or "",
-    }  # fmt: skip
+    where = (context.get_node_id(), device, note, context.get_placement_group_id() or "")
+    return {**values, **dict(zip(TASK_KEYS, where, strict=True))}
 
 
 @dataclasses.dataclass

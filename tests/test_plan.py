@@ -83,7 +83,7 @@ def test_measure_layer_runs_from_plain_inputs() -> None:
 def test_both_executors_give_identical_values() -> None:
     import ray
 
-    from raycompress.trainable import RayVInfo
+    from raycompress.trainable import TASK_KEYS, RayVInfo
 
     data = load_dataset("fashion-mnist-demo", train_size=200)
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(32, 16)), seed=3)
@@ -102,4 +102,4 @@ def test_both_executors_give_identical_values() -> None:
         ray.shutdown()
     assert set(there) == set(here) == {(k, s) for k in range(3) for s in SPLITS}
     for key, values in here.items():
-        assert {k: v for k, v in there[key].items() if k != "node"} == values, key
+        assert {k: v for k, v in there[key].items() if k not in TASK_KEYS} == values, key
