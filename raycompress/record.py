@@ -21,7 +21,8 @@ History rows (one per epoch, plain JSON):
 A 𝒱-information measurement's keys: for each `Term` its value (clipped when asked), its raw
 value, its protocol and its decoders ("heads"), each with `<head>_epochs` and `<head>_stop`;
 `num_digits`, the entropies `h_y_bits`, `h_digit{j}_bits`, the Monte-Carlo spread, `clipped`,
-`decoder_config`, `decoder_batching`, and `error` ("" when nothing went wrong).
+`decoder_config`, `decoder_batching`, `decoder_compute` (precision, memory format, compile)
+and `error` ("" when nothing went wrong).
 """
 
 from __future__ import annotations

@@ -50,6 +50,14 @@ def parser() -> argparse.ArgumentParser:
         "--decoder-epochs", type=int, default=DEFAULTS["decoder_epochs"], help="decoder epoch cap"
     )
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
+    p.add_argument(
+        "--precision", default=DEFAULTS["precision"], help="fp32 or bf16 (autocast, fp32 weights)"
+    )
+    p.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction,
+        default=DEFAULTS["channels_last"], help="NHWC convolutions",
+    )  # fmt: skip
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -77,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size, "epochs": args.epochs,
         "loss_threshold": args.loss_threshold, "nc_method": args.nc_method,
         "vinfo_schedule": args.vinfo, "decoder_epochs": args.decoder_epochs,
-        "held_out": args.held_out,
+        "held_out": args.held_out, "precision": args.precision,
+        "channels_last": args.channels_last, "compile": args.compile,
     }  # fmt: skip
     try:
         trial = Trial.from_config(settings)
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     layers = "  ".join(f"NC h{layer} train/test" for layer in range(1, model.depth + 1))
     print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
     print(f"layers: {', '.join(model.names)}; batch norm: {batch_norm_regime(model)}")
+    print(f"training: {trial.train.compute.describe()} on {args.device}")
     if model.adaptation:
         print(f"adapted {model.adaptation}")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")

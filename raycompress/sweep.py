@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from raycompress import compute
 from raycompress.definition import (
     Sweep,
     UsageError,
@@ -83,18 +86,22 @@ def dry_run(sweep: Sweep) -> None:
         print(f"  trial {i}: {json.dumps(shown, default=str)}")
 
 
-def check_data(sweep: Sweep, remote: bool) -> None:
-    """Fail now, before Ray starts, when a trial's dataset is missing and may not be downloaded.
+def check_trials(sweep: Sweep, remote: bool) -> None:
+    """Fail now, before Ray starts, when a trial cannot run here: its dataset is missing and
+    may not be downloaded, or its precision is not supported by this machine's device.
 
-    On a cluster (`remote`) the data may live on the other nodes: only folders that exist on
-    this machine are checked there."""
+    On a cluster (`remote`) the data and the devices are the other nodes': only folders that
+    exist on this machine are checked there, and the precision is checked by each trial."""
+    gpu = sweep.resources.trial_gpu > 0 and torch.cuda.is_available()
     for config in trial_configs(sweep):
         trial = Trial.from_config(config, sweep.models)
-        if not remote or trial.data_dir().is_dir():
-            try:
+        try:
+            if not remote:
+                compute.check(trial.train.compute, "cuda" if gpu else "cpu")
+            if not remote or trial.data_dir().is_dir():
                 trial.check_data()
-            except FileNotFoundError as err:
-                raise UsageError(str(err)) from None
+        except (FileNotFoundError, ValueError) as err:
+            raise UsageError(str(err)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             dry_run(sweep)
             return 0
-        check_data(sweep, remote=bool(args.address))
+        check_trials(sweep, remote=bool(args.address))
         return launch(sweep, args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

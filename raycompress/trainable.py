@@ -148,9 +148,8 @@ def train_trial(
         with tempfile.TemporaryDirectory() as folder:
             torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
             record.write_history(Path(folder), history)
-            record.write_model(
-                Path(folder), {**describe(model), "device": device, "device_note": note}
-            )
+            ran = {"device": device, "device_note": note, "compute": run.describe_compute()}
+            record.write_model(Path(folder), {**describe(model), **ran})
             tune.report(
                 record.summary_metrics(history[-1], model.depth),
                 checkpoint=tune.Checkpoint.from_directory(folder),

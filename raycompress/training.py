@@ -6,7 +6,8 @@ training-step loss, as the thesis logged it; the loss and accuracy at the epoch'
 come from the measurement pass (`metrics.measure_collapse`), which sees every layer anyway.
 
 Reproducible on the CPU: the initialisation and the batch order come from their own seeded
-generators, never from global RNG state.
+generators, never from global RNG state. The training steps run as `TrainConfig.compute` says
+(precision, channels_last, compile); the measurement passes always run in float32.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from raycompress import protocol
+from raycompress import compute, protocol
+from raycompress.compute import Compiled, Compute
 from raycompress.data import Dataset, Split, batch_indices
 from raycompress.metrics.collapse import CollapseConfig, CollapseReport, measure_collapse
 from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
@@ -35,6 +38,7 @@ class TrainConfig:
     loss_threshold: float = protocol.LOSS_THRESHOLD
     weight_decay: float = protocol.WEIGHT_DECAY
     seed: int = 0
+    compute: Compute = field(default_factory=Compute)
 
     def __post_init__(self) -> None:
         for name in ("lr", "batch_size", "max_epochs"):
@@ -54,12 +58,19 @@ def train_epoch(
     split: Split,
     batch_size: int,
     generator: torch.Generator,
+    how: Compute = compute.DEFAULT,
+    forward: Callable[[Tensor], Tensor] | None = None,
 ) -> float:
-    """One pass over `split` in a fresh seeded order; returns the mean step loss (nats/sample)."""
+    """One pass over `split` in a fresh seeded order; returns the mean step loss (nats/sample).
+
+    `forward` is the model's forward (a compiled one, say); the loss is taken in float32."""
     model.train()
+    forward = forward or model
     total = torch.zeros((), dtype=torch.float64, device=split.x.device)
     for index in batch_indices(len(split), batch_size, generator):
-        loss = F.cross_entropy(model(split.x[index]), split.y[index])
+        with compute.autocast(how, split.x.device):
+            logits = forward(compute.memory_format(split.x[index], how))
+        loss = F.cross_entropy(logits.float(), split.y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -113,6 +124,8 @@ class Run:
         self.scheduled = (
             schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
         )
+        compute.prepare(model, config.compute)
+        self.forward = Compiled(model, config.compute.compile)
         self.optimizer = make_optimizer(model, config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
@@ -123,8 +136,9 @@ class Run:
         self.epoch += 1
         model, data, config = self.model, self.data, self.config
         step_loss = train_epoch(
-            model, self.optimizer, data.train, config.batch_size, self.generator
-        )
+            model, self.optimizer, data.train, config.batch_size, self.generator,
+            config.compute, self.forward,
+        )  # fmt: skip
         reason = stop_reason(
             step_loss,
             self.epoch,
@@ -144,6 +158,10 @@ class Run:
                 model, splits, self.vinfo, config.seed, self.epoch, self.layer0
             )
         return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
+
+    def describe_compute(self) -> str:
+        """How the training steps ran (`Compute.describe`), with a compile fall-back's reason."""
+        return "; ".join(filter(None, [self.config.compute.describe(), self.forward.fallback]))
 
     def state_dict(self) -> dict:
         return {

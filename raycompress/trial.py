@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from raycompress import protocol
+from raycompress import compute, protocol
+from raycompress.compute import Compute
 from raycompress.data import (
     IMAGE_FOLDER,
     DataNotFoundError,
@@ -83,6 +84,9 @@ SETTINGS: dict[str, Setting] = {
     "epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
     "loss_threshold": Setting(protocol.LOSS_THRESHOLD, "a number", _number),
     "weight_decay": Setting(protocol.WEIGHT_DECAY, "a number", _number),
+    "precision": Setting("fp32", "fp32 or bf16", _text),  # training and decoders: `compute`
+    "channels_last": Setting(True, "true or false", lambda v: isinstance(v, bool)),
+    "compile": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "nc_method": Setting("auto", "a method name", _text),
     "nc_feature_budget_mib": Setting(1024, "a number", _number),
     "vinfo_schedule": Setting(
@@ -92,7 +96,6 @@ SETTINGS: dict[str, Setting] = {
     ),
     "decoder_epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
     "decoder_patience": Setting(protocol.DECODER_PATIENCE, "an integer", _integer),
-    "decoder_precision": Setting("fp32", "fp32 or bf16", _text),
     "held_out": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "monte_carlo": Setting(0, "an integer", _integer),
 }
@@ -155,9 +158,11 @@ class Trial:
         spec = make_spec(c["model"], shape, classes, c["widths"], models)
         if info and spec.name not in THESIS_MODELS:
             check_model(spec)
+        how = Compute(c["precision"], c["channels_last"], c["compile"])
         train = TrainConfig(
             lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["epochs"],
             loss_threshold=c["loss_threshold"], weight_decay=c["weight_decay"], seed=c["seed"],
+            compute=how,
         )  # fmt: skip
         collapse = CollapseConfig(
             batch_size=c["batch_size"], method=c["nc_method"],
@@ -165,8 +170,7 @@ class Trial:
         )  # fmt: skip
         decoder = DecoderConfig(
             lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["decoder_epochs"],
-            patience=c["decoder_patience"], precision=c["decoder_precision"],
-            weight_decay=c["weight_decay"],
+            patience=c["decoder_patience"], weight_decay=c["weight_decay"], compute=how,
         )  # fmt: skip
         vinfo = VInfoConfig(
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
@@ -194,7 +198,9 @@ class Trial:
         )  # fmt: skip
 
     def build(self, device: torch.device | str = "cpu") -> tuple[Dataset, LayeredNet]:
-        """The data (on `device`) and the freshly initialised model of this trial."""
+        """The data (on `device`) and the freshly initialised model of this trial; first a
+        one-line ValueError when the trial's precision cannot run on `device`."""
+        compute.check(self.train.compute, device)
         data = self.load_data().to(device)
         c = self.config
         spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"], self.models)

@@ -33,5 +33,5 @@ def test_your_own_network_runs_on_the_demo_data(tmp_path: Path) -> None:
     trial = next(p for p in (tmp_path / "results" / "my_sweep").glob("*small_cnn*"))
     assert record.newest_model(trial) == {
         "model": "small_cnn", "stages": ["block1", "block2", "head"], "batch_norm": "none",
-        "adaptation": "", "device": "cpu", "device_note": "",
+        "adaptation": "", "device": "cpu", "device_note": "", "compute": "fp32, channels_last",
     }  # fmt: skip

@@ -6,20 +6,25 @@ input batches, never weights. AdamW acts element-wise, so one optimiser over the
 stacked parameters is K independent optimisers. A head stops on its own (train-loss threshold,
 plateau, divergence or the epoch cap); its weights are kept from that moment and it leaves the
 batched forward, so the remaining heads train on without it.
+
+Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
+one architecture is compiled once per process and shared by all its fresh decoders (the
+weights are arguments, not constants). Scoring always runs in float32.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
-from raycompress import protocol
+from raycompress import compute, protocol
+from raycompress.compute import Compiled, Compute
 from raycompress.data import batch_indices
 from raycompress.stopping import CONVERGED, stop_reason
 
@@ -39,10 +44,7 @@ class DecoderConfig:
     patience: int = protocol.DECODER_PATIENCE
     min_delta: float = protocol.DECODER_MIN_DELTA
     weight_decay: float = protocol.WEIGHT_DECAY
-    # "bf16": train under bfloat16 autocast, meant for GPUs and CPUs with AMX (measured in
-    # docs/benchmarks.md); scoring always runs in float32, so the reported cross-entropy is
-    # not rounded to bf16.
-    precision: str = "fp32"
+    compute: Compute = field(default_factory=Compute)  # training; scoring is always float32
     # How the heads of one step run: "vmap" (one vectorised forward), "loop" (one head after
     # another, still one backward and one optimiser step) or "auto" (`batching_mode`: the loop
     # on the CPU, vmap on a GPU). Both compute the same update up to rounding, and rounding can
@@ -57,8 +59,6 @@ class DecoderConfig:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
         if self.batching not in ("auto", "vmap", "loop"):
             raise ValueError(f"decoder batching must be auto, vmap or loop, got {self.batching!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"decoder precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
 
 @dataclass(frozen=True)
@@ -80,45 +80,72 @@ class StackedDecoders:
     Batch norm with running statistics (torchvision's models) updates them in training mode
     and uses them in evaluation mode, as in the network itself; `train()` and `eval()` switch
     the mode. Those in-place updates cannot run under vmap, so such decoders always loop.
+    With `compile`, the training forward is compiled (`shared_forward`); evaluation is eager.
     """
 
-    def __init__(self, decoders: list[nn.Module], device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, decoders: list[nn.Module], device: torch.device | str = "cpu", compile: bool = False
+    ) -> None:
         decoders = [d.to(device) for d in decoders]
         self.params, self.buffers = stack_module_state(decoders)
-        self.base = copy.deepcopy(decoders[0]).to("meta")
+        self.base, self.compiled = shared_forward(decoders[0], compile)
         self.running_stats = any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
             for m in self.base.modules()
         )
         self.mode = "vmap"
+        self.forward = self.compiled
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
     def train(self) -> None:
         self.base.train()
+        self.forward = self.compiled
 
     def eval(self) -> None:
         self.base.eval()
+        self.forward = self.compiled.eager
 
     def __call__(self, x: Tensor, heads: Tensor | None = None) -> Tensor:
         """Logits (K', B, C) of the heads selected by `heads` (default all) on x (B, ...)."""
-
-        def one(p: dict[str, Tensor], b: dict[str, Tensor]) -> Tensor:
-            return functional_call(self.base, (p, b), (x,))
-
         if self.mode == "loop":  # views of head k's slices: running statistics update in place
             chosen = range(len(self)) if heads is None else heads.tolist()
             return torch.stack([
-                one({n: p[k] for n, p in self.params.items()},
-                    {n: b[k] for n, b in self.buffers.items()})
+                self.forward({n: p[k] for n, p in self.params.items()},
+                             {n: b[k] for n, b in self.buffers.items()}, x)
                 for k in chosen
             ])  # fmt: skip
         params, buffers = self.params, self.buffers
         if heads is not None:
             params = {name: p[heads] for name, p in params.items()}
             buffers = {name: b[heads] for name, b in buffers.items()}
-        return torch.vmap(one)(params, buffers)
+        return torch.vmap(self.forward, in_dims=(0, 0, None))(params, buffers, x)
+
+
+# One weightless copy and one compiled forward per decoder architecture in this process.
+_SHARED: dict[str, tuple[nn.Module, Compiled]] = {}
+
+
+def shared_forward(decoder: nn.Module, compile: bool) -> tuple[nn.Module, Compiled]:
+    """A weightless ("meta") copy of `decoder` and its forward f(params, buffers, x).
+
+    Compiled, it is shared by every decoder of the same architecture (same modules, same
+    shapes), so that the fresh decoders of a measurement, and of the measurements after it,
+    reuse one compilation: the weights are arguments of the compiled code, not constants.
+    """
+    key = f"{type(decoder).__module__}:{decoder!r}"
+    if compile and key in _SHARED:
+        return _SHARED[key]
+    base = copy.deepcopy(decoder).to("meta")
+
+    def forward(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(base, (params, buffers), (x,))
+
+    shared = base, Compiled(forward, compile)
+    if compile:
+        _SHARED[key] = shared
+    return shared
 
 
 def train_heads(
@@ -140,9 +167,7 @@ def train_heads(
     active = torch.ones(num_heads, dtype=torch.bool)
     best = torch.full((num_heads,), math.inf, dtype=torch.float64)
     stale = torch.zeros(num_heads, dtype=torch.int64)
-    autocast = torch.autocast(
-        torch.device(device).type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
-    )
+    autocast = compute.autocast(config.compute, device)
     fits: dict[int, HeadFit] = {}
     kept: dict[int, dict[str, Tensor]] = {}
     stack.mode = "loop" if stack.running_stats else batching_mode(config.batching, device)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from raycompress import record
+from raycompress.compute import DEFAULT, Compute, memory_format
 from raycompress.data import Split, batch_indices, relabel, stratified_subset
 from raycompress.metrics.decoders import (
     DecoderConfig,
@@ -116,19 +117,21 @@ def entropy_bits(targets: Tensor, num_classes: int) -> float:
 @torch.no_grad()
 def encode(
     encoder: nn.Module, x: Tensor, batch_size: int, seed: int, device: torch.device | str,
-    cache_bytes: int,
+    cache_bytes: int, compute: Compute = DEFAULT,
 ) -> Tensor:  # fmt: skip
-    """Features (N, ...) of a frozen encoder, computed once in a fixed, seeded batch order (batch
-    norm uses batch statistics) and stored in dataset order."""
+    """Features (N, ...) of a frozen encoder, computed once in float32 in a fixed, seeded batch
+    order (batch norm uses batch statistics) and stored in dataset order, images in `compute`'s
+    memory format (indexing a batch keeps it, so decoders train and score in it)."""
     encoder = encoder.to(device).eval()
     order = batch_indices(x.shape[0], batch_size, torch.Generator().manual_seed(seed))
     features: Tensor | None = None
     for index in order:
-        h = encoder(x[index].to(device))
+        h = encoder(memory_format(x[index].to(device), compute))
         if features is None:
             size = x.shape[0] * h[0].numel() * h.element_size()
             home = device if size <= cache_bytes else "cpu"
-            features = torch.empty(x.shape[0], *h.shape[1:], dtype=h.dtype, device=home)
+            empty = torch.empty(x.shape[0], *h.shape[1:], dtype=h.dtype, device=home)
+            features = memory_format(empty, compute)
         features[index.to(features.device)] = h.to(features.device)
     assert features is not None
     return features
@@ -150,6 +153,7 @@ class Fitted:
     entropy: list[float]
     bits: list[float]
     batching: str
+    compute: str  # how the decoders trained (`Compute.describe`, and a compile fall-back)
 
 
 def fit_and_score(
@@ -164,7 +168,9 @@ def fit_and_score(
     """Train one fresh decoder per target column of fit = (features (N, ...), targets (N, K))
     as one batched stack, and score each on `score`."""
     features, targets = fit
-    stack = StackedDecoders([make_decoder(s) for s in head_seeds(targets.shape[1], seed)], device)
+    compute = config.decoder.compute
+    decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
+    stack = StackedDecoders(decoders, device, compile=compute.compile)
     generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
     fits = train_heads(stack, features, targets, config.decoder, generator, device)
     order = derive_seed(seed, SCORE_ORDER)
@@ -174,7 +180,8 @@ def fit_and_score(
         h - c if f.stop != "diverged" and math.isfinite(h - c) else math.nan
         for h, c, f in zip(entropy, ce.tolist(), fits, strict=True)
     ]
-    return Fitted(fits, entropy, bits, stack.mode)
+    ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
+    return Fitted(fits, entropy, bits, stack.mode, ran)
 
 
 def _head(head: str, fit: HeadFit) -> dict[str, int | str]:
@@ -292,8 +299,9 @@ def measure_vinfo(
         }  # fmt: skip
     order = derive_seed(seed, ENCODE_ORDER)
     features = encode(
-        encoder, split.x, config.decoder.batch_size, order, device, config.cache_bytes
-    )
+        encoder, split.x, config.decoder.batch_size, order, device, config.cache_bytes,
+        config.decoder.compute,
+    )  # fmt: skip
     digits = relabellings(split.y, num_classes, config.monte_carlo, seed)
     num_digits = digits[0].shape[1]
     targets = torch.cat([split.y[:, None], *digits], 1).to(features.device)  # (N, K)
@@ -318,5 +326,6 @@ def measure_vinfo(
         **clipped(out, config.clip_negative),
         "decoder_config": repr(asdict(config.decoder)),
         "decoder_batching": fitted.batching,
+        "decoder_compute": fitted.compute,
         record.ERROR: "; ".join(errors),
     }

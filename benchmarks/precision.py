@@ -1,0 +1,201 @@
+"""What precision, channels_last and torch.compile buy: training steps, epochs and whole
+𝒱-information measurements of f₊ (cifarnet) and f₋ (mnistnet), each lever against today's
+path (fp32, default memory format, eager) in the same run. Not a test.
+
+    python benchmarks/precision.py --part steps         training: per step and per epoch
+    python benchmarks/precision.py --part vinfo-f-      f₋: one whole measurement per variant
+    python benchmarks/precision.py --part vinfo-f+      f₊: every head 2 decoder epochs
+    python benchmarks/precision.py --part vinfo-f+full  f₊: one whole measurement, bf16+cl
+        [--data-dir DIR] [--checkpoint run.pt]
+
+Real Fashion-MNIST, 10 000 training (a seeded subset) and 10 000 test images, batch 400,
+torch.set_num_threads(2), wall time by time.perf_counter. Variants run round-robin, so that
+the machine's drift falls on all of them alike; each ratio is today's time over the variant's.
+
+A 𝒱-information measurement: layers 1–3 on both splits (layer 0 is measured once per run and
+skipped here), the default `VInfoConfig` (every head ≤ 50 decoder epochs, stopping on its loss
+threshold or a plateau), seeds as in a run (`plan.measure_in_process`, run seed 0, epoch 2),
+on a network trained 2 epochs in fp32 — or the weights of `--checkpoint` (a run's `run.pt`).
+Only the decoders' compute differs between variants, so the values differ by rounding, and the
+script prints by how many bits. Compile time is inside the measured time. Figures in
+docs/benchmarks.md ("Precision"); raw output in benchmarks/out/precision_<part>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from raycompress.compute import Compiled, Compute, prepare
+from raycompress.data import Dataset, Split, load_dataset
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
+from raycompress.models import LayeredNet, build_model, make_spec
+from raycompress.plan import measure_in_process
+from raycompress.record import (
+    MINIMALITY,
+    STATE_FILE,
+    SUFF_HEAD,
+    SUFFICIENCY,
+    digit_head,
+    epochs_key,
+    num_digits,
+)
+from raycompress.training import TrainConfig, make_optimizer, train_epoch
+
+OUT = Path(__file__).resolve().parent / "out"
+TODAY = "fp32"
+VARIANTS = {
+    TODAY: Compute("fp32", channels_last=False),
+    "fp32+cl": Compute("fp32", channels_last=True),
+    "bf16": Compute("bf16", channels_last=False),
+    "bf16+cl": Compute("bf16", channels_last=True),
+    "bf16+cl+compile": Compute("bf16", channels_last=True, compile=True),
+}
+MODELS = {"f+": "cifarnet", "f-": "mnistnet"}
+
+
+def fresh(
+    name: str, data: Dataset, how: Compute
+) -> tuple[LayeredNet, torch.optim.Optimizer, Compiled]:
+    """A freshly initialised network prepared for `how`, its optimiser and its forward."""
+    model = prepare(build_model(make_spec(name, data.input_shape, data.num_classes), seed=0), how)
+    return model, make_optimizer(model, TrainConfig()), Compiled(model, how.compile)
+
+
+def steps(data: Dataset, repeats: int) -> dict:
+    """Per step: the median of `repeats` single-batch epochs after one warm-up (which holds
+    the compilation); per epoch: the median of `repeats` whole epochs, round-robin."""
+    batch = Split(data.train.x[:400], data.train.y[:400])
+    out: dict = {}
+    for short, name in MODELS.items():
+        setups = {v: fresh(name, data, how) for v, how in VARIANTS.items()}
+        times: dict[str, dict[str, list[float]]] = {v: {"step": [], "epoch": []} for v in VARIANTS}
+        first = {}
+        for kind, split, count in (("step", batch, repeats + 1), ("epoch", data.train, repeats)):
+            for i in range(count):
+                for v, how in VARIANTS.items():
+                    model, optimizer, forward = setups[v]
+                    generator = torch.Generator().manual_seed(i)
+                    start = time.perf_counter()
+                    train_epoch(model, optimizer, split, 400, generator, how, forward)
+                    seconds = time.perf_counter() - start
+                    if kind == "step" and i == 0:
+                        first[v] = seconds  # warm-up: compilation, allocator
+                    else:
+                        times[v][kind].append(seconds)
+        base = {kind: statistics.median(times[TODAY][kind]) for kind in ("step", "epoch")}
+        out[short] = {
+            v: {
+                "first_step_s": first[v],
+                **{f"{kind}_s": statistics.median(t) for kind, t in times[v].items()},
+                **{
+                    f"{kind}_speedup": base[kind] / statistics.median(t)
+                    for kind, t in times[v].items()
+                },
+                "compile_fallback": setups[v][2].fallback,
+            }
+            for v in VARIANTS
+        }
+        for v, row in out[short].items():
+            print(f"{short} {v:16s} " + json.dumps(row), flush=True)
+    return out
+
+
+def trained(name: str, data: Dataset, checkpoint: Path | None) -> LayeredNet:
+    model = build_model(make_spec(name, data.input_shape, data.num_classes), seed=0)
+    if checkpoint is not None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        return model
+    optimizer = make_optimizer(model, TrainConfig())
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        train_epoch(model, optimizer, data.train, 400, generator)
+    return model
+
+
+def measurement(
+    model: LayeredNet, data: Dataset, decoder: DecoderConfig, variants: list[str]
+) -> dict:
+    """One measurement (layers 1–3, both splits) per variant; values and head epochs."""
+    skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0 "already measured"
+    splits = {"train": data.train, "test": data.test}
+    out = {}
+    for v in variants:
+        how = VARIANTS[v]
+        config = VInfoConfig(DecoderConfig(**{**decoder.__dict__, "compute": how}))
+        start = time.perf_counter()
+        values = measure_in_process(model, splits, config, run_seed=0, epoch=2, layer0=dict(skip))
+        seconds = time.perf_counter() - start
+        rows = {
+            f"{layer}/{split}": {
+                SUFFICIENCY.value: vals[SUFFICIENCY.value],
+                MINIMALITY.value: vals[MINIMALITY.value],
+                "head_epochs": [
+                    vals[epochs_key(head)]
+                    for head in (SUFF_HEAD, *map(digit_head, range(num_digits(vals))))
+                ],
+                "decoder_compute": vals["decoder_compute"],
+            }
+            for (layer, split), vals in values.items()
+            if layer
+        }
+        out[v] = {"seconds": seconds, "rows": rows}
+        print(f"{v:16s} {seconds:8.1f} s " + json.dumps(rows), flush=True)
+    base = out[variants[0]]
+    for v in variants[1:]:
+        out[v]["speedup"] = base["seconds"] / out[v]["seconds"]
+        out[v]["max_abs_bits_vs_" + variants[0]] = max(
+            abs(out[v]["rows"][key][term] - row[term])
+            for key, row in base["rows"].items()
+            for term in (SUFFICIENCY.value, MINIMALITY.value)
+        )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--part", required=True, choices=("steps", "vinfo-f-", "vinfo-f+", "vinfo-f+full")
+    )
+    p.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    )
+    p.add_argument("--checkpoint", type=Path, help=f"a run's {STATE_FILE} to measure instead")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    data = load_dataset("fashion-mnist", args.data_dir, download=False, train_size=10_000)
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if args.part == "steps":
+        result = steps(data, args.repeats)
+    elif args.part == "vinfo-f-":
+        model = trained("mnistnet", data, args.checkpoint)
+        result = measurement(
+            model, data, DecoderConfig(), ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
+        )
+    elif args.part == "vinfo-f+":
+        capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6)
+        model = trained("cifarnet", data, args.checkpoint)
+        result = measurement(model, data, capped, ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"])
+    else:
+        model = trained("cifarnet", data, args.checkpoint)
+        result = measurement(model, data, DecoderConfig(), ["bf16+cl"])
+    record = {
+        "started": started, "part": args.part, "checkpoint": str(args.checkpoint or ""),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "result": result,
+    }  # fmt: skip
+    OUT.mkdir(exist_ok=True)
+    name = args.part.replace("+", "plus").replace("-", "_")
+    (OUT / f"precision_{name}.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
