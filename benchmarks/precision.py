@@ -6,6 +6,7 @@ path (fp32, default memory format, eager) in the same run. Not a test.
     python benchmarks/precision.py --part vinfo-f-      f₋: one whole measurement per variant
     python benchmarks/precision.py --part vinfo-f+      f₊: every head 2 decoder epochs
     python benchmarks/precision.py --part vinfo-f+full  f₊: one whole measurement, bf16+cl
+    python benchmarks/precision.py --part numbers       what bf16 does to the numbers
         [--data-dir DIR] [--checkpoint run.pt]
 
 Real Fashion-MNIST, 10 000 training (a seeded subset) and 10 000 test images, batch 400,
@@ -17,7 +18,12 @@ skipped here), the default `VInfoConfig` (every head ≤ 50 decoder epochs, stop
 threshold or a plateau), seeds as in a run (`plan.measure_in_process`, run seed 0, epoch 2),
 on a network trained 2 epochs in fp32 — or the weights of `--checkpoint` (a run's `run.pt`).
 Only the decoders' compute differs between variants, so the values differ by rounding, and the
-script prints by how many bits. Compile time is inside the measured time. Figures in
+script prints by how many bits. Compile time is inside the measured time.
+
+Part "numbers" trains f₋ and f₊ from seed 0 to the protocol's stop twice, in fp32 and in bf16
+(both channels_last, the default), and reports test accuracy, tr(Σ_W Σ_B⁺) of every layer,
+and 𝒱-information at the stopping epoch with decoders in the same precision: layers 1–3 of f₋
+and layer 3 of f₊ (f₊'s layers 1–2 cost over an hour in fp32 here), both splits. Figures in
 docs/benchmarks.md ("Precision"); raw output in benchmarks/out/precision_<part>.json.
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import statistics
 import time
@@ -37,7 +44,7 @@ from raycompress.data import Dataset, Split, load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import LayeredNet, build_model, make_spec
-from raycompress.plan import measure_in_process
+from raycompress.plan import Measurement, measure_in_process, measure_layer, measurement_seed
 from raycompress.record import (
     MINIMALITY,
     STATE_FILE,
@@ -47,7 +54,7 @@ from raycompress.record import (
     epochs_key,
     num_digits,
 )
-from raycompress.training import TrainConfig, make_optimizer, train_epoch
+from raycompress.training import TrainConfig, make_optimizer, run_epochs, train_epoch
 
 OUT = Path(__file__).resolve().parent / "out"
 TODAY = "fp32"
@@ -160,10 +167,42 @@ def measurement(
     return out
 
 
+def numbers(data: Dataset) -> dict:
+    """The same seed in fp32 and in bf16: what the run reports at its stopping epoch."""
+    out: dict = {}
+    for short, name, layers in (("f-", "mnistnet", (1, 2, 3)), ("f+", "cifarnet", (3,))):
+        for precision in ("fp32", "bf16"):
+            how = Compute(precision)
+            model = build_model(make_spec(name, data.input_shape, data.num_classes), seed=0)
+            start = time.perf_counter()
+            last = list(run_epochs(model, data, TrainConfig(compute=how)))[-1]
+            trained_s = time.perf_counter() - start
+            splits = {"train": data.train, "test": data.test}
+            config = VInfoConfig(DecoderConfig(compute=how))
+            state = {k: v.detach() for k, v in model.state_dict().items()}
+            vinfo = {}
+            for layer, split in itertools.product(layers, splits):
+                m = Measurement(layer, split, measurement_seed(0, last.epoch, layer, split))
+                v = measure_layer(model.spec, state, m, splits[split], config)
+                vinfo[f"{layer}/{split}"] = [v[SUFFICIENCY.value], v[MINIMALITY.value]]
+            row = {
+                "epochs": last.epoch, "stop": last.stop_reason, "train_s": trained_s,
+                "test_accuracy": last.test.accuracy, "train_accuracy": last.train.accuracy,
+                "nc_trace": {f"{layer}/{split}": getattr(last, split).layers[layer].nc_trace
+                             for layer in last.train.layers for split in splits},
+                "vinfo": vinfo,
+            }  # fmt: skip
+            out[f"{short} {precision}"] = row
+            print(f"{short} {precision} " + json.dumps(row), flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--part", required=True, choices=("steps", "vinfo-f-", "vinfo-f+", "vinfo-f+full")
+        "--part",
+        required=True,
+        choices=("steps", "vinfo-f-", "vinfo-f+", "vinfo-f+full", "numbers"),
     )
     p.add_argument(
         "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -185,9 +224,11 @@ def main() -> None:
         capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6)
         model = trained("cifarnet", data, args.checkpoint)
         result = measurement(model, data, capped, ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"])
-    else:
+    elif args.part == "vinfo-f+full":
         model = trained("cifarnet", data, args.checkpoint)
         result = measurement(model, data, DecoderConfig(), ["bf16+cl"])
+    else:
+        result = numbers(data)
     record = {
         "started": started, "part": args.part, "checkpoint": str(args.checkpoint or ""),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "result": result,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -51,16 +52,16 @@ def test_every_path_gives_the_same_values(setup: tuple) -> None:
     assert reports["features"].layers[2].ncc_agreement == base[2].ncc_agreement
 
 
-def test_matches_dense_reference_in_the_same_batch_order(setup: tuple) -> None:
-    model, split = setup
-    report = measure(setup)
+def test_matches_dense_reference_in_the_same_batch_order(setup: tuple, device: str) -> None:
+    model, split = copy.deepcopy(setup[0]).to(device), setup[1].to(device)
+    report = measure((model, split))
     order = batch_indices(len(split), BATCH, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        outputs = [model.representations(split.x[i]) for i in order]
-    y = torch.cat([split.y[i] for i in order])
-    logits = torch.cat([out[1] for out in outputs])
+        outputs = [model.representations(split.x[i.to(device)]) for i in order]
+    y = torch.cat([split.y[i] for i in order]).cpu()
+    logits = torch.cat([out[1] for out in outputs]).cpu()
     for layer, stats in report.layers.items():
-        h = torch.cat([out[0][layer - 1].flatten(1) for out in outputs])
+        h = torch.cat([out[0][layer - 1].flatten(1) for out in outputs]).cpu()
         ref = dense_reference(h, y, 4)
         assert stats.nc_trace == pytest.approx(ref["nc_trace"], rel=1e-8)
         assert stats.dim == h.shape[1]

@@ -196,23 +196,23 @@ def test_bad_schedules_fail_before_training(schedule: str | tuple[int, ...]) -> 
         VInfoConfig(schedule=schedule)
 
 
-def test_vmap_and_loop_batching_train_the_same_heads() -> None:
+def test_vmap_and_loop_batching_train_the_same_heads(device: str) -> None:
     g = torch.Generator().manual_seed(4)
     labels = torch.arange(3).repeat(30)
-    x = torch.randn(90, 5, generator=g) + labels[:, None]
-    targets = torch.cat([labels[:, None], relabel(labels, 3)], 1)
+    x = (torch.randn(90, 5, generator=g) + labels[:, None]).to(device)
+    targets = torch.cat([labels[:, None], relabel(labels, 3)], 1).to(device)
     make = mlp_decoder(5, 3)
     scores = {}
     for batching in ("vmap", "loop", "auto"):
-        stack = StackedDecoders([make(s) for s in range(targets.shape[1])])
+        stack = StackedDecoders([make(s) for s in range(targets.shape[1])], device)
         config = DecoderConfig(
             lr=5e-3, batch_size=30, max_epochs=4, patience=100, batching=batching
         )
-        train_heads(stack, x, targets, config, torch.Generator().manual_seed(0))
-        scores[batching] = score_heads(stack, x, targets, 30, seed=0)
-        assert stack.mode == {"auto": "loop"}.get(batching, batching)  # auto on the CPU: loop
+        train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), device)
+        scores[batching] = score_heads(stack, x, targets, 30, seed=0, device=device)
+        assert stack.mode == {"auto": batching_mode("auto", device)}.get(batching, batching)
     torch.testing.assert_close(scores["vmap"], scores["loop"], rtol=1e-5, atol=1e-6)
-    assert torch.equal(scores["auto"], scores["loop"])  # the same path, bit for bit
+    assert torch.equal(scores["auto"], scores[batching_mode("auto", device)])  # bit for bit
     assert batching_mode("auto", "cuda") == "vmap" and batching_mode("loop", "cuda") == "loop"
     with pytest.raises(ValueError, match="batching must be auto, vmap or loop"):
         DecoderConfig(batching="threads")

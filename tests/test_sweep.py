@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from raycompress.definition import axes, load_sweep
-from raycompress.sweep import main
+from raycompress.definition import UsageError, axes, load_sweep
+from raycompress.sweep import check_trials, main
 
 EXPECTED_TRIALS = {
     "thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2, "thesis_fmnist": 2,
@@ -118,3 +118,20 @@ def test_a_missing_dataset_is_reported_before_ray_starts(
     assert "lay it out as ROOT/train/<class>" in capsys.readouterr().err
     assert main([*folder, "--address", "a:1"]) == 2  # not on this machine: not checked here
     assert "no Ray cluster answers at a:1" in capsys.readouterr().err
+
+
+def test_bf16_on_a_cpu_without_it_is_reported_before_ray_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert main(["demo", "--set", "precision=bf16", "--storage-path", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "precision 'bf16' cannot run here: this CPU has no" in err
+    assert not ray.is_initialized() and not any(tmp_path.iterdir())
+    demo = load_sweep("demo", {"precision": "bf16"})
+    check_trials(demo, remote=True)  # a cluster's trials check their own devices
+    with pytest.raises(UsageError, match="cannot run here"):
+        check_trials(demo, remote=False)
