@@ -8,6 +8,7 @@ A frame without anything to draw raises `NothingToPlot`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from raycompress import record
 from raycompress.analysis import tables
 from raycompress.analysis.tables import SPLITS, V_MIN, V_SUFF
 
@@ -199,27 +201,73 @@ def vinfo_curves(frame: pd.DataFrame) -> Figure:
 
 
 def information_plane(frame: pd.DataFrame) -> Figure:
-    """Minimality on x, sufficiency on y, one path per layer through the measured epochs;
-    circles train, squares test; seeds pooled by their mean (thesis figs. 3.6, 3.8)."""
+    """Minimality on x, sufficiency on y, one path per layer through the measured epochs,
+    an arrow on every step in the direction of training; circles train, squares test; seeds
+    pooled by their mean (thesis figs. 3.6, 3.8)."""
     data = _prepare(frame, [V_SUFF, V_MIN])
     keys = ["panel", "layer", "layer_name", "split", "epoch"]
     plane = data.pivot_table(index=[*keys, "trial_id"], columns="metric", values="value")
     plane = plane.dropna().groupby(level=keys).mean().reset_index().sort_values(keys)
     if plane.empty:
         raise NothingToPlot("no epoch with both sufficiency and minimality measured")
+    order = tables.layer_order(plane.layer_name)
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
     grid = sns.relplot(
         plane, x=V_MIN, y=V_SUFF, col="panel", col_wrap=_wrap(plane), kind="line",
-        hue="layer_name", hue_order=tables.layer_order(plane.layer_name),
+        hue="layer_name", hue_order=order, palette=palette,
         style="split", style_order=SPLITS, markers=MARKERS, dashes=False,
         sort=False, estimator=None, height=2.8, aspect=1.1,
     )  # fmt: skip
+    for (panel, name, _), path in plane.groupby(["panel", "layer_name", "split"]):
+        _arrows(grid.axes_dict[panel], path[V_MIN].tolist(), path[V_SUFF].tolist(), palette[name])
     _finish(grid, epochs_on_x=False)
     grid.set_axis_labels("minimality (bits)", "sufficiency (bits)")
     caption = (
         "Information planes: minimality against sufficiency, one path per layer through "
-        "the measured epochs; circles train, squares test (figs. 3.6, 3.8)."
+        "the measured epochs, arrows in the direction of training (earlier → later epoch); "
+        "circles train, squares test (figs. 3.6, 3.8)."
     )
     return Figure("information_plane", caption, grid, plane)
+
+
+def _arrows(ax: plt.Axes, x: list[float], y: list[float], color: tuple) -> None:
+    """An arrowhead on each step of a path, pointing from one epoch to the next."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(zip(x, y, strict=True)):
+        ax.annotate(
+            "", xy=(x1, y1), xytext=(x0, y0),
+            arrowprops={"arrowstyle": "-|>", "color": color, "lw": 0.8, "shrinkA": 3,
+                        "shrinkB": 3, "mutation_scale": 9},
+        )  # fmt: skip
+
+
+def budget_curves(frame: pd.DataFrame) -> Figure:
+    """Sufficiency and minimality (bits) against the decoder budget (epochs), per layer and
+    split, at each trial's first and last 𝒱-information measurement; seeds pooled."""
+    curves = [record.curve_metric(V_SUFF), record.curve_metric(V_MIN)]
+    data = _prepare(frame, curves)
+    first = data.groupby("trial_id").epoch.transform("min")
+    last = data.groupby("trial_id").epoch.transform("max")
+    when = pd.Series(pd.NA, index=data.index, dtype="object")
+    when[data.epoch.eq(first)], when[data.epoch.eq(last)] = "first", "last"
+    data = data.assign(when=when).dropna(subset=["when"])
+    data = data.assign(column=data.panel + " · " + data.when + " measurement")
+    grid = sns.relplot(
+        data, x=record.BUDGET, y="value", row="metric", col="column", kind="line",
+        row_order=curves, hue="layer_name", hue_order=tables.layer_order(data.layer_name),
+        **BY_SPLIT, height=2.6, aspect=1.2, facet_kws={"sharey": "row"},
+    )  # fmt: skip
+    labels = {curves[0]: "sufficiency (bits)", curves[1]: "minimality (bits)"}
+    _label_rows(grid, labels, set())
+    for ax in grid.axes.flat:
+        ax.set_xscale("log")
+        ax.set_xlabel("decoder budget (epochs)")
+    caption = (
+        "𝒱-information against the decoders' training budget: each decoder scored after 5, "
+        "10, 20 and 50 epochs of its one training (a decoder that stopped earlier keeps its "
+        "value), at the first and the last measurement of each trial. At the last layer the "
+        "reported value is the affine optimum, which these trained decoders approach."
+    )
+    return Figure("budget_curves", caption, grid, data)
 
 
 def nc_statistics(frame: pd.DataFrame) -> Figure:
@@ -241,5 +289,6 @@ FIGURES: dict[str, Callable[[pd.DataFrame], Figure]] = {
     "equi_separation": equi_separation,
     "vinfo": vinfo_curves,
     "information_plane": information_plane,
+    "budget_curves": budget_curves,
     "nc_statistics": nc_statistics,
 }

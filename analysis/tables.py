@@ -135,15 +135,19 @@ def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.Da
     return pd.DataFrame(rows, columns=columns)
 
 
-FINAL_METRICS = ["nc_trace", V_SUFF, V_MIN]
+# with the 𝒱-information values, their convergence indicator: bits gained between the last
+# two decoder budgets
+FINAL_METRICS = ["nc_trace", V_SUFF, V_MIN, record.gain_key(V_SUFF), record.gain_key(V_MIN)]
 
 
 def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per trial: its configuration, the epochs it ran, why it stopped, the last
     epoch's loss and accuracy per split, and the last measured value of tr(Σ_W Σ_B⁺),
-    sufficiency and minimality per split and layer (columns `metric/split/layer`), with the
-    epoch of the last 𝒱-information measurement (`vinfo_epoch`) and how many of its decoders
-    converged rather than stopping at the epoch cap (`vinfo_heads_converged`, "k of n")."""
+    sufficiency and minimality per split and layer (columns `metric/split/layer`) and their
+    convergence indicators (`v_suff_last_gain/…`: bits gained between the decoders' last two
+    budgets), with the epoch of the last 𝒱-information measurement (`vinfo_epoch`) and how
+    many of its decoders converged rather than stopping at the epoch cap
+    (`vinfo_heads_converged`, "k of n")."""
     config = frame.groupby("trial_id")[axis_columns(frame)].first()
     steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
     last = steps.groupby("trial_id").tail(1).set_index("trial_id")

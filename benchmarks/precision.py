@@ -7,6 +7,7 @@ path (fp32, default memory format, eager) in the same run. Not a test.
     python benchmarks/precision.py --part vinfo-f+      f₊: every head 2 decoder epochs
     python benchmarks/precision.py --part vinfo-f+full  f₊: one whole measurement, bf16+cl
     python benchmarks/precision.py --part numbers       what bf16 does to the numbers
+    python benchmarks/precision.py --part budgets       f₋: the cost of the budget curves
         [--data-dir DIR] [--checkpoint run.pt]
 
 Real Fashion-MNIST, 10 000 training (a seeded subset) and 10 000 test images, batch 400,
@@ -19,6 +20,9 @@ threshold or a plateau), seeds as in a run (`plan.measure_in_process`, run seed 
 on a network trained 2 epochs in fp32 — or the weights of `--checkpoint` (a run's `run.pt`).
 Only the decoders' compute differs between variants, so the values differ by rounding, and the
 script prints by how many bits. Compile time is inside the measured time.
+
+Part "budgets" times the f₋ measurement (bf16 + channels_last) with the decoders scored at the
+cap only and at the default budgets (5, 10, 20, 50): the cost of the budget curves.
 
 Part "numbers" trains f₋ and f₊ from seed 0 to the protocol's stop twice, in fp32 and in bf16
 (both channels_last, the default), and reports test accuracy, tr(Σ_W Σ_B⁺) of every layer,
@@ -202,13 +206,17 @@ def main() -> None:
     p.add_argument(
         "--part",
         required=True,
-        choices=("steps", "vinfo-f-", "vinfo-f+", "vinfo-f+full", "numbers"),
+        choices=("steps", "vinfo-f-", "vinfo-f+", "vinfo-f+full", "numbers", "budgets"),
     )
     p.add_argument(
         "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
     )
     p.add_argument("--checkpoint", type=Path, help=f"a run's {STATE_FILE} to measure instead")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS),
+        default=["fp32", "bf16", "bf16+cl", "bf16+cl+compile"], help="part vinfo-f- only",
+    )  # fmt: skip
     args = p.parse_args()
     torch.set_num_threads(2)
     data = load_dataset("fashion-mnist", args.data_dir, download=False, train_size=10_000)
@@ -217,13 +225,24 @@ def main() -> None:
         result = steps(data, args.repeats)
     elif args.part == "vinfo-f-":
         model = trained("mnistnet", data, args.checkpoint)
-        result = measurement(
-            model, data, DecoderConfig(), ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
-        )
+        result = measurement(model, data, DecoderConfig(), args.variants)
     elif args.part == "vinfo-f+":
         capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6)
         model = trained("cifarnet", data, args.checkpoint)
         result = measurement(model, data, capped, ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"])
+    elif args.part == "budgets":
+        model = trained("mnistnet", data, args.checkpoint)
+        how = VARIANTS["bf16+cl"]
+        budgets = {"cap only": (50,), "default budgets": None}
+        result = {name: [] for name in budgets}
+        for _ in range(2):  # alternated, so that the machine's drift falls on both alike
+            for name, points in budgets.items():
+                config = DecoderConfig(compute=how, budgets=points)
+                result[name].append(measurement(model, data, config, ["bf16+cl"])["bf16+cl"])
+        seconds = {name: statistics.median(r["seconds"] for r in runs)
+                   for name, runs in result.items()}  # fmt: skip
+        result["overhead"] = seconds["default budgets"] / seconds["cap only"] - 1
+        print(f"budget curves cost {100 * result['overhead']:.1f} % of a measurement", flush=True)
     elif args.part == "vinfo-f+full":
         model = trained("cifarnet", data, args.checkpoint)
         result = measurement(model, data, DecoderConfig(), ["bf16+cl"])

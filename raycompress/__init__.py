@@ -7,7 +7,8 @@ The library, one concern per module (the mathematics in `metrics`, Ray and files
     models      networks as layer lists: encoders f^{l:1}, fresh decoders f^{L:l+1}
     torchvision_models  torchvision's ResNets and VGGs cut at their stages
     metrics     the measures: neural collapse (`nc`, `accumulate`, `collapse`) and
-                𝒱-information (`vinfo`, `decoders`), pure functions over tensors
+                𝒱-information (`vinfo`, `decoders`, `affine`), pure functions over tensors
+    compute     how training arithmetic runs: bf16 autocast, channels_last, compilation
     stopping    when a training stops, for the main network and the decoders alike
     seeds       every random stream derived from a run's seed by name, hashed
     training    the thesis' training protocol, one epoch at a time, measuring as it goes

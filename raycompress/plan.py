@@ -83,7 +83,7 @@ def measure_layer(
     model.load_state_dict(state)
     return measure_vinfo(
         model.encoder(m.layer), partial(model.fresh_decoder, m.layer), split,
-        spec.num_classes, config, m.seed, device,
+        spec.num_classes, config, m.seed, device, label=f"𝒱-information l={m.layer} {m.split}",
     )  # fmt: skip
 
 

@@ -15,3 +15,8 @@ WEIGHT_DECAY = 0.01  # AdamW's PyTorch default, stated so that it is recorded
 # epochs.
 DECODER_PATIENCE = 5
 DECODER_MIN_DELTA = 1e-3
+
+# The decoder budgets (epochs) at which every decoder is also scored along its one training:
+# the thesis' own budgets (20 for sufficiency, 50 for minimality) and smaller ones. The cap
+# (MAX_EPOCHS, or a run's decoder_epochs) is always the last point.
+DECODER_BUDGETS = (5, 10, 20, 50)

@@ -19,7 +19,9 @@ History rows (one per epoch, plain JSON):
      "vinfo":  {split: {"l": {𝒱-information key: value}}}}
 
 A 𝒱-information measurement's keys: for each `Term` its value (clipped when asked), its raw
-value, its protocol and its decoders ("heads"), each with `<head>_epochs` and `<head>_stop`;
+value, its budget curve (`<value>@<budget>`, raw bits after that many decoder epochs) and
+convergence indicator (`<value>_last_gain`), its protocol and its decoders ("heads"), each
+with `<head>_epochs` and `<head>_stop`;
 `num_digits`, the entropies `h_y_bits`, `h_digit{j}_bits`, the Monte-Carlo spread, `clipped`,
 `decoder_config`, `decoder_batching`, `decoder_compute` (precision, memory format, compile)
 and `error` ("" when nothing went wrong).
@@ -79,6 +81,31 @@ def digit_entropy_key(j: int) -> str:
     return f"h_digit{j}_bits"
 
 
+BUDGET = "budget"  # the tidy frame's column of a budget-curve point: decoder epochs
+_AT = "@"
+
+
+def budget_key(value: str, budget: int) -> str:
+    """A term's value after `budget` decoder epochs: one point of its budget curve."""
+    return f"{value}{_AT}{budget}"
+
+
+def curve_metric(value: str) -> str:
+    """The tidy frame's metric of a term's budget-curve points (their budget in BUDGET)."""
+    return f"{value}_at_budget"
+
+
+def split_budget_key(key: str) -> tuple[str, int] | None:
+    """(value, budget) of a `budget_key`; None for any other key."""
+    value, at, budget = key.rpartition(_AT)
+    return (value, int(budget)) if at and budget.isdigit() else None
+
+
+def gain_key(value: str) -> str:
+    """The convergence indicator beside a value: bits gained between its last two budgets."""
+    return f"{value}_last_gain"
+
+
 @dataclass(frozen=True)
 class Term:
     """One 𝒱-information quantity as recorded: its value key, its protocol key, its decoder
@@ -98,7 +125,7 @@ class Term:
     def keys(self, values: dict[str, Any]) -> list[str]:
         """Every key of `values` that this term's protocol note belongs beside."""
         digits = [] if self.head else [digit_key(j) for j in range(num_digits(values))]
-        keys = [self.value, raw_key(self.value), *self.companions, *digits]
+        keys = [self.value, raw_key(self.value), gain_key(self.value), *self.companions, *digits]
         return [key for key in keys if key in values]
 
 

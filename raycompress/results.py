@@ -1,15 +1,20 @@
 """Read a sweep's results into one tidy pandas frame — without Ray, even while it runs.
 
     load(experiment_folder) -> DataFrame with columns
-        trial_id, dataset, model, <each swept axis>, epoch, split, layer, metric, value, note
+        trial_id, dataset, model, <each swept axis>, epoch, split, layer, metric, budget,
+        value, note
 
-One row per (trial, epoch, split, layer, metric). `split` is "train" or "test"; `layer` is
+One row per (trial, epoch, split, layer, metric, budget). `split` is "train" or "test"; `layer` is
 <NA> for whole-network metrics (loss, accuracy, train_step_loss), l = 1..L for neural collapse
 (L: the penultimate features) and l = 0..L−1 for 𝒱-information. Metric names: `loss`,
 `accuracy`, `train_step_loss`, `nc_trace` and `nc_*` (the other neural-collapse statistics),
 `v_suff`, `v_min` and the other 𝒱-information quantities under their own names (bits, epochs
-used, …). `note` carries the text beside a value: the NC path; for 𝒱-information the
-protocol, each decoder's epochs and stop reason, and any error (`vinfo_notes`); on
+used, …). `budget` is <NA> except on the points of a 𝒱-information term's budget curve: metric
+`<term>_at_budget` (e.g. `v_suff_at_budget`), the value after `budget` decoder epochs; the
+convergence indicator `<term>_last_gain` is the bits gained between the last two budgets.
+`note` carries the text beside a value: the NC path; for 𝒱-information the
+protocol, each decoder's epochs and stop reason, which decoders had stopped before a budget
+(their value is carried to it), and any error (`vinfo_notes`); on
 `train_step_loss` the reason training stopped (empty before the last epoch).
 
 The source is each trial's newest checkpoint (the history `record` defines, written by the
@@ -28,7 +33,7 @@ import pandas as pd
 from raycompress import record
 
 TRIAL_ID = "trial_id"
-COLUMNS = ["epoch", "split", "layer", "metric", "value", "note"]
+COLUMNS = ["epoch", "split", "layer", "metric", record.BUDGET, "value", "note"]
 _NC_NAMES = {"nc_trace": "nc_trace", "rank": "nc_rank", "eig_tol": "nc_eig_tol"}
 _NOT_VALUES = ("num_samples", "dim")  # sizes recorded with the NC statistics, not statistics
 
@@ -43,22 +48,26 @@ def epoch_rows(row: dict[str, Any]) -> list[tuple]:
     """One epoch of a trial's history (`record.epoch_row`) as tidy rows (see COLUMNS)."""
     epoch = row["epoch"]
     stop = row["stop_reason"] or ""
-    out: list[tuple] = [(epoch, "train", pd.NA, "train_step_loss", row["train_step_loss"], stop)]
+    na = pd.NA
+    out: list[tuple] = [(epoch, "train", na, "train_step_loss", na, row["train_step_loss"], stop)]
     for split, report in row["splits"].items():
-        out += [(epoch, split, pd.NA, m, report[m], "") for m in ("loss", "accuracy")]
+        out += [(epoch, split, na, m, na, report[m], "") for m in ("loss", "accuracy")]
         for layer, stats in report["layers"].items():
             for key, value in stats.items():
                 number = _numeric(value)
                 if number is not None and key not in _NOT_VALUES:
                     name = _NC_NAMES.get(key, f"nc_{key}")
-                    out.append((epoch, split, int(layer), name, number, stats["path"]))
+                    out.append((epoch, split, int(layer), name, na, number, stats["path"]))
     for split, layers in row["vinfo"].items():
         for layer, values in layers.items():
             notes = vinfo_notes(values)
             for key, value in values.items():
                 number = _numeric(value)
-                if number is not None:
-                    out.append((epoch, split, int(layer), key, number, notes.get(key, "")))
+                if number is None:
+                    continue
+                point = record.split_budget_key(key)
+                metric, budget = (record.curve_metric(point[0]), point[1]) if point else (key, na)
+                out.append((epoch, split, int(layer), metric, budget, number, notes.get(key, "")))
     return out
 
 
@@ -83,6 +92,13 @@ def vinfo_notes(values: dict[str, Any]) -> dict[str, str]:
         text = _joined(f"{values[term.protocol]}; decoder epochs (stop): {runs}", error)
         notes |= dict.fromkeys(term.keys(values), text)
         notes |= {record.epochs_key(h): _joined(values[record.stop_key(h)], error) for h in heads}
+        for key in values:
+            point = record.split_budget_key(key)
+            if point and point[0] == term.value:
+                stopped = [f"{h} at {values[record.epochs_key(h)]}" for h in heads
+                           if values[record.epochs_key(h)] < point[1]]  # fmt: skip
+                carried = f"carried from before the budget: {', '.join(stopped)}" if stopped else ""
+                notes[key] = _joined(carried, error)
     return notes
 
 
@@ -140,6 +156,7 @@ def load(path: str | Path) -> pd.DataFrame:
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     out["layer"] = out["layer"].astype("Int64")
+    out[record.BUDGET] = out[record.BUDGET].astype("Int64")
     out["value"] = out["value"].astype(float)
     return out
 

@@ -49,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--decoder-epochs", type=int, default=DEFAULTS["decoder_epochs"], help="decoder epoch cap"
     )
+    p.add_argument(
+        "--decoder-budgets", type=lambda text: [int(b) for b in text.split(",")],
+        help="decoder epochs at which to score too, e.g. 5,10,20 (default: 5,10,20 and the cap)",
+    )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
         "--precision", default=DEFAULTS["precision"], help="fp32 or bf16 (autocast, fp32 weights)"
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size, "epochs": args.epochs,
         "loss_threshold": args.loss_threshold, "nc_method": args.nc_method,
         "vinfo_schedule": args.vinfo, "decoder_epochs": args.decoder_epochs,
+        "decoder_budgets": args.decoder_budgets,
         "held_out": args.held_out, "precision": args.precision,
         "channels_last": args.channels_last, "compile": args.compile,
     }  # fmt: skip

@@ -96,6 +96,8 @@ SETTINGS: dict[str, Setting] = {
     ),
     "decoder_epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
     "decoder_patience": Setting(protocol.DECODER_PATIENCE, "an integer", _integer),
+    # None: protocol.DECODER_BUDGETS below the cap, and the cap
+    "decoder_budgets": Setting(None, "null or a list of increasing integers", _optional(_integers)),
     "held_out": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "monte_carlo": Setting(0, "an integer", _integer),
 }
@@ -171,6 +173,7 @@ class Trial:
         decoder = DecoderConfig(
             lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["decoder_epochs"],
             patience=c["decoder_patience"], weight_decay=c["weight_decay"], compute=how,
+            budgets=None if c["decoder_budgets"] is None else tuple(c["decoder_budgets"]),
         )  # fmt: skip
         vinfo = VInfoConfig(
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),

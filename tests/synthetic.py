@@ -10,6 +10,7 @@ import pandas as pd
 
 EPOCHS = [1, 2, 3, 4]
 VINFO_EPOCHS = [2, 4]
+BUDGETS = [5, 10, 20, 50]
 NC_RATIO = 0.5  # tr(Σ_W Σ_B⁺) halves from one hidden layer to the next, exactly
 
 
@@ -18,11 +19,17 @@ def nc_value(epoch: int, layer: int, split: str, seed: int) -> float:
     return (3.0 + seed) / epoch * (1.5 if split == "test" else 1.0) * NC_RATIO**layer
 
 
+def curve_value(value: float, budget: int) -> float:
+    """A budget curve that rises to `value` at the last budget."""
+    return value - 1.0 / budget + 1.0 / BUDGETS[-1]
+
+
 def synthetic_frame() -> pd.DataFrame:
     """Two models × two seeds, four epochs; NC at layers 1..4 (4: penultimate, off the line),
-    𝒱-information at layers 0..3 on epochs 2 and 4, one failed (NaN) measurement."""
+    𝒱-information at layers 0..3 on epochs 2 and 4 with budget curves, one failed (NaN)
+    measurement."""
     rng = np.random.default_rng(0)
-    rows = []
+    rows, curves = [], []
     for model, seed in itertools.product(["mnistnet", "mlp"], [0, 1]):
         trial = f"{model[:3]}{seed}"
         for epoch, split in itertools.product(EPOCHS, ["train", "test"]):
@@ -49,6 +56,11 @@ def synthetic_frame() -> pd.DataFrame:
                         (*base, layer, "v_suff", suff, ""),
                         (*base, layer, "v_min", minimality, "decoder failed" if failed else ""),
                     ]
+                    curves += [
+                        (*base, layer, f"{metric}_at_budget", budget, curve_value(value, budget))
+                        for metric, value in (("v_suff", suff), ("v_min", minimality))
+                        for budget in BUDGETS
+                    ]
             if split == "train":
                 stop = "max_epochs" if epoch == EPOCHS[-1] else ""
                 rows.append((*base, pd.NA, "train_step_loss", 1.2 / epoch, stop))
@@ -57,6 +69,10 @@ def synthetic_frame() -> pd.DataFrame:
         "note",
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
+    curve_columns = [*columns[:-2], "budget", "value"]
+    frame = pd.concat([frame, pd.DataFrame(curves, columns=curve_columns)], ignore_index=True)
+    frame["note"] = frame["note"].fillna("")
+    frame["budget"] = frame["budget"].astype("Int64")
     frame["layer"] = frame["layer"].astype("Int64")
     frame["value"] = frame["value"].astype(float)
     return frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -90,11 +91,17 @@ def test_information_plane_pairs_minimality_and_sufficiency(frame: pd.DataFrame)
         index=["layer", "split", "epoch", "trial_id"], columns="metric", values="value"
     )
     rows = rows[["v_min", "v_suff"]].dropna()  # the failed minimality drops its point
-    expected = []
+    expected, steps = [], []
     for _, path in rows.groupby(level=["layer", "split"]):
         mean = path.groupby(level="epoch").mean()
         expected.append((tuple(np.round(mean.v_min, 9)), tuple(np.round(mean.v_suff, 9))))
+        points = list(zip(np.round(mean.v_min, 9), np.round(mean.v_suff, 9), strict=True))
+        steps += list(itertools.pairwise(points))  # earlier epoch → later epoch
     assert drawn_lines(ax) == sorted(expected)
+    arrows = [
+        (tuple(np.round(a.xyann, 9)), tuple(np.round(a.xy, 9))) for a in ax.texts if a.arrowprops
+    ]
+    assert steps and sorted(arrows) == sorted(steps)  # every step, pointing forward in time
     figure.close()
 
 
@@ -125,6 +132,21 @@ def test_nc_statistics_show_each_statistic_present(frame: pd.DataFrame) -> None:
     assert figure.grid.row_names == ["nc_cdnv", "nc_self_duality"]
     ax = figure.grid.axes_dict[("nc_cdnv", PANELS["mlp"])]
     assert drawn_lines(ax) == seed_means(frame, "nc_cdnv", "mlp", ["layer", "split"])
+    figure.close()
+
+
+def test_budget_curves_at_the_first_and_last_measurement(frame: pd.DataFrame) -> None:
+    figure = figures.budget_curves(frame)
+    for when, epoch in (("first", 2), ("last", 4)):
+        ax = figure.grid.axes_dict[("v_suff_at_budget", f"{PANELS['mlp']} · {when} measurement")]
+        assert ax.get_xscale() == "log"
+        rows = frame[(frame.metric == "v_suff_at_budget") & (frame.model == "mlp")]
+        rows = rows[rows.epoch == epoch]
+        expected = []
+        for _, group in rows.groupby(["layer", "split"]):
+            mean = group.groupby("budget").value.mean()
+            expected.append((tuple(float(b) for b in mean.index), tuple(np.round(mean, 9))))
+        assert len(expected) == 8 and drawn_lines(ax) == sorted(expected)
     figure.close()
 
 

@@ -4,6 +4,7 @@ channels_last, compilation shared across fresh decoders, and one-line refusals."
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from raycompress.compute import Compute
 from raycompress.data import Split, load_dataset
 from raycompress.metrics import decoders
 from raycompress.metrics import vinfo as vinfo_module
-from raycompress.metrics.collapse import measure_collapse
+from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig, encode, measure_vinfo
 from raycompress.models import LayeredNet, build_model, make_spec
@@ -98,7 +99,7 @@ def test_channels_last_gives_the_same_values_up_to_rounding(small, device) -> No
     assert nhwc.train_step_loss == pytest.approx(plain.train_step_loss, rel=1e-3)
     # ... while the same weights measure the same up to rounding.
     same = compute.prepare(copy.deepcopy(models[0]), Compute(channels_last=True))
-    measured = measure_collapse(same, data.test, data.num_classes)
+    measured = measure_collapse(same, data.test, data.num_classes, CollapseConfig(batch_size=100))
     assert measured.loss == pytest.approx(plain.test.loss, rel=1e-6)
     for layer, stats in plain.test.layers.items():
         assert measured.layers[layer].nc_trace == pytest.approx(stats.nc_trace, rel=1e-5)
@@ -234,7 +235,7 @@ def test_bf16_on_hardware_without_it_is_refused_before_any_data_loads(monkeypatc
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     monkeypatch.setattr(Trial, "load_data", lambda self: pytest.fail("data loaded"))
-    with pytest.raises(ValueError, match=f"^{NO_BF16}; use precision 'fp32'$"):
+    with pytest.raises(ValueError, match=f"^{re.escape(NO_BF16)}; use precision 'fp32'$"):
         Trial.from_config({"precision": "bf16"}).build("cpu")
     with pytest.raises(ValueError, match="this GPU has no bfloat16 support"):
         compute.check(Compute("bf16"), "cuda")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 from raycompress.data import Split, num_digits, relabel
 from raycompress.metrics.decoders import (
     DecoderConfig,
+    Progress,
     StackedDecoders,
     batching_mode,
     score_heads,
@@ -245,3 +247,84 @@ def test_decoders_with_running_statistics_keep_them_per_head() -> None:
         with torch.no_grad():
             expected = F.cross_entropy(module(x).double(), targets[:, k])
         assert float(ce[k]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def curve_case(budgets: tuple[int, ...] | None, max_epochs: int = 6, **overrides) -> dict:
+    """Layer 1 of a small convolutional f₋ on the demo subset (not affine: no optimum)."""
+    from raycompress.data import load_dataset
+    from raycompress.models import build_model, make_spec
+
+    data = load_dataset("fashion-mnist-demo", train_size=300, test_size=300)
+    model = build_model(make_spec("mnistnet", data.input_shape, 10, widths=(4, 8, 8)), seed=0)
+    decoder = DecoderConfig(
+        **{"batch_size": 100, "max_epochs": max_epochs, "patience": 100, "budgets": budgets,
+           **overrides}
+    )  # fmt: skip
+    return measure_vinfo(
+        model.encoder(1), lambda s: model.fresh_decoder(1, s), data.test, 10,
+        VInfoConfig(decoder, held_out=True), seed=3,
+    )  # fmt: skip
+
+
+def test_budget_curves_leave_the_trained_values_unchanged_and_match_shorter_trainings() -> None:
+    plain = curve_case((6,))  # the cap alone: no scoring before the end
+    curved = curve_case((2, 4, 6))
+    for key, value in plain.items():
+        if isinstance(value, float) and "@" not in key and "_last_gain" not in key:
+            assert curved[key] == value or (math.isnan(value) and math.isnan(curved[key])), key
+    for term in ("v_suff", "v_min", "v_suff_held_out"):
+        assert curved[f"{term}@6"] == curved[f"{term}_raw"]  # the cap is the reported value
+        assert curved[f"{term}_last_gain"] == curved[f"{term}@6"] - curved[f"{term}@4"]
+        for budget in (2, 4):  # a point = a training that stopped at that budget, bit for bit
+            assert curved[f"{term}@{budget}"] == curve_case((budget,), budget)[f"{term}_raw"]
+    assert "v_suff@2" not in plain and "v_suff_last_gain" not in plain  # one budget: no gain
+
+
+def test_a_head_that_stopped_early_keeps_its_value_at_later_budgets() -> None:
+    values = curve_case((1, 2, 6), loss_threshold=2.2)  # the loss falls below 2.2 at once
+    stopped = values["suff_epochs"]
+    assert stopped < 6 and values["suff_stop"] == "loss_threshold"
+    later = [b for b in (1, 2, 6) if b > stopped]
+    assert later and all(values[f"v_suff@{b}"] == values["v_suff_raw"] for b in later)
+
+
+def test_default_budgets_and_bad_budgets() -> None:
+    assert DecoderConfig().curve() == (5, 10, 20, 50)
+    assert DecoderConfig(max_epochs=12).curve() == (5, 10, 12)
+    assert DecoderConfig(max_epochs=3).curve() == (3,)
+    assert DecoderConfig(budgets=(7,)).curve() == (7, 50)
+    bad = {
+        (10, 5): "decoder budgets must be increasing positive integers, e.g. [5, 10, 20, 50], "
+        "got [10, 5]",
+        (0, 5): "decoder budgets must be increasing positive integers",
+        (5, 5): "decoder budgets must be increasing positive integers",
+        (): "decoder budgets must be increasing positive integers",
+        (5, 80): "decoder budget 80 is beyond the decoder epoch cap 50: raise decoder_epochs "
+        "or drop the budget",
+    }
+    for budgets, message in bad.items():
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            DecoderConfig(budgets=budgets)
+
+
+def test_progress_reports_every_interval_and_stays_quiet_in_short_runs() -> None:
+    g = torch.Generator().manual_seed(4)
+    labels = torch.arange(3).repeat(30)
+    x = torch.randn(90, 5, generator=g) + labels[:, None]
+    targets = torch.cat([labels[:, None], relabel(labels, 3)], 1)
+    config = DecoderConfig(lr=5e-3, batch_size=30, max_epochs=4, patience=100)
+    ticks = iter(range(0, 1000, 15))  # 15 s pass between two looks at the clock
+    lines: list[str] = []
+    progress = Progress("𝒱-information l=1 train", every=30, clock=lambda: next(ticks),
+                        write=lambda line, flush: lines.append(line))  # fmt: skip
+    stack = StackedDecoders([mlp_decoder(5, 3)(s) for s in range(targets.shape[1])])
+    train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), progress=progress)
+    assert lines == [
+        "𝒱-information l=1 train: decoder epoch 2/4, heads training 0, 1, 2, 3, 4 of 0..4, 30 s",
+        "𝒱-information l=1 train: decoder epoch 4/4, heads training none of 0..4, 60 s",
+    ]
+    quiet: list[str] = []
+    progress = Progress("quiet", write=lambda line, flush: quiet.append(line))
+    stack = StackedDecoders([mlp_decoder(5, 3)(s) for s in range(targets.shape[1])])
+    train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), progress=progress)
+    assert quiet == []  # a measurement of under 20 s prints nothing

@@ -51,7 +51,7 @@ def test_layer_zero_is_kept_only_after_it_succeeded() -> None:
 def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object) -> dict:
+    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object, **_: object) -> dict:
         calls.append(len(encoder))  # the encoder of layer l has l layers
         return {"v_suff": float(len(calls)), "v_min": 0.0}
 

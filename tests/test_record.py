@@ -61,9 +61,11 @@ def test_a_written_record_reads_back_field_for_field(tmp_path: Path) -> None:
     write_trial(tmp_path, "train_trial_aaaaa", {"dataset": "d", "model": "mlp", "lr": 0.1}, rows)
     frame = load(tmp_path)
     got = {
-        (r.epoch, r.split, None if pd.isna(r.layer) else int(r.layer), r.metric): (r.value, r.note)
+        (r.epoch, r.split, None if pd.isna(r.layer) else int(r.layer),
+         r.metric if pd.isna(r.budget) else record.budget_key(r.metric.removesuffix("_at_budget"),
+                                                               r.budget)): (r.value, r.note)
         for r in frame.itertuples()
-    }
+    }  # fmt: skip
     expected = 0
     for row in rows:
         e = row["epoch"]

@@ -30,7 +30,9 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     (tmp_path / "not_a_trial").mkdir()
     frame = load(tmp_path)
     assert list(frame.columns[:4]) == ["trial_id", "dataset", "model", "lr"]
-    assert list(frame.columns[4:]) == ["epoch", "split", "layer", "metric", "value", "note"]
+    assert list(frame.columns[4:]) == [
+        "epoch", "split", "layer", "metric", "budget", "value", "note",
+    ]  # fmt: skip
     assert set(frame["trial_id"]) == {"aaaaa", "bbbbb"}
     assert set(frame["epoch"]) == {1, 2}  # the newest checkpoint's history
     assert set(frame["split"]) == {"train", "test"}
@@ -46,6 +48,15 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     assert frame.layer.dtype == pd.Int64Dtype()
     steps = frame[(frame.metric == "train_step_loss") & (frame.trial_id == "aaaaa")]
     assert steps.note.tolist() == ["", "max_epochs"]  # why training stopped, on the last epoch
+    # Budget curves: their own metric, the budget in its column; <NA> on every other row.
+    curve = frame[frame.metric == "v_suff_at_budget"]
+    assert len(curve) == 2 * 3 * 2 and set(curve.budget) == {1}  # trials × layers × splits
+    raw = frame[frame.metric == "v_suff_raw"]
+    trained, affine = (curve.layer < 2).to_numpy(), (curve.layer == 2).to_numpy()
+    assert curve.value[trained].tolist() == raw.value[trained].tolist()  # the cap's point
+    assert (curve.value[affine].to_numpy() < raw.value[affine].to_numpy()).all()  # the optimum
+    assert frame[~frame.metric.str.endswith("_at_budget")].budget.isna().all()
+    assert frame.budget.dtype == pd.Int64Dtype()
 
 
 def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> None:
@@ -67,6 +78,20 @@ def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> No
     # 20 and 200 samples per class: the v_min notes above listed 2 and 3 decoders
     digits = {split: rows[1]["vinfo"][split]["0"]["num_digits"] for split in ("train", "test")}
     assert digits == {"train": 2, "test": 3}
+
+
+def test_budget_points_after_a_decoder_stopped_say_so() -> None:
+    values = {
+        "v_suff": 1.5, "v_suff_raw": 1.5, "suff_epochs": 12, "suff_stop": "plateau",
+        "suff_protocol": "in_sample: A", "v_suff@10": 1.4, "v_suff@20": 1.5,
+        "v_suff_last_gain": 0.1, "num_digits": 1, "digit0_epochs": 20, "digit0_stop": "max_epochs",
+        "v_min": 0.5, "v_min_raw": 0.5, "v_min_digit0_raw": 0.5, "min_protocol": "in_sample: B",
+        "v_min@10": 0.3, "v_min@20": 0.5,
+    }  # fmt: skip
+    notes = vinfo_notes(values)
+    assert notes["v_suff@10"] == "" and notes["v_min@20"] == ""
+    assert notes["v_suff@20"] == "carried from before the budget: suff at 12"
+    assert notes["v_suff_last_gain"].startswith("in_sample: A; decoder epochs (stop): 12 (plateau)")
 
 
 def test_vinfo_notes_of_held_out_and_failed_measurements() -> None:

@@ -7,7 +7,9 @@ Geometric — neural collapse:
 
 Information-theoretic — 𝒱-information:
     vinfo       sufficiency and minimality of one layer on one split, in bits
-    decoders    K fresh decoders trained at once on cached features, each stopping on its own
+    decoders    K fresh decoders trained at once on cached features, each stopping on its own,
+                scored at every budget along the way
+    affine      the affine decoder's optimum (the last hidden layer): a convex problem
 """
 
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter

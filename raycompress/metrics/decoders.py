@@ -7,6 +7,11 @@ stacked parameters is K independent optimisers. A head stops on its own (train-l
 plateau, divergence or the epoch cap); its weights are kept from that moment and it leaves the
 batched forward, so the remaining heads train on without it.
 
+Budget curves: at each of the config's budgets (decoder epochs) the heads still training are
+handed to a callback, which scores them (`score_heads` on a subset); a head that stopped earlier
+already holds its final weights. Scoring does not touch the training's random streams or
+weights, so the final values do not depend on the budgets.
+
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
 weights are arguments, not constants). Scoring always runs in float32.
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +52,9 @@ class DecoderConfig:
     min_delta: float = protocol.DECODER_MIN_DELTA
     weight_decay: float = protocol.WEIGHT_DECAY
     compute: Compute = field(default_factory=Compute)  # training; scoring is always float32
+    # Epochs at which every head is also scored (`curve`); None: protocol.DECODER_BUDGETS
+    # up to the cap.
+    budgets: tuple[int, ...] | None = None
     # How the heads of one step run: "vmap" (one vectorised forward), "loop" (one head after
     # another, still one backward and one optimiser step) or "auto" (`batching_mode`: the loop
     # on the CPU, vmap on a GPU). Both compute the same update up to rounding, and rounding can
@@ -57,8 +67,58 @@ class DecoderConfig:
         for name in ("lr", "batch_size", "max_epochs", "patience"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
+        if self.budgets is not None:
+            check_budgets(self.budgets, self.max_epochs)
         if self.batching not in ("auto", "vmap", "loop"):
             raise ValueError(f"decoder batching must be auto, vmap or loop, got {self.batching!r}")
+
+    def curve(self) -> tuple[int, ...]:
+        """The budgets at which every head is scored: ascending, ending at the epoch cap."""
+        budgets = self.budgets or [b for b in protocol.DECODER_BUDGETS if b < self.max_epochs]
+        return tuple(sorted({*budgets, self.max_epochs}))
+
+
+def check_budgets(budgets: tuple[int, ...], max_epochs: int) -> None:
+    """One-line ValueError unless `budgets` are increasing positive integers within the cap."""
+    numbers = all(isinstance(b, int) and not isinstance(b, bool) for b in budgets)
+    if not budgets or not numbers or budgets[0] < 1 or list(budgets) != sorted(set(budgets)):
+        raise ValueError(
+            f"decoder budgets must be increasing positive integers, e.g. [5, 10, 20, 50], "
+            f"got {list(budgets)}"
+        )
+    if budgets[-1] > max_epochs:
+        raise ValueError(
+            f"decoder budget {budgets[-1]} is beyond the decoder epoch cap {max_epochs}: "
+            f"raise decoder_epochs or drop the budget"
+        )
+
+
+@dataclass
+class Progress:
+    """One line at most every `every` seconds while decoders train (none in the first
+    `every` seconds, so that short measurements stay quiet): what is measured, which heads
+    still train, the decoder epoch reached of the cap, the time elapsed."""
+
+    label: str  # e.g. "𝒱-information l=1 train"
+    every: float = 20.0
+    clock: Callable[[], float] = time.monotonic
+    write: Callable[..., None] = print  # called as print(line, flush=True)
+
+    def __post_init__(self) -> None:
+        self.start = self.last = self.clock()
+
+    def epoch(self, epoch: int, max_epochs: int, training: list[int], heads: int) -> None:
+        """After decoder epoch `epoch`: `training` are the heads (of `heads`) still training."""
+        now = self.clock()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        self.write(  # flushed: a Ray task's output reaches the sweep's console as it comes
+            f"{self.label}: decoder epoch {epoch}/{max_epochs}, heads training "
+            f"{', '.join(map(str, training)) or 'none'} of 0..{heads - 1}, "
+            f"{now - self.start:.0f} s",
+            flush=True,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,11 +215,16 @@ def train_heads(
     config: DecoderConfig,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
+    at_budget: Callable[[int, Tensor], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[HeadFit]:
     """Fit head k on (features, targets[:, k]); features (N, ...) may live on the host.
 
+    After each epoch that is one of `config.curve()`, `at_budget(epoch, heads)` gets the heads
+    still training (their weights as of that epoch); `progress` hears of every epoch.
     Returns one HeadFit per head; the stacked parameters end as each head stopped.
     """
+    curve = set(config.curve())
     num_heads = len(stack)
     optimizer = torch.optim.AdamW(
         stack.params.values(), lr=config.lr, weight_decay=config.weight_decay
@@ -199,6 +264,12 @@ def train_heads(
                 fits[k] = HeadFit(epoch, stop, loss)
                 kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
                 active[k] = False
+        if progress is not None:
+            progress.epoch(epoch, config.max_epochs, torch.nonzero(active).flatten().tolist(),
+                           num_heads)  # fmt: skip
+        if at_budget is not None and epoch in curve and active.any():
+            at_budget(epoch, torch.nonzero(active).flatten())
+            stack.train()
         if not active.any():
             break
     with torch.no_grad():
@@ -225,13 +296,15 @@ def score_heads(
     batch_size: int,
     seed: int,
     device: torch.device | str = "cpu",
+    heads: Tensor | None = None,
 ) -> Tensor:
-    """Cross-entropy (nats) of every head over the whole scored set, in a fixed batch order, in
-    evaluation mode (running statistics where the decoders keep them; no dropout)."""
+    """Cross-entropy (nats) of every head (or of `heads`) over the whole scored set, in a fixed
+    batch order, in evaluation mode (running statistics where the decoders keep them)."""
     stack.eval()
-    total = torch.zeros(len(stack), dtype=torch.float64, device=device)
+    chosen = torch.arange(len(stack)) if heads is None else heads.cpu()
+    total = torch.zeros(chosen.numel(), dtype=torch.float64, device=device)
     for index in batch_indices(features.shape[0], batch_size, torch.Generator().manual_seed(seed)):
-        logits = stack(features[index].to(device))  # (K, B, C)
-        y = targets[index].to(device)  # (B, K)
+        logits = stack(features[index].to(device), chosen.to(device))  # (K', B, C)
+        y = targets[index][:, chosen].to(device)  # (B, K')
         total += F.cross_entropy(logits.permute(1, 2, 0).double(), y, reduction="none").sum(0)
     return total.cpu() / features.shape[0]

@@ -10,6 +10,18 @@ training over every scored sample.
     minimality   I_𝒱(h^l → Dec(x, 𝒴)):    t = each base-C digit of the relabelling r(x)
                                           (thesis Algorithm 2, `data.relabel`); mean over digits
 
+Budget curves. Every decoder is also scored at the config's budgets (`DecoderConfig.curve`:
+5, 10, 20 and 50 epochs by default, the thesis' budgets among them) during its one training:
+each term is recorded at every budget (`record.budget_key`), a head that stopped before a
+budget keeping its final value there, and the bits gained between the last two budgets are
+recorded beside each value as its convergence indicator (`record.gain_key`).
+
+The affine layer. At l = L−1 the decoder is the head alone, affine in its pooled input
+(`affine`): there sufficiency and every minimality digit are convex problems, and the values
+reported are the family's optimum (`affine.fit_affine`, float64), which the decoders' budget
+curve approaches from below; the protocol note says so. The held-out sufficiency stays a
+trained decoder's.
+
 Protocols. The thesis fits and scores each decoder on the same split ("in_sample", the
 default). Sufficiency can also be measured "held_out": fit on a seeded, stratified half of the
 split, score on the other half. Minimality is in-sample by definition: its relabellings are
@@ -26,6 +38,7 @@ held-out halves) is derived from its one seed by name (`seeds.derive_seed`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,9 +49,11 @@ from torch import Tensor, nn
 from raycompress import record
 from raycompress.compute import DEFAULT, Compute, memory_format
 from raycompress.data import Split, batch_indices, relabel, stratified_subset
+from raycompress.metrics.affine import CHUNK, AffineFit, affine_pre, fit_affine
 from raycompress.metrics.decoders import (
     DecoderConfig,
     HeadFit,
+    Progress,
     StackedDecoders,
     score_heads,
     train_heads,
@@ -49,6 +64,7 @@ from raycompress.seeds import derive_seed
 LN2 = math.log(2)  # nats → bits
 
 IN_SAMPLE = "in_sample: fit on the split, scored on it"
+AT_OPTIMUM = "the affine decoder at its optimum (L-BFGS, float64)"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
 
 # The random streams of one measurement, derived from its seed by name (`derive_seed`).
@@ -154,6 +170,7 @@ class Fitted:
     bits: list[float]
     batching: str
     compute: str  # how the decoders trained (`Compute.describe`, and a compile fall-back)
+    curves: dict[int, list[float]]  # budget → every head's raw bits after that many epochs
 
 
 def fit_and_score(
@@ -164,24 +181,77 @@ def fit_and_score(
     config: VInfoConfig,
     seed: int,
     device: torch.device | str,
+    progress: Progress | None = None,
 ) -> Fitted:
     """Train one fresh decoder per target column of fit = (features (N, ...), targets (N, K))
-    as one batched stack, and score each on `score`."""
+    as one batched stack, and score each on `score` (at every budget, then at the end)."""
     features, targets = fit
     compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
     stack = StackedDecoders(decoders, device, compile=compute.compile)
     generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
-    fits = train_heads(stack, features, targets, config.decoder, generator, device)
     order = derive_seed(seed, SCORE_ORDER)
-    ce = score_heads(stack, *score, config.decoder.batch_size, order, device) / LN2
+    batch = config.decoder.batch_size
+    scored: dict[int, dict[int, float]] = {}  # budget → {head training then: CE in bits}
+
+    def at_budget(budget: int, heads: Tensor) -> None:
+        ce = score_heads(stack, *score, batch, order, device, heads) / LN2
+        scored[budget] = dict(zip(heads.tolist(), ce.tolist(), strict=True))
+
+    fits = train_heads(
+        stack, features, targets, config.decoder, generator, device, at_budget, progress
+    )
+    ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
     entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
     bits = [
         h - c if f.stop != "diverged" and math.isfinite(h - c) else math.nan
-        for h, c, f in zip(entropy, ce.tolist(), fits, strict=True)
+        for h, c, f in zip(entropy, ce, fits, strict=True)
     ]
+    curves = {  # a head that stopped before a budget holds its final weights there
+        budget: [
+            entropy[k] - scored[budget][k] if k in scored.get(budget, {}) else bits[k]
+            for k in range(len(bits))
+        ]
+        for budget in config.decoder.curve()
+    }
     ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
-    return Fitted(fits, entropy, bits, stack.mode, ran)
+    return Fitted(fits, entropy, bits, stack.mode, ran, curves)
+
+
+def at_optimum(
+    fitted: Fitted, head: nn.Module, features: Tensor, targets: Tensor, num_classes: int
+) -> tuple[Fitted, list[AffineFit]]:
+    """`fitted` with every head's bits replaced by the affine family's optimum on the same
+    targets (`affine.fit_affine`); the trained decoders' values stay in the budget curves."""
+    with torch.no_grad():
+        z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
+    fits = fit_affine(z, targets.to(z.device), num_classes)
+    bits = [h - f.ce / LN2 for h, f in zip(fitted.entropy, fits, strict=True)]
+    return dataclasses.replace(fitted, bits=bits), fits
+
+
+def _chunks(n: int, size: int = 4096) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _optimum_note(fits: list[AffineFit]) -> str:
+    """How the optimum was certified: the largest gradient entry left (targets not separable)
+    and how many targets were separable (value within affine.SEPARABLE nats of H(t))."""
+    state = "converged" if all(f.converged for f in fits) else "NOT converged"
+    gradients = [f.grad_max for f in fits if not f.separable]
+    parts = [f"{AT_OPTIMUM}, {state}"]
+    if gradients:
+        parts.append(f"largest gradient entry {max(gradients):.1e}")
+    if separable := sum(f.separable for f in fits):
+        parts.append(f"{separable} of {len(fits)} targets separable (within 1e-4 nats of H(t))")
+    if stalled := [f for f in fits if not f.converged]:
+        gain = max(f.last_gain for f in stalled) / LN2
+        parts.append(
+            f"{len(stalled)} of {len(fits)} not certified (partly separable: the optimum is not "
+            f"attained; the last {CHUNK} iterations still gained {gain:.1e} bits)"
+        )
+    parts.append("the trained decoders' values are the budget curve")
+    return "; ".join(parts)
 
 
 def _head(head: str, fit: HeadFit) -> dict[str, int | str]:
@@ -196,11 +266,22 @@ def _diverged(fitted: Fitted, names: list[str]) -> list[str]:
     ]
 
 
+def curve(value: str, points: dict[int, float]) -> dict[str, float]:
+    """A term's budget curve (`record.budget_key`) and, with two budgets or more, its
+    convergence indicator: the bits gained between the last two."""
+    budgets = sorted(points)
+    out = {record.budget_key(value, b): points[b] for b in budgets}
+    if len(budgets) > 1:
+        out[record.gain_key(value)] = points[budgets[-1]] - points[budgets[-2]]
+    return out
+
+
 def sufficiency(fitted: Fitted) -> dict[str, float | int | str]:
     """I_𝒱(h → y) from head 0 (target y), in-sample."""
     return {
         "h_y_bits": fitted.entropy[0], record.raw_key(SUFFICIENCY.value): fitted.bits[0],
         **_head(record.SUFF_HEAD, fitted.fits[0]), SUFFICIENCY.protocol: IN_SAMPLE,
+        **curve(SUFFICIENCY.value, {b: bits[0] for b, bits in fitted.curves.items()}),
     }  # fmt: skip
 
 
@@ -216,6 +297,11 @@ def minimality(fitted: Fitted, num_digits: int, monte_carlo: int) -> dict[str, f
     digits = bits[:num_digits]
     out[record.raw_key(MINIMALITY.value)] = sum(digits) / num_digits if num_digits else math.nan
     out[MINIMALITY.protocol] = IN_SAMPLE
+    points = {
+        b: sum(heads[1 : 1 + num_digits]) / num_digits if num_digits else math.nan
+        for b, heads in fitted.curves.items()
+    }
+    out |= curve(MINIMALITY.value, points)
     if monte_carlo and num_digits:
         per_relabelling = torch.tensor(bits).reshape(1 + monte_carlo, num_digits).mean(1)
         mc_mean, mc_std = MINIMALITY.companions
@@ -232,6 +318,7 @@ def held_out_sufficiency(
     config: VInfoConfig,
     seed: int,
     device: torch.device | str,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, float | int | str], list[str]]:
     """Sufficiency fitted on a seeded, stratified half of the split and scored on the other
     half; returns the values and any error."""
@@ -243,10 +330,13 @@ def held_out_sufficiency(
     fit_set = (features[half.to(features.device)], y[half.to(y.device)][:, None])
     score_set = (features[other.to(features.device)], y[other.to(y.device)][:, None])
     fit_seed = derive_seed(seed, HELD_OUT_FIT)
-    fitted = fit_and_score(make_decoder, fit_set, score_set, num_classes, config, fit_seed, device)
+    fitted = fit_and_score(
+        make_decoder, fit_set, score_set, num_classes, config, fit_seed, device, progress
+    )
     values = {
         record.raw_key(HELD_OUT.value): fitted.bits[0],
         **_head(record.HELD_OUT_HEAD, fitted.fits[0]), HELD_OUT.protocol: HELD_OUT_HALVES,
+        **curve(HELD_OUT.value, {b: bits[0] for b, bits in fitted.curves.items()}),
     }  # fmt: skip
     return values, _diverged(fitted, ["the held-out sufficiency decoder"])
 
@@ -283,13 +373,15 @@ def measure_vinfo(
     config: VInfoConfig,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    label: str = "𝒱-information",
 ) -> dict[str, float | int | str | bool]:
     """Sufficiency and minimality (bits) of encoder's features on `split`, as plain numbers
     under the keys of `record` (its module docstring lists them).
 
     The sufficiency decoder and every minimality decoder train together as one stack. Problems
     that make a value undefined (a single class, no relabelling digit, a diverged decoder) give
-    NaN for that value and a message under "error"; nothing is raised for them.
+    NaN for that value and a message under "error"; nothing is raised for them. While
+    decoders train, a line tagged `label` reports progress every 20 s (`decoders.Progress`).
     """
     present = int((torch.bincount(split.y, minlength=num_classes) > 0).sum())
     if present < 2:
@@ -305,9 +397,14 @@ def measure_vinfo(
     digits = relabellings(split.y, num_classes, config.monte_carlo, seed)
     num_digits = digits[0].shape[1]
     targets = torch.cat([split.y[:, None], *digits], 1).to(features.device)  # (N, K)
+    progress = Progress(label)
     fitted = fit_and_score(
-        make_decoder, (features, targets), (features, targets), num_classes, config, seed, device
-    )
+        make_decoder, (features, targets), (features, targets), num_classes, config, seed,
+        device, progress,
+    )  # fmt: skip
+    affine = affine_pre(make_decoder(0))
+    if affine is not None:
+        fitted, optima = at_optimum(fitted, affine.to(device), features, targets, num_classes)
     names = ["the sufficiency decoder"] + [
         f"minimality decoder {k}" for k in range(1, len(targets.T))
     ]
@@ -315,10 +412,16 @@ def measure_vinfo(
     if num_digits == 0:
         errors.append("no class has two samples (N_D = 0): minimality is undefined")
     out = {**sufficiency(fitted), **minimality(fitted, num_digits, config.monte_carlo)}
+    if affine is not None:
+        note = _optimum_note(optima)
+        out[SUFFICIENCY.protocol] = f"{IN_SAMPLE}; {note}"
+        out[MINIMALITY.protocol] = f"{IN_SAMPLE}; {note}"
     if config.held_out:
+        progress.label = f"{label}, held-out"
         held_out, held_out_errors = held_out_sufficiency(
-            make_decoder, features, split.y.to(features.device), num_classes, config, seed, device
-        )
+            make_decoder, features, split.y.to(features.device), num_classes, config, seed,
+            device, progress,
+        )  # fmt: skip
         out |= held_out
         errors += held_out_errors
     return {

@@ -1,0 +1,122 @@
+"""The affine decoder's optimum (l = L−1): closed form, an independent solver on trained
+features, and what a measurement reports there."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+from torch import nn
+
+from raycompress.data import load_dataset, relabel
+from raycompress.metrics.affine import affine_pre, fit_affine
+from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import LN2, VInfoConfig, entropy_bits, measure_vinfo
+from raycompress.models import Head, build_model, make_spec
+from raycompress.record import MINIMALITY, SUFFICIENCY, budget_key, digit_key
+from raycompress.training import TrainConfig, run_epochs
+
+
+def conditional_entropy_nats(groups: torch.Tensor, t: torch.Tensor) -> float:
+    """H(t | group) of the empirical joint distribution, in nats."""
+    joint = torch.zeros(int(groups.max()) + 1, int(t.max()) + 1, dtype=torch.float64)
+    joint.index_put_((groups, t), torch.ones(len(t), dtype=torch.float64), accumulate=True)
+    p = joint / len(t)
+    p_group = p.sum(1, keepdim=True)
+    mask = p > 0
+    return float(-(p[mask] * (p / p_group.expand_as(p))[mask].log()).sum())
+
+
+def test_separable_targets_stop_within_the_certified_gap() -> None:
+    z = torch.tensor([[-2.0], [-1.0], [1.0], [2.0]])
+    (fit,) = fit_affine(z, torch.tensor([[0], [0], [1], [1]]), 2)
+    assert fit.separable and fit.converged and 0 < fit.ce <= 1e-4
+
+
+def test_one_hot_groups_reach_the_conditional_entropy() -> None:
+    """With z one-hot over groups the affine family is saturated: CE* = H(t | group)."""
+    g = torch.Generator().manual_seed(0)
+    groups = torch.randint(0, 5, (3000,), generator=g)
+    t = (groups + torch.randint(0, 3, (3000,), generator=g)) % 4  # every (group, t) occurs
+    (fit,) = fit_affine(nn.functional.one_hot(groups).double(), t[:, None], 4)
+    assert fit.converged and fit.grad_max < 1e-6
+    assert fit.ce == pytest.approx(conditional_entropy_nats(groups, t), abs=1e-8)
+
+
+def scipy_optimum(z: np.ndarray, t: np.ndarray, classes: int) -> float:
+    """The same convex problem by scipy's L-BFGS-B with an analytic gradient (nats)."""
+    n, d = z.shape
+    x = np.hstack([z, np.ones((n, 1))])
+    onehot = np.eye(classes)[t]
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = x @ w.reshape(d + 1, classes)
+        log_p = logits - logsumexp(logits, axis=1, keepdims=True)
+        grad = x.T @ (np.exp(log_p) - onehot) / n
+        return float(-(onehot * log_p).sum() / n), grad.ravel()
+
+    w0 = np.zeros((d + 1) * classes)
+    result = minimize(loss_grad, w0, jac=True, method="L-BFGS-B",
+                      options={"maxiter": 20_000, "gtol": 1e-10, "ftol": 1e-16})  # fmt: skip
+    return float(result.fun)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A narrow f₋ (8 penultimate features) trained 2 epochs on the demo subset: features on
+    which no affine map separates the classes, so that the optimum is attained."""
+    data = load_dataset("fashion-mnist-demo", train_size=1000, test_size=1000)
+    spec = make_spec("mnistnet", data.input_shape, data.num_classes, widths=(8, 8, 8))
+    model = build_model(spec, seed=0)
+    list(run_epochs(model, data, TrainConfig(batch_size=100, max_epochs=2)))
+    return model, data
+
+
+def test_the_optimum_matches_an_independent_solver_on_trained_features(trained) -> None:
+    model, data = trained
+    layer = model.depth - 1
+    with torch.no_grad():
+        z = model.head.features(model.encoder(layer)(data.test.x)).double()
+    targets = torch.stack([data.test.y, relabel(data.test.y, 10)[:, 1]], 1)
+    for ours, t in zip(fit_affine(z, targets, 10), targets.T, strict=True):  # solved together
+        reference = scipy_optimum(z.numpy(), t.numpy(), 10)
+        assert ours.converged and not ours.separable
+        assert ours.ce == pytest.approx(reference, abs=1e-5)  # 1.4e-5 bits
+
+
+def test_only_a_head_with_a_fixed_pre_is_affine(trained) -> None:
+    model, _ = trained
+    last = model.depth - 1
+    assert isinstance(affine_pre(model.fresh_decoder(last, 0)), Head)
+    assert affine_pre(model.fresh_decoder(last - 1, 0)) is None  # a convolution before it
+    assert affine_pre(nn.Sequential(Head(nn.Linear(4, 4), nn.Linear(4, 2)))) is None
+
+
+def test_the_last_layer_reports_the_optimum_within_a_hundredth_of_a_bit(trained) -> None:
+    model, data = trained
+    layer = model.depth - 1
+    config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=5, budgets=(2, 5)))
+    values = measure_vinfo(
+        model.encoder(layer), lambda s: model.fresh_decoder(layer, s), data.test, 10, config
+    )
+    with torch.no_grad():
+        z = model.head.features(model.encoder(layer)(data.test.x)).double().numpy()
+    y = data.test.y
+    optimum = entropy_bits(y, 10) - scipy_optimum(z, y.numpy(), 10) / LN2
+    assert values["v_suff_raw"] == pytest.approx(optimum, abs=0.01)
+    digits = relabel(y, 10)
+    for j in range(values["num_digits"]):
+        t = digits[:, j]
+        expected = entropy_bits(t, 10) - scipy_optimum(z, t.numpy(), 10) / LN2
+        assert values[digit_key(j)] == pytest.approx(expected, abs=0.01)
+    assert "optimum" in values["suff_protocol"] and ", converged" in values["min_protocol"]
+    # The trained decoders approach the optimum from below; their values stay on the curve.
+    for term in (SUFFICIENCY.value, MINIMALITY.value):
+        curve = [values[budget_key(term, b)] for b in (2, 5)]
+        assert curve[0] < curve[1] <= values[f"{term}_raw"] + 1e-9
+    assert values[budget_key(SUFFICIENCY.value, 5)] < optimum - 0.01  # 5 epochs fall short
+    assert math.isfinite(values["v_suff"])
