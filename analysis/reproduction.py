@@ -2,10 +2,12 @@
 
     python -m raycompress.analysis.reproduction RESULTS --page docs/reproduction.md
 
-RESULTS is an experiment folder or a tidy frame saved as CSV; the command rewrites the table
-between the page's `<!-- claims -->` markers. Each check states its rule; `verdict` is
-"reproduced", "not reproduced", "not measured", or "context" (our
-numbers where the thesis states the claim for the other model only).
+RESULTS is an experiment folder or a tidy frame saved as CSV; the command rewrites the tables
+between the page's markers: the claims (`<!-- claims -->`), and the 𝒱-information claims judged
+again at every decoder budget of the budget curves (`<!-- budget verdicts -->`, one row per
+claim and model, and `<!-- budget values -->`, the numbers behind them). Each check states its
+rule; `verdict` is "reproduced", "not reproduced", "not measured", or "context" (our numbers
+where the thesis states the claim for the other model only).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from raycompress import record
 from raycompress.analysis import tables
 from raycompress.analysis.tables import V_MIN, V_SUFF
 from raycompress.results import load
@@ -33,6 +36,8 @@ SATURATED_BITS = math.log2(10) - 0.1  # "near log2 10 ≈ 3.32 bits"
 COMPRESSION_DROP_BITS = 0.1  # a fall of minimality from its peak larger than this
 MILD_CORRELATION = 0.5  # |Pearson r| below this: "only mildly correlated, if at all"
 MARKER = "<!-- claims -->"
+BUDGET_VERDICTS = "<!-- budget verdicts -->"
+BUDGET_VALUES = "<!-- budget values -->"
 
 
 def _verdict(ok: bool) -> str:
@@ -185,32 +190,100 @@ CHECKS: dict[str, Callable[[pd.DataFrame, str], tuple[str, str, str]]] = {
 }
 
 
+# The claims about 𝒱-information: judged again at every budget of the decoders' curves.
+BUDGET_CLAIMS = (
+    "sufficiency of l = 0–2 saturates",
+    "minimality drops with depth",
+    "no compression phase (information plane)",
+)
+
+
+def _trials(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(model, its rows) for each trial of f₊ or f₋, in the frame's order."""
+    chosen = frame[frame.model.isin(list(MODELS))]
+    return [(t.model.iloc[0], t) for _, t in chosen.groupby("trial_id", sort=False)]
+
+
 def claims(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (claim, trial of f₊ or f₋): the thesis' statement, our numbers, the verdict."""
-    rows = []
-    for point, check in CHECKS.items():
-        for _, trial in frame[frame.model.isin(list(MODELS))].groupby("trial_id", sort=False):
-            model = trial.model.iloc[0]
-            rows.append((point, MODELS[model], *check(trial, model)))
+    rows = [
+        (point, MODELS[model], *check(trial, model))
+        for point, check in CHECKS.items()
+        for model, trial in _trials(frame)
+    ]
     return pd.DataFrame(rows, columns=["claim", "model", "thesis", "ours", "verdict"])
 
 
+def at_budget(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """The frame with every sufficiency and minimality value replaced by its budget-curve point:
+    what the trained decoders gave after `budget` epochs (at l = L−1 too, where the reported
+    value is the affine optimum instead)."""
+    terms = {record.curve_metric(term): term for term in (V_SUFF, V_MIN)}
+    points = frame[frame.metric.isin(list(terms)) & (frame[record.BUDGET] == budget)]
+    rest = frame[~frame.metric.isin([V_SUFF, V_MIN, *terms])]
+    return pd.concat([rest, points.assign(metric=points.metric.map(terms))], ignore_index=True)
+
+
+def budget_claims(frame: pd.DataFrame) -> pd.DataFrame:
+    """The 𝒱-information claims judged at every budget of the curves: one row per (claim,
+    model, budget) with our numbers and the verdict; none where no curve was recorded."""
+    budgets = sorted(int(b) for b in frame[record.BUDGET].dropna().unique())
+    rows = [
+        (point, MODELS[model], budget, *CHECKS[point](at_budget(trial, budget), model)[1:])
+        for point in BUDGET_CLAIMS
+        for model, trial in _trials(frame)
+        for budget in budgets
+    ]
+    return pd.DataFrame(rows, columns=["claim", "model", "budget", "ours", "verdict"])
+
+
+def budget_verdicts(by_budget: pd.DataFrame) -> pd.DataFrame:
+    """One row per (claim, model): the verdict at each budget and whether it depends on it."""
+    rows = []
+    for (claim, model), group in by_budget.groupby(["claim", "model"], sort=False):
+        verdicts = {f"{b} epochs": v for b, v in zip(group.budget, group.verdict, strict=True)}
+        depends = "yes" if len(set(verdicts.values())) > 1 else "no"
+        rows.append({"claim": claim, "model": model, **verdicts, "depends on the budget": depends})
+    return pd.DataFrame(rows, columns=None if rows else ["claim", "model", "depends on the budget"])
+
+
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| claim | model | thesis | ours | verdict |", "| --- | --- | --- | --- | --- |"]
+    """The table in Markdown, its columns as the header, pipes in cells escaped."""
+    lines = [
+        "| " + " | ".join(map(str, table.columns)) + " |",
+        "| " + " | ".join("---" for _ in table.columns) + " |",
+    ]
     lines += [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |"
         for row in table.itertuples(index=False)
     ]
     return "\n".join(lines)
 
 
-def with_table(page: str, table: pd.DataFrame) -> str:
-    """The page with the text between its two MARKER lines replaced by the table."""
-    head, sep, rest = page.partition(MARKER)
-    _, sep2, tail = rest.partition(MARKER)
+def with_table(page: str, table: pd.DataFrame, marker: str = MARKER) -> str:
+    """The page with the text between its two `marker` lines replaced by the table."""
+    head, sep, rest = page.partition(marker)
+    _, sep2, tail = rest.partition(marker)
     if not (sep and sep2):
-        raise ValueError(f"the page needs two {MARKER} lines around the claims table")
-    return f"{head}{MARKER}\n{markdown(table)}\n{MARKER}{tail}"
+        raise ValueError(f"the page needs two {marker} lines around its table")
+    return f"{head}{marker}\n{markdown(table)}\n{marker}{tail}"
+
+
+def page_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every generated table of the page, by its marker."""
+    by_budget = budget_claims(frame)
+    return {
+        MARKER: claims(frame),
+        BUDGET_VERDICTS: budget_verdicts(by_budget),
+        BUDGET_VALUES: by_budget,
+    }
+
+
+def with_tables(page: str, frame: pd.DataFrame) -> str:
+    """The page with all its generated tables rewritten from `frame`."""
+    for marker, table in page_tables(frame).items():
+        page = with_table(page, table, marker)
+    return page
 
 
 def read(results: Path) -> pd.DataFrame:
@@ -218,7 +291,9 @@ def read(results: Path) -> pd.DataFrame:
     if results.is_dir():
         return load(results)
     frame = pd.read_csv(results, keep_default_na=False, na_values=["", "NaN", "nan"])
-    return frame.astype({"layer": "Int64", "value": float, "note": str})
+    if record.BUDGET not in frame:  # results from before budget curves
+        frame[record.BUDGET] = pd.NA
+    return frame.astype({"layer": "Int64", record.BUDGET: "Int64", "value": float, "note": str})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,9 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", type=Path, help="experiment folder or tidy CSV")
     p.add_argument("--page", type=Path, required=True, help="markdown page to update")
     args = p.parse_args(argv)
-    table = claims(read(args.results))
-    args.page.write_text(with_table(args.page.read_text(), table))
-    print(markdown(table))
+    frame = read(args.results)
+    args.page.write_text(with_tables(args.page.read_text(), frame))
+    for table in page_tables(frame).values():
+        print(markdown(table), end="\n\n")
     return 0
 
 

@@ -8,7 +8,7 @@ path (fp32, default memory format, eager) in the same run. Not a test.
     python benchmarks/precision.py --part vinfo-f+full  f₊: one whole measurement, bf16+cl
     python benchmarks/precision.py --part numbers       what bf16 does to the numbers
     python benchmarks/precision.py --part budgets       f₋: the cost of the budget curves
-        [--data-dir DIR] [--checkpoint run.pt]
+        [--data-dir DIR] [--checkpoint run.pt] [--variants V …] [--layers L …] [--threads T]
 
 Real Fashion-MNIST, 10 000 training (a seeded subset) and 10 000 test images, batch 400,
 torch.set_num_threads(2), wall time by time.perf_counter. Variants run round-robin, so that
@@ -16,7 +16,7 @@ the machine's drift falls on all of them alike; each ratio is today's time over 
 
 A 𝒱-information measurement: layers 1–3 on both splits (layer 0 is measured once per run and
 skipped here), the default `VInfoConfig` (every head ≤ 50 decoder epochs, stopping on its loss
-threshold or a plateau), seeds as in a run (`plan.measure_in_process`, run seed 0, epoch 2),
+threshold or a plateau), seeds as in a run (`plan.measurement_seed`, run seed 0, epoch 2),
 on a network trained 2 epochs in fp32 — or the weights of `--checkpoint` (a run's `run.pt`).
 Only the decoders' compute differs between variants, so the values differ by rounding, and the
 script prints by how many bits. Compile time is inside the measured time.
@@ -48,7 +48,7 @@ from raycompress.data import Dataset, Split, load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import LayeredNet, build_model, make_spec
-from raycompress.plan import Measurement, measure_in_process, measure_layer, measurement_seed
+from raycompress.plan import Measurement, measure_layer, measurement_seed
 from raycompress.record import (
     MINIMALITY,
     STATE_FILE,
@@ -133,17 +133,29 @@ def trained(name: str, data: Dataset, checkpoint: Path | None) -> LayeredNet:
 
 
 def measurement(
-    model: LayeredNet, data: Dataset, decoder: DecoderConfig, variants: list[str]
+    model: LayeredNet,
+    data: Dataset,
+    decoder: DecoderConfig,
+    variants: list[str],
+    layers: tuple[int, ...] = (1, 2, 3),
 ) -> dict:
-    """One measurement (layers 1–3, both splits) per variant; values and head epochs."""
-    skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0 "already measured"
+    """One measurement (`layers`, both splits) per variant; values and head epochs. Seeds as in
+    a run's measurement at epoch 2 (`plan.measurement_seed`, run seed 0)."""
     splits = {"train": data.train, "test": data.test}
+    state = {k: v.detach() for k, v in model.state_dict().items()}
     out = {}
     for v in variants:
         how = VARIANTS[v]
         config = VInfoConfig(DecoderConfig(**{**decoder.__dict__, "compute": how}))
         start = time.perf_counter()
-        values = measure_in_process(model, splits, config, run_seed=0, epoch=2, layer0=dict(skip))
+        planned = [
+            Measurement(layer, split, measurement_seed(0, 2, layer, split))
+            for layer, split in itertools.product(layers, splits)
+        ]
+        values = {
+            (m.layer, m.split): measure_layer(model.spec, state, m, splits[m.split], config)
+            for m in planned
+        }
         seconds = time.perf_counter() - start
         rows = {
             f"{layer}/{split}": {
@@ -156,7 +168,6 @@ def measurement(
                 "decoder_compute": vals["decoder_compute"],
             }
             for (layer, split), vals in values.items()
-            if layer
         }
         out[v] = {"seconds": seconds, "rows": rows}
         print(f"{v:16s} {seconds:8.1f} s " + json.dumps(rows), flush=True)
@@ -215,17 +226,24 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS),
-        default=["fp32", "bf16", "bf16+cl", "bf16+cl+compile"], help="part vinfo-f- only",
+        help="parts vinfo-f- (default: all but fp32+cl) and vinfo-f+full (default: bf16+cl)",
     )  # fmt: skip
+    p.add_argument(
+        "--layers", nargs="+", type=int, default=[1, 2, 3], help="parts vinfo-f- and vinfo-f+full"
+    )
+    p.add_argument("--suffix", default="", help="appended to the output file's name")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (a sweep's tasks: 1)")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    layers = tuple(args.layers)
     data = load_dataset("fashion-mnist", args.data_dir, download=False, train_size=10_000)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     if args.part == "steps":
         result = steps(data, args.repeats)
     elif args.part == "vinfo-f-":
         model = trained("mnistnet", data, args.checkpoint)
-        result = measurement(model, data, DecoderConfig(), args.variants)
+        variants = args.variants or ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
+        result = measurement(model, data, DecoderConfig(), variants, layers)
     elif args.part == "vinfo-f+":
         capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6)
         model = trained("cifarnet", data, args.checkpoint)
@@ -245,16 +263,17 @@ def main() -> None:
         print(f"budget curves cost {100 * result['overhead']:.1f} % of a measurement", flush=True)
     elif args.part == "vinfo-f+full":
         model = trained("cifarnet", data, args.checkpoint)
-        result = measurement(model, data, DecoderConfig(), ["bf16+cl"])
+        result = measurement(model, data, DecoderConfig(), args.variants or ["bf16+cl"], layers)
     else:
         result = numbers(data)
     record = {
         "started": started, "part": args.part, "checkpoint": str(args.checkpoint or ""),
+        "layers": list(layers),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "result": result,
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     name = args.part.replace("+", "plus").replace("-", "_")
-    (OUT / f"precision_{name}.json").write_text(json.dumps(record, indent=1))
+    (OUT / f"precision_{name}{args.suffix}.json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from raycompress.models import error_line
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -101,9 +103,5 @@ class Compiled:
             return self.fn(*args, **kwargs)
         except Exception as err:  # dynamo, inductor and the C++ toolchain all raise their own
             self.fn = self.eager
-            self.fallback = f"compile failed, ran eagerly: {type(err).__name__}: {_line(err)}"
+            self.fallback = f"compile failed, ran eagerly: {error_line(err)}"
             return self.eager(*args, **kwargs)
-
-
-def _line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [""])[0][:300]

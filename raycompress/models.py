@@ -274,9 +274,7 @@ def check_model(spec: ModelSpec) -> None:
     try:
         blocks = list(spec.builder(spec.input_shape, spec.num_classes)) if spec.builder else None
     except Exception as err:
-        raise ValueError(
-            f"{where}: its builder failed: {type(err).__name__}: {_line(err)}"
-        ) from None
+        raise ValueError(f"{where}: its builder failed: {error_line(err)}") from None
     if blocks is not None and (not blocks or not all(isinstance(b, nn.Module) for b in blocks)):
         raise ValueError(f"{where}: the builder must return a non-empty list of nn.Module blocks")
     try:
@@ -290,7 +288,7 @@ def check_model(spec: ModelSpec) -> None:
         except Exception as err:
             raise ValueError(
                 f"{where}: block {i} ({name}, {type(block).__name__}) fails on input of shape "
-                f"{tuple(x.shape)}: {type(err).__name__}: {_line(err)}"
+                f"{tuple(x.shape)}: {error_line(err)}"
             ) from None
         if not isinstance(out, Tensor):
             raise ValueError(
@@ -304,5 +302,6 @@ def check_model(spec: ModelSpec) -> None:
         )
 
 
-def _line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [""])[0]
+def error_line(err: Exception) -> str:
+    """An error in one line: its type and the first line of its message (≤ 300 characters)."""
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}"

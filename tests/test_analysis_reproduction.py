@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import synthetic_frame
+from synthetic import BUDGETS, synthetic_frame
 
 from raycompress.analysis import reproduction
 
@@ -96,3 +96,52 @@ def test_page_table_is_replaced_between_markers_and_pipes_escaped() -> None:
     assert reproduction.with_table(new, table) == new
     with pytest.raises(ValueError, match="needs two"):
         reproduction.with_table("no markers", table)
+    with pytest.raises(ValueError, match="budget verdicts"):
+        reproduction.with_tables(page, synthetic_frame())
+
+
+def test_vinfo_claims_are_judged_again_at_every_budget() -> None:
+    frame = one_trial()
+    by_budget = reproduction.budget_claims(frame)
+    assert by_budget.claim.unique().tolist() == list(reproduction.BUDGET_CLAIMS)
+    assert by_budget.budget.tolist() == BUDGETS * len(reproduction.BUDGET_CLAIMS)
+    depth = by_budget[by_budget.claim == "minimality drops with depth"].set_index("budget")
+    # every curve ends at the reported value: the last budget gives the main table's numbers
+    main = reproduction.claims(frame).set_index("claim").loc["minimality drops with depth"]
+    assert depth.loc[BUDGETS[-1], "ours"] == main.ours
+    # after 5 epochs every value is 1/5 − 1/50 bits lower: at epoch 4, h⁰'s 2.4 bits → 2.22
+    assert depth.loc[5, "ours"].startswith("bits, l = 0..3: train: 2.22, ")
+    verdicts = reproduction.budget_verdicts(by_budget).set_index("claim")
+    assert (verdicts["depends on the budget"] == "no").all()
+    assert verdicts.loc["minimality drops with depth", "5 epochs"] == "reproduced"
+
+
+def test_a_verdict_that_depends_on_the_budget_is_said_so() -> None:
+    frame = one_trial().copy()
+    # h¹'s minimality curve starts above h⁰'s: the ordering fails for budgets 5 and 10 only
+    early = (
+        (frame.metric == "v_min_at_budget") & (frame.layer == 1) & (frame.budget <= 10)
+    ).fillna(False)
+    frame.loc[early, "value"] += 2.0
+    row = reproduction.budget_verdicts(reproduction.budget_claims(frame)).set_index("claim")
+    row = row.loc["minimality drops with depth"]
+    assert [row[f"{b} epochs"] for b in BUDGETS] == ["not reproduced"] * 2 + ["reproduced"] * 2
+    assert row["depends on the budget"] == "yes"
+
+
+def test_at_budget_swaps_in_the_curve_points_only() -> None:
+    frame = one_trial()
+    swapped = reproduction.at_budget(frame, 10)
+    suff = swapped[(swapped.metric == "v_suff") & (swapped.epoch == 4) & (swapped.layer == 3)]
+    reported = frame[(frame.metric == "v_suff") & (frame.epoch == 4) & (frame.layer == 3)]
+    assert np.allclose(suff.value.to_numpy(), reported.value.to_numpy() - 1 / 10 + 1 / 50)
+    assert not swapped.metric.str.endswith("_at_budget").any()
+    assert len(swapped[swapped.metric == "nc_trace"]) == len(frame[frame.metric == "nc_trace"])
+
+
+def test_without_curves_the_budget_tables_are_empty() -> None:
+    frame = one_trial()
+    plain = frame[frame.budget.isna()]
+    assert reproduction.budget_claims(plain).empty
+    page = "".join(f"{m}\nSTALE\n{m}\n" for m in reproduction.page_tables(plain))
+    assert "STALE" not in reproduction.with_tables(page, plain)

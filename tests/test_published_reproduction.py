@@ -19,11 +19,11 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 RESULTS = DOCS / "reproduction" / "results.csv"
 
 
-def test_the_published_table_is_the_one_the_committed_results_give() -> None:
+def test_the_published_tables_are_the_ones_the_committed_results_give() -> None:
     frame = reproduction.read(RESULTS)
     assert set(frame.model) == {"cifarnet", "mnistnet"}
     page = (DOCS / "reproduction.md").read_text()
-    assert reproduction.with_table(page, reproduction.claims(frame)) == page
+    assert reproduction.with_tables(page, frame) == page
 
 
 @pytest.mark.slow
