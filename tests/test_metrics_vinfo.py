@@ -313,15 +313,32 @@ def test_progress_reports_every_interval_and_stays_quiet_in_short_runs() -> None
     x = torch.randn(90, 5, generator=g) + labels[:, None]
     targets = torch.cat([labels[:, None], relabel(labels, 3)], 1)
     config = DecoderConfig(lr=5e-3, batch_size=30, max_epochs=4, patience=100)
-    ticks = iter(range(0, 1000, 15))  # 15 s pass between two looks at the clock
+    # the clock is read at the start, after each batch but an epoch's last, and after each
+    # epoch (3 batches: 3 reads an epoch); 10 s pass between two reads
+    ticks = iter(range(0, 1000, 10))
     lines: list[str] = []
     progress = Progress("𝒱-information l=1 train", every=30, clock=lambda: next(ticks),
                         write=lambda line, flush: lines.append(line))  # fmt: skip
     stack = StackedDecoders([mlp_decoder(5, 3)(s) for s in range(targets.shape[1])])
     train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), progress=progress)
-    assert lines == [
-        "𝒱-information l=1 train: decoder epoch 2/4, heads training 0, 1, 2, 3, 4 of 0..4, 30 s",
-        "𝒱-information l=1 train: decoder epoch 4/4, heads training none of 0..4, 60 s",
+    heads = "heads training 0, 1, 2, 3, 4 of 0..4"
+    assert lines == [  # reads at 10, 20, 30 s (epoch 1 done), 40, 50, 60 (epoch 2 done), …
+        f"𝒱-information l=1 train: decoder epoch 1/4, {heads}, 30 s",
+        f"𝒱-information l=1 train: decoder epoch 2/4, {heads}, 60 s",
+        f"𝒱-information l=1 train: decoder epoch 3/4, {heads}, 90 s",
+        "𝒱-information l=1 train: decoder epoch 4/4, heads training none of 0..4, 120 s",
+    ]
+    # an epoch longer than the interval reports from inside it, with the batch reached
+    ticks = iter(range(0, 1000, 20))
+    lines.clear()
+    progress = Progress("𝒱-information l=1 train", every=30, clock=lambda: next(ticks),
+                        write=lambda line, flush: lines.append(line))  # fmt: skip
+    stack = StackedDecoders([mlp_decoder(5, 3)(s) for s in range(targets.shape[1])])
+    train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), progress=progress)
+    assert lines[:3] == [  # reads at 20 (batch 1), 40 (batch 2), 60 (epoch 1 done), 80, …
+        f"𝒱-information l=1 train: decoder epoch 1/4, batch 2/3, {heads}, 40 s",
+        f"𝒱-information l=1 train: decoder epoch 2/4, batch 1/3, {heads}, 80 s",
+        f"𝒱-information l=1 train: decoder epoch 2/4, {heads}, 120 s",
     ]
     quiet: list[str] = []
     progress = Progress("quiet", write=lambda line, flush: quiet.append(line))

@@ -97,7 +97,8 @@ def check_budgets(budgets: tuple[int, ...], max_epochs: int) -> None:
 class Progress:
     """One line at most every `every` seconds while decoders train (none in the first
     `every` seconds, so that short measurements stay quiet): what is measured, which heads
-    still train, the decoder epoch reached of the cap, the time elapsed."""
+    still train, the decoder epoch reached of the cap (and the batch, inside an epoch longer
+    than `every`), the time elapsed."""
 
     label: str  # e.g. "𝒱-information l=1 train"
     every: float = 20.0
@@ -107,15 +108,19 @@ class Progress:
     def __post_init__(self) -> None:
         self.start = self.last = self.clock()
 
-    def epoch(self, epoch: int, max_epochs: int, training: list[int], heads: int) -> None:
-        """After decoder epoch `epoch`: `training` are the heads (of `heads`) still training."""
+    def update(
+        self, epoch: int, max_epochs: int, training: Tensor, heads: int, batch: str = ""
+    ) -> None:
+        """In or after decoder epoch `epoch`: `training` are the heads (of `heads`) still
+        training; `batch` ("b/B") says how far into the epoch, empty once it is done."""
         now = self.clock()
         if now - self.last < self.every:
             return
         self.last = now
+        where = f"decoder epoch {epoch}/{max_epochs}" + (f", batch {batch}" if batch else "")
         self.write(  # flushed: a Ray task's output reaches the sweep's console as it comes
-            f"{self.label}: decoder epoch {epoch}/{max_epochs}, heads training "
-            f"{', '.join(map(str, training)) or 'none'} of 0..{heads - 1}, "
+            f"{self.label}: {where}, heads training "
+            f"{', '.join(map(str, training.tolist())) or 'none'} of 0..{heads - 1}, "
             f"{now - self.start:.0f} s",
             flush=True,
         )
@@ -240,7 +245,8 @@ def train_heads(
     for epoch in range(1, config.max_epochs + 1):
         heads = torch.nonzero(active).flatten()
         total = torch.zeros(heads.numel(), dtype=torch.float64, device=device)
-        for index in batch_indices(features.shape[0], config.batch_size, generator):
+        batches = batch_indices(features.shape[0], config.batch_size, generator)
+        for b, index in enumerate(batches, 1):
             x = features[index].to(device, non_blocking=True)
             y = targets[index][:, heads].to(device, non_blocking=True)  # (B, K')
             with autocast:
@@ -250,6 +256,8 @@ def train_heads(
             losses.sum().backward()
             optimizer.step()
             total += losses.detach().double() * index.numel()
+            if progress is not None and b < len(batches):
+                progress.update(epoch, config.max_epochs, heads, num_heads, f"{b}/{len(batches)}")
         epoch_loss = (total / features.shape[0]).cpu()
         for k, loss in zip(heads.tolist(), epoch_loss.tolist(), strict=True):
             if loss < best[k] * (1 - config.min_delta):
@@ -264,11 +272,11 @@ def train_heads(
                 fits[k] = HeadFit(epoch, stop, loss)
                 kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
                 active[k] = False
+        training = torch.nonzero(active).flatten()
         if progress is not None:
-            progress.epoch(epoch, config.max_epochs, torch.nonzero(active).flatten().tolist(),
-                           num_heads)  # fmt: skip
-        if at_budget is not None and epoch in curve and active.any():
-            at_budget(epoch, torch.nonzero(active).flatten())
+            progress.update(epoch, config.max_epochs, training, num_heads)
+        if at_budget is not None and epoch in curve and training.numel():
+            at_budget(epoch, training)
             stack.train()
         if not active.any():
             break
