@@ -145,3 +145,15 @@ def test_without_curves_the_budget_tables_are_empty() -> None:
     assert reproduction.budget_claims(plain).empty
     page = "".join(f"{m}\nSTALE\n{m}\n" for m in reproduction.page_tables(plain))
     assert "STALE" not in reproduction.with_tables(page, plain)
+
+
+def test_minimality_ties_within_the_stopping_loss_are_not_an_increase() -> None:
+    frame = one_trial().copy()
+    last = (frame.metric == "v_min") & (frame.epoch == 4)
+    for rise, verdict in ((0.02, "reproduced"), (0.05, "not reproduced")):
+        # every layer saturated at 3.30 bits, h¹ `rise` above h⁰
+        saturated = frame.assign(value=frame.value.where(~last, 3.30))
+        h1 = (last & (saturated.layer == 1)).fillna(False)
+        saturated.loc[h1, "value"] += rise
+        row = reproduction.claims(saturated).set_index("claim").loc["minimality drops with depth"]
+        assert row.verdict == verdict, rise
