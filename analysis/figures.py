@@ -250,7 +250,8 @@ def budget_curves(frame: pd.DataFrame) -> Figure:
     when = pd.Series(pd.NA, index=data.index, dtype="object")
     when[data.epoch.eq(first)], when[data.epoch.eq(last)] = "first", "last"
     data = data.assign(when=when).dropna(subset=["when"])
-    data = data.assign(column=data.panel + " · " + data.when + " measurement")
+    epoch = data.epoch.astype(int).astype(str)
+    data = data.assign(column=data.panel + "\n" + data.when + " measurement (epoch " + epoch + ")")
     grid = sns.relplot(
         data, x=record.BUDGET, y="value", row="metric", col="column", kind="line",
         row_order=curves, hue="layer_name", hue_order=tables.layer_order(data.layer_name),
@@ -258,8 +259,11 @@ def budget_curves(frame: pd.DataFrame) -> Figure:
     )  # fmt: skip
     labels = {curves[0]: "sufficiency (bits)", curves[1]: "minimality (bits)"}
     _label_rows(grid, labels, set())
+    budgets = sorted(int(b) for b in data[record.BUDGET].unique())
     for ax in grid.axes.flat:
         ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
         ax.set_xlabel("decoder budget (epochs)")
     caption = (
         "𝒱-information against the decoders' training budget: each decoder scored after 5, "

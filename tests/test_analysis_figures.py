@@ -138,8 +138,12 @@ def test_nc_statistics_show_each_statistic_present(frame: pd.DataFrame) -> None:
 def test_budget_curves_at_the_first_and_last_measurement(frame: pd.DataFrame) -> None:
     figure = figures.budget_curves(frame)
     for when, epoch in (("first", 2), ("last", 4)):
-        ax = figure.grid.axes_dict[("v_suff_at_budget", f"{PANELS['mlp']} · {when} measurement")]
+        column = f"{PANELS['mlp']}\n{when} measurement (epoch {epoch})"
+        ax = figure.grid.axes_dict[("v_suff_at_budget", column)]
         assert ax.get_xscale() == "log"
+        assert list(ax.get_xticks()) == [5, 10, 20, 50]  # the budgets, labelled plainly below
+        bottom = figure.grid.axes_dict[("v_min_at_budget", column)]
+        assert [t.get_text() for t in bottom.get_xticklabels()] == ["5", "10", "20", "50"]
         rows = frame[(frame.metric == "v_suff_at_budget") & (frame.model == "mlp")]
         rows = rows[rows.epoch == epoch]
         expected = []
