@@ -9,6 +9,8 @@ Conventions (the thesis' code differs from ours in each):
     pixels255   pixels left in 0..255
     bf16        bfloat16 autocast, float32 master weights (`precision: bf16`)
     bf16-true   weights, gradients and AdamW state in bfloat16, as the thesis' code trains
+    thesis      all of the thesis' code's recipe at once: pixels in 0..255, bf16-true and
+                torch.compile (inductor) on the training forward
 
 Each run: real Fashion-MNIST, the seed's 10 000-image training subset (as a trial draws it)
 and the 10 000 test images; the thesis' protocol (AdamW 2e-3, batch 400, until the epoch's
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from raycompress.compute import Compute, prepare
+from raycompress.compute import Compiled, Compute, prepare
 from raycompress.data import Split, load_dataset
 from raycompress.metrics.collapse import measure_collapse
 from raycompress.models import build_model, make_spec
@@ -36,27 +38,28 @@ from raycompress.stopping import stop_reason
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
 
 OUT = Path(__file__).resolve().parent / "out" / "accuracy_conventions.json"
-CONVENTIONS = ("ours", "pixels255", "bf16", "bf16-true")
+CONVENTIONS = ("ours", "pixels255", "bf16", "bf16-true", "thesis")
 
 
 def one_run(model_name: str, convention: str, seed: int, data_dir: str) -> dict:
     data = load_dataset("fashion-mnist", data_dir, download=False, train_size=10_000,
                         subset_seed=seed)  # fmt: skip
-    scale = 255.0 if convention == "pixels255" else 1.0
+    scale = 255.0 if convention in ("pixels255", "thesis") else 1.0
     train = Split(data.train.x * scale, data.train.y)
     test = Split(data.test.x * scale, data.test.y)
-    how = Compute("bf16" if convention == "bf16" else "fp32")
+    how = Compute("bf16" if convention == "bf16" else "fp32", compile=convention == "thesis")
     spec = make_spec(model_name, data.input_shape, data.num_classes)
     model = prepare(build_model(spec, seed=seed), how)
-    if convention == "bf16-true":
+    if convention in ("bf16-true", "thesis"):
         model = model.to(torch.bfloat16)
         train = Split(train.x.to(torch.bfloat16), train.y)
     config = TrainConfig(seed=seed)
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(seed)
+    forward = Compiled(model, how.compile)
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        loss = train_epoch(model, optimizer, train, config.batch_size, generator, how)
+        loss = train_epoch(model, optimizer, train, config.batch_size, generator, how, forward)
         reason = stop_reason(loss, epoch, loss_threshold=config.loss_threshold,
                              max_epochs=config.max_epochs)  # fmt: skip
         if reason:
@@ -66,7 +69,7 @@ def one_run(model_name: str, convention: str, seed: int, data_dir: str) -> dict:
     return {
         "model": model_name, "convention": convention, "seed": seed, "epochs": epoch,
         "stop": reason, "last_step_loss": loss, "test_accuracy": report.accuracy,
-        "test_loss": report.loss, "train_s": seconds,
+        "test_loss": report.loss, "train_s": seconds, "compile_fallback": forward.fallback,
     }  # fmt: skip
 
 

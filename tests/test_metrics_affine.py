@@ -13,7 +13,7 @@ from scipy.special import logsumexp
 from torch import nn
 
 from raycompress.data import load_dataset, relabel
-from raycompress.metrics.affine import affine_pre, fit_affine
+from raycompress.metrics.affine import affine_pre, fit_affine, standardised
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import LN2, VInfoConfig, entropy_bits, measure_vinfo
 from raycompress.models import Head, build_model, make_spec
@@ -45,6 +45,25 @@ def test_one_hot_groups_reach_the_conditional_entropy() -> None:
     (fit,) = fit_affine(nn.functional.one_hot(groups).double(), t[:, None], 4)
     assert fit.converged and fit.grad_max < 1e-6
     assert fit.ce == pytest.approx(conditional_entropy_nats(groups, t), abs=1e-8)
+
+
+def test_the_optimum_does_not_depend_on_the_features_scales_and_offsets() -> None:
+    """The affine family is closed under affine maps of z: rescaling and shifting features
+    (over six orders of magnitude) or adding a constant one leaves CE* as it was."""
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2000, 6, generator=g, dtype=torch.float64)
+    t = (z[:, :3] @ torch.randn(3, 4, generator=g, dtype=torch.float64) * 0.7).argmax(1)
+    t = torch.where(
+        torch.rand(2000, generator=g) < 0.3, torch.randint(0, 4, (2000,), generator=g), t
+    )
+    scales = torch.logspace(-3, 3, 6, dtype=torch.float64)
+    skewed = torch.cat(
+        [z * scales + 100 * torch.randn(6, generator=g), torch.full((2000, 1), 7.0)], 1
+    )
+    (plain,), (fit,) = fit_affine(z, t[:, None], 4), fit_affine(skewed, t[:, None], 4)
+    assert plain.converged and fit.converged and not fit.separable
+    assert fit.ce == pytest.approx(plain.ce, abs=1e-9)
+    assert torch.isfinite(standardised(skewed)).all() and standardised(skewed)[:, -1].eq(0).all()
 
 
 def scipy_optimum(z: np.ndarray, t: np.ndarray, classes: int) -> float:
@@ -82,7 +101,7 @@ def test_the_optimum_matches_an_independent_solver_on_trained_features(trained) 
     with torch.no_grad():
         z = model.head.features(model.encoder(layer)(data.test.x)).double()
     targets = torch.stack([data.test.y, relabel(data.test.y, 10)[:, 1]], 1)
-    for ours, t in zip(fit_affine(z, targets, 10), targets.T, strict=True):  # solved together
+    for ours, t in zip(fit_affine(z, targets, 10), targets.T, strict=True):
         reference = scipy_optimum(z.numpy(), t.numpy(), 10)
         assert ours.converged and not ours.separable
         assert ours.ce == pytest.approx(reference, abs=1e-5)  # 1.4e-5 bits

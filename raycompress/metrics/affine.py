@@ -4,10 +4,13 @@ in z = pre(h^{L−1}) (pre: the head's fixed pooling and flattening), so the dec
 
     CE*(t | z) = min_{W ∈ ℝ^{C×D}, b ∈ ℝ^C}  (1/N) Σ_i −log softmax(W z_i + b)_{t_i}   [nats]
 
-z (N, D) and t (N,). Solved in float64 by L-BFGS with a strong-Wolfe line search from zero
-weights, until the gradient's largest entry is ≤ GRAD_TOL, or the cross-entropy is below
-SEPARABLE (separable targets: the infimum CE* = 0 is not attained, and as CE* ≥ 0 the value
-found is then certified within SEPARABLE nats of it). Targets that some direction separates
+z (N, D) and t (N,). The features are standardised first, z' = (z − mean) / std per feature
+(a constant feature becomes 0): W z + b and W' z' + b' span the same family, so CE* is
+unchanged, and L-BFGS converges far faster on features of unequal scales. Solved in float64
+by L-BFGS with a strong-Wolfe line search from zero weights, until the gradient's largest
+entry is ≤ GRAD_TOL, or the cross-entropy is below SEPARABLE (separable targets: the infimum
+CE* = 0 is not attained, and as CE* ≥ 0 the value found is then certified within SEPARABLE
+nats of it). Targets that some direction separates
 in part have an infimum that is not attained either, and no certificate: there the solver
 stops when CHUNK iterations gain less than STALLED nats (or after `max_iter`), and reports
 the fit as not converged, with that last gain. No weight decay: the family's optimum, not a
@@ -67,39 +70,43 @@ def fit_affine(
     """For each column t of targets (N, K): min over (W, b) of the mean cross-entropy of
     softmax(W z + b) on t (module docstring); z (N, D) on any device, in float64.
 
-    The K problems share z and are independent, so they are solved as one: the sum of their
-    objectives, whose Hessian is block diagonal; a problem's own stopping rule is read from
-    its block of the gradient."""
-    z = z.double()
-    num_heads = targets.shape[1]
-    params = torch.zeros(num_heads, num_classes, z.shape[1] + 1, dtype=torch.float64,
-                         device=z.device, requires_grad=True)  # fmt: skip
+    The K problems share z but are solved one by one: a shared line search would let one
+    problem's steps (a separable one's, growing without bound) stall another's."""
+    z = standardised(z.double())
+    return [_fit_one(z, t, num_classes, max_iter) for t in targets.T]
+
+
+def _fit_one(z: Tensor, t: Tensor, num_classes: int, max_iter: int) -> AffineFit:
+    params = torch.zeros(num_classes, z.shape[1] + 1, dtype=torch.float64, device=z.device,
+                         requires_grad=True)  # fmt: skip
     optimizer = torch.optim.LBFGS(
         [params], lr=1, max_iter=CHUNK, tolerance_grad=GRAD_TOL, tolerance_change=0,
         history_size=50, line_search_fn="strong_wolfe",
     )  # fmt: skip
 
-    def losses() -> Tensor:  # (K,) mean cross-entropy per problem
-        logits = torch.einsum("nd,kcd->nck", z, params[..., :-1]) + params[..., -1].T
-        return F.cross_entropy(logits, targets, reduction="none").mean(0)
+    def loss() -> Tensor:
+        return F.cross_entropy(z @ params[:, :-1].T + params[:, -1], t)
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = losses().sum()
-        loss.backward()
-        return loss
+        value = loss()
+        value.backward()
+        return value
 
-    ce = losses().detach()
+    ce = float(loss().detach())
     for _ in range(0, max_iter, CHUNK):  # L-BFGS keeps its history across the calls
         optimizer.step(closure)
         closure()
-        before, ce = ce, losses().detach()
-        grad_max = params.grad.abs().flatten(1).max(1).values
-        done = (grad_max <= GRAD_TOL) | (ce <= SEPARABLE)
-        if bool((done | (before - ce < STALLED)).all()):
+        before, ce = ce, float(loss().detach())
+        grad_max = float(params.grad.abs().max())
+        if grad_max <= GRAD_TOL or ce <= SEPARABLE or before - ce < STALLED:
             break
     iterations = optimizer.state[params]["n_iter"]
-    return [
-        AffineFit(float(c), iterations, float(g), float(c) <= SEPARABLE, float(b - c))
-        for c, g, b in zip(ce, grad_max, before, strict=True)
-    ]
+    return AffineFit(ce, iterations, grad_max, ce <= SEPARABLE, before - ce)
+
+
+def standardised(z: Tensor) -> Tensor:
+    """(z − mean) / std per feature of z (N, D); a constant feature becomes 0 (the bias holds
+    it). An affine map of z is an affine map of the result and back: the family is the same."""
+    std = z.std(0, correction=0)
+    return (z - z.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
