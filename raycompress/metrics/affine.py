@@ -10,10 +10,10 @@ unchanged, and L-BFGS converges far faster on features of unequal scales. Solved
 by L-BFGS with a strong-Wolfe line search from zero weights, until the gradient's largest
 entry is ≤ GRAD_TOL, or the cross-entropy is below SEPARABLE (separable targets: the infimum
 CE* = 0 is not attained, and as CE* ≥ 0 the value found is then certified within SEPARABLE
-nats of it). Targets that some direction separates
-in part have an infimum that is not attained either, and no certificate: there the solver
-stops when CHUNK iterations gain less than STALLED nats (or after `max_iter`), and reports
-the fit as not converged, with that last gain. No weight decay: the family's optimum, not a
+nats of it). Targets that some direction separates in part have an infimum that is not
+attained either, and no certificate: there the solver stops when CHUNK iterations gain less
+than STALLED nats (or after `max_iter`), and reports the fit as not converged, with that last
+gain. No weight decay: the family's optimum, not a
 regularised one.
 """
 
@@ -96,8 +96,7 @@ def _fit_one(z: Tensor, t: Tensor, num_classes: int, max_iter: int) -> AffineFit
     ce = float(loss().detach())
     for _ in range(0, max_iter, CHUNK):  # L-BFGS keeps its history across the calls
         optimizer.step(closure)
-        closure()
-        before, ce = ce, float(loss().detach())
+        before, ce = ce, float(closure().detach())  # the loss, and its gradient in params.grad
         grad_max = float(params.grad.abs().max())
         if grad_max <= GRAD_TOL or ce <= SEPARABLE or before - ce < STALLED:
             break
