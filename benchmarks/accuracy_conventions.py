@@ -4,13 +4,14 @@ against ours, over seeds. Not a test.
     python benchmarks/accuracy_conventions.py [--seeds 0 1 2] [--models cifarnet mnistnet]
         [--data-dir DIR] [--out FILE.json]
 
-Conventions (the thesis' code differs from ours in each):
-    ours        float32 training, pixels in [0, 1]
+Conventions: the thesis' code differs from ours in three ways, tried alone and in every
+combination ("+" joins them; "thesis" is all three):
+    ours        float32 training, pixels in [0, 1], eager
     pixels255   pixels left in 0..255
-    bf16        bfloat16 autocast, float32 master weights (`precision: bf16`)
+    bf16        bfloat16 autocast, float32 master weights (`precision: bf16`; not the thesis')
     bf16-true   weights, gradients and AdamW state in bfloat16, as the thesis' code trains
-    thesis      all of the thesis' code's recipe at once: pixels in 0..255, bf16-true and
-                torch.compile (inductor) on the training forward
+    compile     torch.compile (inductor) on the training forward
+    thesis      pixels255+bf16-true+compile, the thesis' code's whole recipe
 
 Each run: real Fashion-MNIST, the seed's 10 000-image training subset (as a trial draws it)
 and the 10 000 test images; the thesis' protocol (AdamW 2e-3, batch 400, until the epoch's
@@ -38,19 +39,34 @@ from raycompress.stopping import stop_reason
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
 
 OUT = Path(__file__).resolve().parent / "out" / "accuracy_conventions.json"
-CONVENTIONS = ("ours", "pixels255", "bf16", "bf16-true", "thesis")
+PARTS = ("pixels255", "bf16", "bf16-true", "compile")
+CONVENTIONS = (
+    "ours", "pixels255", "bf16", "bf16-true", "compile", "pixels255+bf16-true",
+    "pixels255+compile", "bf16-true+compile", "thesis",
+)  # fmt: skip
+
+
+def parts(convention: str) -> set[str]:
+    """The conventions `convention` combines: "thesis" is the thesis' three, "ours" none."""
+    if convention == "thesis":
+        return {"pixels255", "bf16-true", "compile"}
+    named = set() if convention == "ours" else set(convention.split("+"))
+    if unknown := named - set(PARTS):
+        raise SystemExit(f"unknown convention part(s) {sorted(unknown)}: use {', '.join(PARTS)}")
+    return named
 
 
 def one_run(model_name: str, convention: str, seed: int, data_dir: str) -> dict:
     data = load_dataset("fashion-mnist", data_dir, download=False, train_size=10_000,
                         subset_seed=seed)  # fmt: skip
-    scale = 255.0 if convention in ("pixels255", "thesis") else 1.0
+    used = parts(convention)
+    scale = 255.0 if "pixels255" in used else 1.0
     train = Split(data.train.x * scale, data.train.y)
     test = Split(data.test.x * scale, data.test.y)
-    how = Compute("bf16" if convention == "bf16" else "fp32", compile=convention == "thesis")
+    how = Compute("bf16" if "bf16" in used else "fp32", compile="compile" in used)
     spec = make_spec(model_name, data.input_shape, data.num_classes)
     model = prepare(build_model(spec, seed=seed), how)
-    if convention in ("bf16-true", "thesis"):
+    if "bf16-true" in used:
         model = model.to(torch.bfloat16)
         train = Split(train.x.to(torch.bfloat16), train.y)
     config = TrainConfig(seed=seed)
@@ -78,12 +94,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--models", nargs="+", default=["cifarnet", "mnistnet"])
     p.add_argument("--conventions", nargs="+", default=list(CONVENTIONS))
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
     )
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    for convention in args.conventions:
+        parts(convention)  # a misspelt convention fails here, before hours of training
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     runs = []
     for model_name in args.models:
@@ -91,19 +110,23 @@ def main() -> None:
             for convention in args.conventions:
                 runs.append(one_run(model_name, convention, seed, args.data_dir))
                 print(json.dumps(runs[-1]), flush=True)
+                write(args.out, started, runs)  # each finished run kept, however far it gets
+    for key, s in write(args.out, started, runs).items():
+        print(f"{key:30s} {100 * s['mean']:.2f} ± {100 * s['sd']:.2f} % (n = {s['n']})")
+
+
+def write(out: Path, started: str, runs: list[dict]) -> dict:
+    """Write the runs and their mean ± sd test accuracy per (model, convention) to `out`;
+    return that summary."""
     summary = {}
-    for model_name in args.models:
-        for convention in args.conventions:
-            accs = [r["test_accuracy"] for r in runs
-                    if r["model"] == model_name and r["convention"] == convention]  # fmt: skip
-            sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-            summary[f"{model_name} {convention}"] = {"mean": statistics.mean(accs), "sd": sd,
-                                                     "n": len(accs)}  # fmt: skip
-            print(f"{model_name:9s} {convention:10s} {100 * statistics.mean(accs):.2f} ± "
-                  f"{100 * sd:.2f} % (n = {len(accs)})", flush=True)  # fmt: skip
-    args.out.parent.mkdir(exist_ok=True)
+    for key in dict.fromkeys(f"{r['model']} {r['convention']}" for r in runs):
+        accs = [r["test_accuracy"] for r in runs if f"{r['model']} {r['convention']}" == key]
+        sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        summary[key] = {"mean": statistics.mean(accs), "sd": sd, "n": len(accs)}
+    out.parent.mkdir(exist_ok=True)
     record = {"started": started, "torch": torch.__version__, "runs": runs, "summary": summary}
-    args.out.write_text(json.dumps(record, indent=1))
+    out.write_text(json.dumps(record, indent=1))
+    return summary
 
 
 if __name__ == "__main__":
