@@ -2,16 +2,19 @@
 against ours, over seeds. Not a test.
 
     python benchmarks/accuracy_conventions.py [--seeds 0 1 2] [--models cifarnet mnistnet]
-        [--data-dir DIR] [--out FILE.json]
+        [--conventions ours thesis ...] [--threads 2] [--data-dir DIR] [--out FILE.json]
 
 Conventions: the thesis' code differs from ours in three ways, tried alone and in every
-combination ("+" joins them; "thesis" is all three):
-    ours        float32 training, pixels in [0, 1], eager
-    pixels255   pixels left in 0..255
+combination ("+" joins them; "thesis" is all three), each through the trial setting that
+offers it:
+    ours        float32 training, pixels in [0, 1], eager (the defaults)
+    pixels255   pixels left in 0..255 (`input_scale: 255`)
     bf16        bfloat16 autocast, float32 master weights (`precision: bf16`; not the thesis')
     bf16-true   weights, gradients and AdamW state in bfloat16, as the thesis' code trains
-    compile     torch.compile (inductor) on the training forward
+                (`precision: bf16-true`)
+    compile     torch.compile (inductor) on the training forward (`compile: true`)
     thesis      pixels255+bf16-true+compile, the thesis' code's whole recipe
+                (`trial.THESIS_RECIPE`; `python -m raycompress.run --thesis-recipe`)
 
 Each run: real Fashion-MNIST, the seed's 10 000-image training subset (as a trial draws it)
 and the 10 000 test images; the thesis' protocol (AdamW 2e-3, batch 400, until the epoch's
@@ -31,61 +34,58 @@ from pathlib import Path
 
 import torch
 
-from raycompress.compute import Compiled, Compute, prepare
-from raycompress.data import Split, load_dataset
+from raycompress.compute import float32
 from raycompress.metrics.collapse import measure_collapse
-from raycompress.models import build_model, make_spec
 from raycompress.stopping import stop_reason
-from raycompress.training import TrainConfig, make_optimizer, train_epoch
+from raycompress.training import Run, train_epoch
+from raycompress.trial import THESIS_RECIPE, Trial
 
 OUT = Path(__file__).resolve().parent / "out" / "accuracy_conventions.json"
-PARTS = ("pixels255", "bf16", "bf16-true", "compile")
+PARTS = {  # each convention of the thesis' code as the trial setting that offers it
+    "pixels255": {"input_scale": 255},
+    "bf16": {"precision": "bf16"},
+    "bf16-true": {"precision": "bf16-true"},
+    "compile": {"compile": True},
+}
 CONVENTIONS = (
     "ours", "pixels255", "bf16", "bf16-true", "compile", "pixels255+bf16-true",
     "pixels255+compile", "bf16-true+compile", "thesis",
 )  # fmt: skip
 
 
-def parts(convention: str) -> set[str]:
-    """The conventions `convention` combines: "thesis" is the thesis' three, "ours" none."""
+def settings(convention: str) -> dict:
+    """The trial settings of `convention`: "thesis" is `THESIS_RECIPE`, "ours" the defaults."""
     if convention == "thesis":
-        return {"pixels255", "bf16-true", "compile"}
-    named = set() if convention == "ours" else set(convention.split("+"))
-    if unknown := named - set(PARTS):
+        return THESIS_RECIPE
+    named = [] if convention == "ours" else convention.split("+")
+    if unknown := set(named) - set(PARTS):
         raise SystemExit(f"unknown convention part(s) {sorted(unknown)}: use {', '.join(PARTS)}")
-    return named
+    return {name: value for part in named for name, value in PARTS[part].items()}
 
 
 def one_run(model_name: str, convention: str, seed: int, data_dir: str) -> dict:
-    data = load_dataset("fashion-mnist", data_dir, download=False, train_size=10_000,
-                        subset_seed=seed)  # fmt: skip
-    used = parts(convention)
-    scale = 255.0 if "pixels255" in used else 1.0
-    train = Split(data.train.x * scale, data.train.y)
-    test = Split(data.test.x * scale, data.test.y)
-    how = Compute("bf16" if "bf16" in used else "fp32", compile="compile" in used)
-    spec = make_spec(model_name, data.input_shape, data.num_classes)
-    model = prepare(build_model(spec, seed=seed), how)
-    if "bf16-true" in used:
-        model = model.to(torch.bfloat16)
-        train = Split(train.x.to(torch.bfloat16), train.y)
-    config = TrainConfig(seed=seed)
-    optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    forward = Compiled(model, how.compile)
+    """Train as a trial with `convention`'s settings would, without its per-epoch measurement;
+    measure the test split once, at the stopping epoch."""
+    trial = Trial.from_config({
+        "dataset": "fashion-mnist", "model": model_name, "data_dir": data_dir,
+        "download": False, "train_size": 10_000, "seed": seed, **settings(convention),
+    })  # fmt: skip
+    data, model = trial.build("cpu")
+    run, config = Run(model, data, trial.train), trial.train
     start = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        loss = train_epoch(model, optimizer, train, config.batch_size, generator, how, forward)
+        loss = train_epoch(model, run.optimizer, data.train, config.batch_size, run.generator,
+                           config.compute, run.forward)  # fmt: skip
         reason = stop_reason(loss, epoch, loss_threshold=config.loss_threshold,
                              max_epochs=config.max_epochs)  # fmt: skip
         if reason:
             break
     seconds = time.perf_counter() - start
-    report = measure_collapse(model.float(), test, data.num_classes)
+    report = measure_collapse(float32(model), data.test, data.num_classes)
     return {
         "model": model_name, "convention": convention, "seed": seed, "epochs": epoch,
         "stop": reason, "last_step_loss": loss, "test_accuracy": report.accuracy,
-        "test_loss": report.loss, "train_s": seconds, "compile_fallback": forward.fallback,
+        "test_loss": report.loss, "train_s": seconds, "compile_fallback": run.forward.fallback,
     }  # fmt: skip
 
 
@@ -102,7 +102,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for convention in args.conventions:
-        parts(convention)  # a misspelt convention fails here, before hours of training
+        settings(convention)  # a misspelt convention fails here, before hours of training
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     runs = []
     for model_name in args.models:

@@ -1,9 +1,11 @@
 """How training arithmetic runs: precision, memory format and compilation (one `Compute`).
 
-    precision      "fp32" (default) or "bf16": bfloat16 autocast over the forward pass, with
-                   float32 master weights, gradients and optimiser state. (The thesis' code
-                   trains "bf16-true", bfloat16 weights, which drop updates smaller than a
-                   weight's 2⁻⁸; autocast keeps them.)
+    precision      "fp32" (default); "bf16": bfloat16 autocast over the forward pass, with
+                   float32 master weights, gradients and optimiser state; "bf16-true": the
+                   thesis' code's convention, weights, gradients and optimiser state in
+                   bfloat16 (an update smaller than a weight's 2⁻⁸ is dropped). Decoders, the
+                   measuring instrument, never hold bfloat16 weights: under "bf16-true" they
+                   train as under "bf16" (`for_decoders`).
     channels_last  convolutions read and write NHWC: the same values up to rounding, faster
                    on the CPU and on GPUs (docs/benchmarks.md, "Precision")
     compile        torch.compile the training forward; code is shared by the fresh decoders
@@ -11,12 +13,15 @@
                    the reason recorded
 
 Only training is affected. Neural collapse passes and decoder scoring always run in float32
-(and accumulate in float64): what the product reports is never rounded to bfloat16.
+(and accumulate in float64), on a float32 copy of bf16-true weights (`float32`): what the
+product reports is never rounded to bfloat16 beyond the trained weights themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +30,7 @@ from torch import Tensor, nn
 
 from raycompress.models import error_line
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "bf16-true")
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,28 @@ class Compute:
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}"
             )
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the trained weights (and of the inputs fed to them)."""
+        return torch.bfloat16 if self.precision == "bf16-true" else torch.float32
+
     def describe(self) -> str:
         """A short record of what ran, e.g. 'bf16 autocast, channels_last'."""
-        parts = ["bf16 autocast" if self.precision == "bf16" else "fp32"]
+        parts = [NAMES[self.precision]]
         parts += ["channels_last"] * self.channels_last + ["compiled"] * self.compile
         return ", ".join(parts)
+
+    def for_decoders(self) -> Compute:
+        """How decoders train: as this, but autocast in place of bfloat16 weights."""
+        bf16_true = self.precision == "bf16-true"
+        return dataclasses.replace(self, precision="bf16") if bf16_true else self
+
+
+NAMES = {
+    "fp32": "fp32",
+    "bf16": "bf16 autocast",
+    "bf16-true": "bf16-true (bf16 weights and optimiser state)",
+}
 
 
 DEFAULT = Compute()
@@ -65,8 +87,10 @@ def bf16_support(device: torch.device | str) -> str:
 
 def check(compute: Compute, device: torch.device | str) -> None:
     """One-line ValueError when `compute` cannot run on `device`: before any training."""
-    if compute.precision == "bf16" and (why := bf16_support(device)):
-        raise ValueError(f"precision 'bf16' cannot run here: {why}; use precision 'fp32'")
+    if compute.precision != "fp32" and (why := bf16_support(device)):
+        raise ValueError(
+            f"precision {compute.precision!r} cannot run here: {why}; use precision 'fp32'"
+        )
 
 
 def autocast(compute: Compute, device: torch.device | str) -> contextlib.AbstractContextManager:
@@ -83,8 +107,23 @@ def memory_format(x: Tensor, compute: Compute) -> Tensor:
 
 
 def prepare(model: nn.Module, compute: Compute) -> nn.Module:
-    """The model's 4-d weights in `compute`'s memory format (in place; returns the model)."""
+    """The model's weights in `compute`'s dtype, its 4-d ones in its memory format (in place;
+    returns the model). Before the optimiser is made: its state takes the weights' dtype."""
+    model.to(compute.dtype)
     return model.to(memory_format=torch.channels_last) if compute.channels_last else model
+
+
+def inputs(x: Tensor, compute: Compute) -> Tensor:
+    """A training batch as the weights take it: their dtype, `compute`'s memory format."""
+    return memory_format(x, compute).to(compute.dtype)
+
+
+def float32(model: nn.Module) -> nn.Module:
+    """The model as measurements see it: itself when its weights are float32, else a float32
+    copy (bf16-true weights, exactly, evaluated in float32)."""
+    if all(p.dtype == torch.float32 for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).float()
 
 
 class Compiled:

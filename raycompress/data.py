@@ -26,7 +26,8 @@ from raycompress.seeds import derive_seed
 
 @dataclass(frozen=True)
 class Split:
-    """One split as tensors: x (N, C, H, W) float32 in [0, 1], y (N,) int64."""
+    """One split as tensors: x (N, C, H, W) float32 in [0, 1] (times the trial's input scale),
+    y (N,) int64."""
 
     x: Tensor
     y: Tensor
@@ -374,13 +375,15 @@ def load_dataset(
     test_size: int | None = None,
     subset_seed: int = 0,
     imbalance: Imbalance | None = None,
+    input_scale: float = 1.0,
 ) -> Dataset:
     """Load a dataset as tensors; the train split is downsampled, stratified, to `train_size`.
 
     train_size defaults to the test split's size (thesis §2.3); the seeded subset is selected by
     subset_seed. An imbalance profile is applied to the downsampled training split. test_size,
     when given, keeps a stratified subset of the test split too (for quick looks; the thesis
-    scores the whole test split), from a stream of its own.
+    scores the whole test split), from a stream of its own. Inputs are scaled by input_scale
+    (255: the raw 0..255 pixels the thesis' code feeds its networks).
     """
     check_dataset_name(name)
     if name == DEMO:
@@ -398,6 +401,8 @@ def load_dataset(
     train = data.train.subset(stratified_subset(data.train.y, size, generator))
     if imbalance is not None:
         train = imbalance.apply(train, data.num_classes, generator)
+    if input_scale != 1:
+        train, test = (Split(s.x * input_scale, s.y) for s in (train, test))
     return Dataset(data.name, train, test, data.classes)
 
 

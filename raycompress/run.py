@@ -19,7 +19,7 @@ from raycompress.metrics.collapse import METHODS
 from raycompress.models import MODEL_NAMES, batch_norm_regime
 from raycompress.record import ERROR, MINIMALITY, SUFFICIENCY
 from raycompress.training import EpochRecord, run_epochs
-from raycompress.trial import DEFAULTS, Trial
+from raycompress.trial import DEFAULTS, THESIS_RECIPE, Trial
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,13 +55,22 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
-        "--precision", default=DEFAULTS["precision"], help="fp32 or bf16 (autocast, fp32 weights)"
-    )
+        "--input-scale", type=float, default=DEFAULTS["input_scale"],
+        help="inputs (pixels in [0, 1]) times this; 255: the thesis' code's 0..255 pixels",
+    )  # fmt: skip
+    p.add_argument(
+        "--precision", default=DEFAULTS["precision"],
+        help="fp32, bf16 (autocast, fp32 weights) or bf16-true (bf16 weights, the thesis' code)",
+    )  # fmt: skip
     p.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction,
         default=DEFAULTS["channels_last"], help="NHWC convolutions",
     )  # fmt: skip
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    recipe = ", ".join(f"{name} {value}" for name, value in THESIS_RECIPE.items())
+    p.add_argument(
+        "--thesis-recipe", action="store_true", help=f"train as the thesis' code does: {recipe}"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -92,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         "decoder_budgets": args.decoder_budgets,
         "held_out": args.held_out, "precision": args.precision,
         "channels_last": args.channels_last, "compile": args.compile,
-    }  # fmt: skip
+        "input_scale": args.input_scale,
+    } | (THESIS_RECIPE if args.thesis_recipe else {})  # fmt: skip
     try:
         trial = Trial.from_config(settings)
         data, model = trial.build(args.device)
@@ -102,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     layers = "  ".join(f"NC h{layer} train/test" for layer in range(1, model.depth + 1))
     print(f"{args.model} on {args.dataset}: {len(data.train)} train, {len(data.test)} test samples")
     print(f"layers: {', '.join(model.names)}; batch norm: {batch_norm_regime(model)}")
-    print(f"training: {trial.train.compute.describe()} on {args.device}")
+    scale = trial.config["input_scale"]
+    inputs = f", inputs × {scale:g}" if scale != 1 else ""
+    print(f"training: {trial.train.compute.describe()}{inputs} on {args.device}")
     if model.adaptation:
         print(f"adapted {model.adaptation}")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")

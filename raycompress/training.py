@@ -7,7 +7,8 @@ come from the measurement pass (`metrics.measure_collapse`), which sees every la
 
 Reproducible on the CPU: the initialisation and the batch order come from their own seeded
 generators, never from global RNG state. The training steps run as `TrainConfig.compute` says
-(precision, channels_last, compile); the measurement passes always run in float32.
+(precision, channels_last, compile); the measurement passes always run in float32, on a
+float32 copy of the weights where they train in bfloat16.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def train_epoch(
     total = torch.zeros((), dtype=torch.float64, device=split.x.device)
     for index in batch_indices(len(split), batch_size, generator):
         with compute.autocast(how, split.x.device):
-            logits = forward(compute.memory_format(split.x[index], how))
+            logits = forward(compute.inputs(split.x[index], how))
         loss = F.cross_entropy(logits.float(), split.y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,8 +147,9 @@ class Run:
             max_epochs=config.max_epochs,
         )
         diverged = reason == "diverged"
+        measured = compute.float32(model)
         reports = [
-            None if diverged else measure_collapse(model, split, data.num_classes, self.collapse)
+            None if diverged else measure_collapse(measured, split, data.num_classes, self.collapse)
             for split in (data.train, data.test)
         ]
         values = {}
@@ -155,7 +157,7 @@ class Run:
         if self.vinfo and due and not diverged:
             splits = dict(zip(SPLITS, (data.train, data.test), strict=True))
             values = self.measure_vinfo(
-                model, splits, self.vinfo, config.seed, self.epoch, self.layer0
+                measured, splits, self.vinfo, config.seed, self.epoch, self.layer0
             )
         return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
 

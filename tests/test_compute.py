@@ -1,5 +1,6 @@
 """How training arithmetic runs (`compute`): bf16 autocast with float32 master weights,
-channels_last, compilation shared across fresh decoders, and one-line refusals."""
+the thesis' bf16-true, channels_last, compilation shared across fresh decoders, and one-line
+refusals."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from raycompress.metrics.vinfo import VInfoConfig, encode, measure_vinfo
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.record import MINIMALITY, SUFFICIENCY
 from raycompress.training import Run, TrainConfig, train_epoch
-from raycompress.trial import Trial
+from raycompress.trial import THESIS_RECIPE, Trial
 
 # Without ray: benchmarks/gpu_check.py runs these tests on a GPU machine that may not have it.
 NO_BF16 = "precision 'bf16' cannot run here: this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
@@ -81,6 +82,52 @@ def test_measurement_passes_run_in_float32_after_bf16_training(small, device) ->
     report = measure_collapse(model, data.test, data.num_classes)
     assert watch.take() == {(torch.float32, True)}  # ... the NC pass alone
     assert report.layers[1].nc_trace > 0
+
+
+def test_bf16_true_trains_bfloat16_weights_and_state_and_measures_them_in_float32(
+    small, device
+) -> None:
+    model, data = mnistnet(small).to(device), small.to(device)
+    config = TrainConfig(batch_size=100, max_epochs=1, lr=1e-5, compute=Compute("bf16-true"))
+    encoders = []
+
+    def measure_vinfo(encoder, *args) -> dict:  # what the 𝒱-information tasks would get
+        encoders.append(encoder)
+        return {}
+
+    vinfo = VInfoConfig(DecoderConfig(), schedule=[1])
+    before = torch.cat([p.detach().flatten().bfloat16() for p in model.parameters()])
+    trained = Run(model, data, config, vinfo=vinfo, measure_vinfo=measure_vinfo)
+    record = trained.step()
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    state = [s for group in trained.optimizer.state.values() for s in group.values() if s.dim()]
+    assert state and all(s.dtype == torch.bfloat16 for s in state)
+    # As in the thesis' code, an update below a weight's bfloat16 spacing is lost (autocast's
+    # float32 master weights keep most of these: the bf16 test above).
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after == before).float().mean() > 0.5
+    # Every measurement is the float32 evaluation of exactly these bfloat16 weights.
+    exact = copy.deepcopy(model).float()
+    reference = measure_collapse(exact, data.test, data.num_classes, trained.collapse)
+    assert record.test.loss == reference.loss and record.test.accuracy == reference.accuracy
+    for layer, stats in reference.layers.items():
+        assert record.test.layers[layer].nc_trace == stats.nc_trace
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())  # measuring copied
+    (encoder,) = encoders
+    for ours, theirs in zip(encoder.parameters(), exact.parameters(), strict=True):
+        assert ours.dtype == torch.float32 and torch.equal(ours, theirs)
+    assert trained.describe_compute().startswith("bf16-true (bf16 weights and optimiser state)")
+
+
+def test_float32_is_the_model_itself_or_an_exact_float32_copy(small) -> None:
+    model = mnistnet(small)
+    assert compute.float32(model) is model
+    compute.prepare(model, Compute("bf16-true"))
+    view = compute.float32(model)
+    assert view is not model and next(model.parameters()).dtype == torch.bfloat16
+    for ours, theirs in zip(view.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs.float() if theirs.is_floating_point() else theirs)
+        assert not ours.is_floating_point() or ours.dtype == torch.float32
 
 
 def test_channels_last_gives_the_same_values_up_to_rounding(small, device) -> None:
@@ -219,10 +266,14 @@ def test_the_trial_settings_reach_training_and_decoders() -> None:
     expected = Compute("bf16", channels_last=False, compile=True)
     assert trial.train.compute == expected and trial.vinfo.decoder.compute == expected
     assert Trial.from_config({}).train.compute == Compute("fp32", channels_last=True)
+    # Decoders, the measuring instrument, never hold bfloat16 weights: autocast for bf16-true.
+    thesis = Trial.from_config(THESIS_RECIPE)
+    assert thesis.train.compute == Compute("bf16-true", compile=True)
+    assert thesis.vinfo.decoder.compute == Compute("bf16", compile=True)
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"precision": "fp16"}, "unknown precision 'fp16': choose one of fp32, bf16"),
+    ({"precision": "fp16"}, "unknown precision 'fp16': choose one of fp32, bf16, bf16-true"),
     ({"compile": "yes"}, "setting 'compile' takes true or false, got 'yes'"),
     ({"channels_last": 1}, "setting 'channels_last' takes true or false, got 1"),
 ])  # fmt: skip
@@ -239,6 +290,8 @@ def test_bf16_on_hardware_without_it_is_refused_before_any_data_loads(monkeypatc
         Trial.from_config({"precision": "bf16"}).build("cpu")
     with pytest.raises(ValueError, match="this GPU has no bfloat16 support"):
         compute.check(Compute("bf16"), "cuda")
+    with pytest.raises(ValueError, match=r"^precision 'bf16-true' cannot run here: this CPU"):
+        compute.check(Compute("bf16-true"), "cpu")
     assert run.main(["--precision", "bf16", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and NO_BF16 in err

@@ -48,6 +48,13 @@ def test_demo_dataset_is_bundled_scaled_and_balanced() -> None:
     assert ds.classes[9] == "Ankle boot"
 
 
+def test_input_scale_multiplies_every_input_and_nothing_else() -> None:
+    unit, raw = (load_dataset("fashion-mnist-demo", input_scale=s) for s in (1, 255))
+    for ours, theirs in ((unit.train, raw.train), (unit.test, raw.test)):
+        assert torch.equal(theirs.x, ours.x * 255) and torch.equal(theirs.y, ours.y)
+    assert raw.train.x.max() == 255 and torch.equal(raw.train.x, raw.train.x.round())
+
+
 def test_train_size_subsamples_stratified() -> None:
     ds = load_dataset("fashion-mnist-demo", train_size=500, subset_seed=3)
     assert ds.train.class_counts(10).tolist() == [50] * 10

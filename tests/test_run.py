@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raycompress import run
 from raycompress.run import main
 
 
@@ -24,6 +25,18 @@ def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> 
     assert "l=0 test" in lines[0] or "l=0 train" in lines[0]
 
 
+def test_the_thesis_recipe_reaches_the_run(monkeypatch, capsys) -> None:
+    seen = []
+    monkeypatch.setattr(run, "run_epochs", lambda model, data, *configs: seen.append(data) or [])
+    assert main(["--thesis-recipe", "--train-size", "200", "--device", "cpu"]) == 0
+    training = next(line for line in capsys.readouterr().out.splitlines() if "training:" in line)
+    assert training == (
+        "training: bf16-true (bf16 weights and optimiser state), channels_last, compiled, "
+        "inputs × 255 on cpu"
+    )
+    assert seen[0].train.x.max() == 255
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -33,6 +46,7 @@ def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> 
         (["--vinfo", "often"], "unknown 𝒱-information schedule 'often'"),
         (["--imbalance", "step:1.5"], "imbalance ratio must be in (0, 1]"),
         (["--imbalance", "step"], "imbalance must look like PROFILE:RATIO"),
+        (["--input-scale", "-1"], "setting 'input_scale' takes a positive number, got -1.0"),
         (["--dataset", "mnist", "--data-dir", "/nonexistent", "--no-download"], "mnist not found"),
     ],
 )

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.models import build_model, make_spec
 from raycompress.training import Run, TrainConfig, run_epochs
@@ -66,8 +67,9 @@ def test_bad_protocol_values(field: str) -> None:
         TrainConfig(**{field: 0})
 
 
-def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path) -> None:
-    config = TrainConfig(batch_size=100, max_epochs=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16-true"])  # bf16-true: bf16 state too
+def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path, precision: str) -> None:
+    config = TrainConfig(batch_size=100, max_epochs=3, compute=Compute(precision))
     spec = make_spec("mnistnet", small.input_shape, small.num_classes)
     straight = Run(build_model(spec, seed=0), small, config)
     expected = [straight.step() for _ in range(3)]

@@ -38,6 +38,8 @@ def test_every_default_comes_from_the_protocol() -> None:
         ("widths", [16, "8"], "setting 'widths' takes null or a list of integers, got [16, '8']"),
         ("vinfo_schedule", 3, "setting 'vinfo_schedule' takes a schedule"),
         ("lrr", 1, "unknown trial setting 'lrr': known settings are dataset, model"),
+        ("input_scale", 0, "setting 'input_scale' takes a positive number, got 0"),
+        ("input_scale", float("inf"), "setting 'input_scale' takes a positive number, got inf"),
     ],
 )
 def test_bad_settings_are_one_line(setting: str, value: object, message: str) -> None:
