@@ -3,6 +3,7 @@ against ours, over seeds. Not a test.
 
     python benchmarks/accuracy_conventions.py [--seeds 0 1 2] [--models cifarnet mnistnet]
         [--conventions ours thesis ...] [--threads 2] [--data-dir DIR] [--out FILE.json]
+    python benchmarks/accuracy_conventions.py --summarise FILE.json ...   (train nothing)
 
 Conventions: the thesis' code differs from ours in three ways, tried alone and in every
 combination ("+" joins them; "thesis" is all three), each through the trial setting that
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import statistics
 import time
@@ -53,14 +55,37 @@ CONVENTIONS = (
 )  # fmt: skip
 
 
-def settings(convention: str) -> dict:
-    """The trial settings of `convention`: "thesis" is `THESIS_RECIPE`, "ours" the defaults."""
+def parts(convention: str) -> frozenset[str]:
+    """The conventions `convention` joins: "ours" none, "thesis" those `THESIS_RECIPE` holds."""
     if convention == "thesis":
-        return THESIS_RECIPE
-    named = [] if convention == "ours" else convention.split("+")
-    if unknown := set(named) - set(PARTS):
+        return frozenset(p for p, kv in PARTS.items() if kv.items() <= THESIS_RECIPE.items())
+    named = frozenset() if convention == "ours" else frozenset(convention.split("+"))
+    if unknown := named - set(PARTS):
         raise SystemExit(f"unknown convention part(s) {sorted(unknown)}: use {', '.join(PARTS)}")
-    return {name: value for part in named for name, value in PARTS[part].items()}
+    return named
+
+
+def settings(convention: str) -> dict:
+    """The trial settings of `convention` (the defaults for "ours")."""
+    return {name: value for part in parts(convention) for name, value in PARTS[part].items()}
+
+
+def effects(runs: list[dict], model: str) -> dict[str, list[float]]:
+    """Each of the thesis' conventions' main effect on `model`'s test accuracy, per seed that
+    ran all 8 combinations of the three: the mean over the other two's 4 combinations of
+    accuracy with it minus accuracy without it (paired: same seed, same other settings)."""
+    recipe = parts("thesis")
+    cells = {(r["seed"], parts(r["convention"])): r["test_accuracy"]
+             for r in runs if r["model"] == model}  # fmt: skip
+    combos = [frozenset(c) for n in range(4) for c in itertools.combinations(sorted(recipe), n)]
+    seeds = sorted({s for s, _ in cells if all((s, c) in cells for c in combos)})
+    return {
+        part: [
+            statistics.mean(cells[s, c | {part}] - cells[s, c] for c in combos if part not in c)
+            for s in seeds
+        ]
+        for part in sorted(recipe)
+    }
 
 
 def one_run(model_name: str, convention: str, seed: int, data_dir: str) -> dict:
@@ -99,7 +124,14 @@ def main() -> None:
         "--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data")
     )
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument(
+        "--summarise", type=Path, nargs="+", metavar="JSON",
+        help="train nothing: summarise the runs these files hold, with the main effects",
+    )  # fmt: skip
     args = p.parse_args()
+    if args.summarise:
+        summarise([r for f in args.summarise for r in json.loads(f.read_text())["runs"]])
+        return
     torch.set_num_threads(args.threads)
     for convention in args.conventions:
         settings(convention)  # a misspelt convention fails here, before hours of training
@@ -111,22 +143,39 @@ def main() -> None:
                 runs.append(one_run(model_name, convention, seed, args.data_dir))
                 print(json.dumps(runs[-1]), flush=True)
                 write(args.out, started, runs)  # each finished run kept, however far it gets
-    for key, s in write(args.out, started, runs).items():
+    write(args.out, started, runs)
+    summarise(runs)
+
+
+def summarise(runs: list[dict]) -> None:
+    """Print mean ± sd per (model, convention), then each convention's main effect."""
+    for key, s in summary(runs).items():
         print(f"{key:30s} {100 * s['mean']:.2f} ± {100 * s['sd']:.2f} % (n = {s['n']})")
+    for model in dict.fromkeys(r["model"] for r in runs):
+        for part, by_seed in effects(runs, model).items():
+            if len(by_seed) > 1:
+                mean, sd = 100 * statistics.mean(by_seed), 100 * statistics.stdev(by_seed)
+                each = ", ".join(f"{100 * e:+.2f}" for e in by_seed)
+                print(f"{model} main effect of {part:10s} {mean:+.2f} ± {sd:.2f} points "
+                      f"(sd over {len(by_seed)} seeds: {each})")  # fmt: skip
 
 
-def write(out: Path, started: str, runs: list[dict]) -> dict:
-    """Write the runs and their mean ± sd test accuracy per (model, convention) to `out`;
-    return that summary."""
-    summary = {}
+def summary(runs: list[dict]) -> dict[str, dict]:
+    """Mean, sd and count of the test accuracy per (model, convention)."""
+    out = {}
     for key in dict.fromkeys(f"{r['model']} {r['convention']}" for r in runs):
         accs = [r["test_accuracy"] for r in runs if f"{r['model']} {r['convention']}" == key]
         sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-        summary[key] = {"mean": statistics.mean(accs), "sd": sd, "n": len(accs)}
+        out[key] = {"mean": statistics.mean(accs), "sd": sd, "n": len(accs)}
+    return out
+
+
+def write(out: Path, started: str, runs: list[dict]) -> None:
+    """Write the runs and their summary (`summary`) to `out`."""
     out.parent.mkdir(exist_ok=True)
-    record = {"started": started, "torch": torch.__version__, "runs": runs, "summary": summary}
+    record = {"started": started, "torch": torch.__version__, "runs": runs,
+              "summary": summary(runs)}  # fmt: skip
     out.write_text(json.dumps(record, indent=1))
-    return summary
 
 
 if __name__ == "__main__":
