@@ -30,7 +30,12 @@ from torch import Tensor, nn
 
 from raycompress.models import error_line
 
-PRECISIONS = ("fp32", "bf16", "bf16-true")
+NAMES = {  # each precision, as `Compute.describe` records it
+    "fp32": "fp32",
+    "bf16": "bf16 autocast",
+    "bf16-true": "bf16-true (bf16 weights and optimiser state)",
+}
+PRECISIONS = tuple(NAMES)
 
 
 @dataclass(frozen=True)
@@ -60,13 +65,6 @@ class Compute:
         """How decoders train: as this, but autocast in place of bfloat16 weights."""
         bf16_true = self.precision == "bf16-true"
         return dataclasses.replace(self, precision="bf16") if bf16_true else self
-
-
-NAMES = {
-    "fp32": "fp32",
-    "bf16": "bf16 autocast",
-    "bf16-true": "bf16-true (bf16 weights and optimiser state)",
-}
 
 
 DEFAULT = Compute()
