@@ -18,9 +18,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from raycompress import record
 from raycompress.analysis import tables
 from raycompress.analysis.tables import SPLITS, V_MIN, V_SUFF
+from raycompress.schema import ACCURACY, BUDGET, LOSS, NC
 
 NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"  # axis labels; captions (HTML) use plain text
 DASHES = {"train": "", "test": (4, 2)}
@@ -32,14 +32,14 @@ BY_SPLIT = {
     "markersize": 4, "errorbar": BAND,
 }  # fmt: skip
 NC_STATISTICS = {
-    "nc_trace_ratio": r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$",
-    "nc_cdnv": "CDNV",
-    "nc_equinorm": "NC2 equinorm (CV of class-mean norms)",
-    "nc_equiangularity": "NC2 equiangularity",
-    "nc_self_duality": "NC3 self-duality",
-    "nc_ncc_agreement": "NC4 agreement with nearest class mean",
+    NC.TRACE_RATIO: r"$\mathrm{tr}\,\Sigma_W / \mathrm{tr}\,\Sigma_B$",
+    NC.CDNV: "CDNV",
+    NC.EQUINORM: "NC2 equinorm (CV of class-mean norms)",
+    NC.EQUIANGULARITY: "NC2 equiangularity",
+    NC.SELF_DUALITY: "NC3 self-duality",
+    NC.NCC_AGREEMENT: "NC4 agreement with nearest class mean",
 }
-LOG_SCALED = {"nc_trace", "nc_trace_ratio", "nc_cdnv"}
+LOG_SCALED = {NC.TRACE, NC.TRACE_RATIO, NC.CDNV}
 
 
 class NothingToPlot(ValueError):
@@ -93,7 +93,7 @@ def _per_layer(
     data: pd.DataFrame, labels: dict[str, str], log_scaled: set[str] = LOG_SCALED
 ) -> sns.FacetGrid:
     """One row per metric in labels, one line per layer and split."""
-    grid = _epoch_lines(data, list(labels), "layer_name", tables.layer_order(data.layer_name))
+    grid = _epoch_lines(data, list(labels), "layer_name", tables.layer_order(data))
     _label_rows(grid, labels, log_scaled)
     return grid
 
@@ -121,18 +121,18 @@ def _label_rows(grid: sns.FacetGrid, labels: dict[str, str], log_scaled: set[str
 
 def accuracy_loss(frame: pd.DataFrame) -> Figure:
     """Accuracy and cross-entropy per epoch, train solid and test dashed (thesis fig. 3.1)."""
-    data = _prepare(frame, ["accuracy", "loss"])
+    data = _prepare(frame, [ACCURACY, LOSS])
     data = data[data.layer.isna()]
-    grid = _epoch_lines(data, ["accuracy", "loss"], "split", SPLITS)
-    _label_rows(grid, {"accuracy": "accuracy", "loss": "cross-entropy (nats)"}, set())
+    grid = _epoch_lines(data, [ACCURACY, LOSS], "split", SPLITS)
+    _label_rows(grid, {ACCURACY: "accuracy", LOSS: "cross-entropy (nats)"}, set())
     caption = "Accuracy and loss of the main network after each epoch (fig. 3.1)."
     return Figure("accuracy_loss", caption, grid, data)
 
 
 def nc_trace(frame: pd.DataFrame) -> Figure:
     """tr(Σ_W Σ_B⁺) per layer and epoch on a log scale (thesis fig. 3.2)."""
-    data = _prepare(frame, ["nc_trace"])
-    grid = _per_layer(data, {"nc_trace": NC_TRACE})
+    data = _prepare(frame, [NC.TRACE])
+    grid = _per_layer(data, {NC.TRACE: NC_TRACE})
     caption = "Neural collapse tr(Σ_W Σ_B⁺) of every layer after each epoch (fig. 3.2)."
     return Figure("nc_trace", caption, grid, data)
 
@@ -145,10 +145,10 @@ def compression_gap(frame: pd.DataFrame) -> Figure:
     if gaps.empty:
         raise NothingToPlot("no epoch with both splits' loss and NC and a positive gap")
     # the NC layers of each trial name the points, as in the other NC figures
-    data = tables.with_layer_names(tables.with_panels(gaps.assign(metric="nc_trace"), frame))
+    data = tables.with_layer_names(tables.with_panels(gaps.assign(metric=NC.TRACE), frame))
     grid = sns.relplot(
         data, x="generalisation_gap", y="compression_gap", col="panel", col_wrap=_wrap(data),
-        hue="layer_name", hue_order=tables.layer_order(data.layer_name), kind="scatter",
+        hue="layer_name", hue_order=tables.layer_order(data), kind="scatter",
         height=2.8, aspect=1.2, facet_kws={"sharex": False, "sharey": False},
     )  # fmt: skip
     _finish(grid, epochs_on_x=False)
@@ -210,7 +210,7 @@ def information_plane(frame: pd.DataFrame) -> Figure:
     plane = plane.dropna().groupby(level=keys).mean().reset_index().sort_values(keys)
     if plane.empty:
         raise NothingToPlot("no epoch with both sufficiency and minimality measured")
-    order = tables.layer_order(plane.layer_name)
+    order = tables.layer_order(plane)
     palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
     grid = sns.relplot(
         plane, x=V_MIN, y=V_SUFF, col="panel", col_wrap=_wrap(plane), kind="line",
@@ -243,7 +243,7 @@ def _arrows(ax: plt.Axes, x: list[float], y: list[float], color: tuple) -> None:
 def budget_curves(frame: pd.DataFrame) -> Figure:
     """Sufficiency and minimality (bits) against the decoder budget (epochs), per layer and
     split, at each trial's first and last 𝒱-information measurement; seeds pooled."""
-    curves = [record.curve_metric(V_SUFF), record.curve_metric(V_MIN)]
+    curves = [V_SUFF.at_budget, V_MIN.at_budget]
     data = _prepare(frame, curves)
     first = data.groupby("trial_id").epoch.transform("min")
     last = data.groupby("trial_id").epoch.transform("max")
@@ -253,25 +253,31 @@ def budget_curves(frame: pd.DataFrame) -> Figure:
     epoch = data.epoch.astype(int).astype(str)
     data = data.assign(column=data.panel + "\n" + data.when + " measurement (epoch " + epoch + ")")
     grid = sns.relplot(
-        data, x=record.BUDGET, y="value", row="metric", col="column", kind="line",
-        row_order=curves, hue="layer_name", hue_order=tables.layer_order(data.layer_name),
+        data, x=BUDGET, y="value", row="metric", col="column", kind="line",
+        row_order=curves, hue="layer_name", hue_order=tables.layer_order(data),
         **BY_SPLIT, height=2.6, aspect=1.2, facet_kws={"sharey": "row"},
     )  # fmt: skip
     labels = {curves[0]: "sufficiency (bits)", curves[1]: "minimality (bits)"}
     _label_rows(grid, labels, set())
-    budgets = sorted(int(b) for b in data[record.BUDGET].unique())
+    budgets = sorted(int(b) for b in data[BUDGET].unique())
     for ax in grid.axes.flat:
         ax.set_xscale("log")
         ax.set_xticks(budgets, [str(b) for b in budgets])
         ax.minorticks_off()
         ax.set_xlabel("decoder budget (epochs)")
     caption = (
-        "𝒱-information against the decoders' training budget: each decoder scored after 5, "
-        "10, 20 and 50 epochs of its one training (a decoder that stopped earlier keeps its "
-        "value), at the first and the last measurement of each trial. At the last layer the "
+        "𝒱-information against the decoders' training budget: each decoder scored after "
+        f"{_listed(budgets)} epochs of its one training (a decoder that stopped earlier keeps "
+        "its value), at the first and the last measurement of each trial. At the last layer the "
         "reported value is the affine optimum, which these trained decoders approach."
     )
     return Figure("budget_curves", caption, grid, data)
+
+
+def _listed(numbers: list[int]) -> str:
+    """'5, 10, 20 and 50'."""
+    words = [str(n) for n in numbers]
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else words[0]
 
 
 def nc_statistics(frame: pd.DataFrame) -> Figure:

@@ -15,24 +15,26 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from raycompress import protocol, record
+from raycompress import protocol
 from raycompress.analysis import tables
-from raycompress.analysis.tables import V_MIN, V_SUFF
+from raycompress.analysis.tables import EQUI_SEPARATION_THRESHOLD, V_MIN, V_SUFF
 from raycompress.results import load
+from raycompress.schema import BUDGET, H_Y, LOSS, NC, TRAIN_STEP_LOSS
+from raycompress.stopping import Stop
 
 MODELS = {"cifarnet": "f₊", "mnistnet": "f₋"}
 # thesis §3.1, Fashion-MNIST: final test accuracy and test loss (nats); both runs reached
 # the 0.02 training-loss threshold
 THESIS_TEST = {"cifarnet": (0.910, 0.323), "mnistnet": (0.884, 0.387)}
 ACCURACY_TOLERANCE = 0.01  # one percentage point
-PEARSON_THRESHOLD = 0.95
-SATURATED_BITS = math.log2(10) - 0.1  # "near log2 10 ≈ 3.32 bits"
+# "≈ H(y)": sufficiency within this many bits of its ceiling, the labels' entropy
+SATURATION_MARGIN_BITS = 0.1
 COMPRESSION_DROP_BITS = 0.1  # a fall of minimality from its peak larger than this
 # Minimality values closer than a decoder's stopping loss (in bits) are not ordered: a head
 # that memorises its digit stops anywhere below that loss, so saturated layers tie within it.
@@ -47,9 +49,17 @@ def _verdict(ok: bool) -> str:
     return "reproduced" if ok else "not reproduced"
 
 
+def _layers(layers: Iterable[int], dash: str) -> str:
+    """Layers as a page names them: `0–2` for a run of consecutive ones, `0, 2` otherwise."""
+    layers = sorted(layers)
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}{dash}{layers[-1]}"
+    return ", ".join(map(str, layers))
+
+
 def _nc(frame: pd.DataFrame) -> pd.DataFrame:
     """tr(Σ_W Σ_B⁺) of the hidden layers h1..h^{L−1}: rows (epoch, layer), columns splits."""
-    nc = tables.hidden_layers(frame[frame.metric == "nc_trace"])
+    nc = tables.hidden_layers(frame[frame.metric == NC.TRACE])
     return nc.pivot_table(index=["epoch", "layer"], columns="split", values="value")
 
 
@@ -66,14 +76,15 @@ def accuracy(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
 
 
 def stops_at_threshold(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
+    steps = frame[frame.metric == TRAIN_STEP_LOSS].sort_values("epoch")
     reason = steps.note.iloc[-1] or "not stopped"
     ours = f"{reason} at epoch {steps.epoch.iloc[-1]} (step loss {steps.value.iloc[-1]:.4f})"
-    return "train loss ≤ 0.02 within 50 epochs", ours, _verdict(reason == "loss_threshold")
+    stated = f"train loss ≤ {protocol.LOSS_THRESHOLD} within {protocol.MAX_EPOCHS} epochs"
+    return stated, ours, _verdict(reason == Stop.LOSS_THRESHOLD)
 
 
 def test_loss_rises(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
-    loss = frame[(frame.metric == "loss") & (frame.split == "test")].set_index("epoch").value
+    loss = frame[(frame.metric == LOSS) & (frame.split == "test")].set_index("epoch").value
     best = int(loss.idxmin())
     ours = f"lowest {loss.min():.3f} at epoch {best}, {loss.iloc[-1]:.3f} at the end"
     if model != "mnistnet":  # the thesis states this for f₋ only
@@ -85,12 +96,12 @@ def test_loss_rises(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
 def gaps_mildly_correlated(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
     gaps = tables.gaps(frame)
     gaps = gaps[gaps.generalisation_gap > 0]
-    named = tables.with_layer_names(gaps.assign(metric="nc_trace"))
+    named = tables.with_layer_names(gaps.assign(metric=NC.TRACE))
     correlations = {
         name: np.corrcoef(rows.generalisation_gap, rows.compression_gap)[0, 1]
         for name, rows in named.groupby("layer_name", sort=False)
     }
-    order = tables.layer_order(pd.Series(list(correlations)))
+    order = tables.layer_order(named)
     ours = "Pearson r per layer: " + ", ".join(f"{n} {correlations[n]:+.2f}" for n in order)
     mild = all(abs(r) < MILD_CORRELATION for r in correlations.values())
     return "mildly correlated, if at all", ours, _verdict(mild)
@@ -114,20 +125,21 @@ def decreasing_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, st
         lambda g: bool((np.diff(g.to_numpy(), axis=0) < 0).all())
     )
     onset = tables.holds_from(strictly)
-    ours = f"h1 > h2 > h3 on both splits from epoch {onset:g}" if onset == onset else "no"
+    order = " > ".join(f"h{layer}" for layer in sorted(set(nc.index.get_level_values("layer"))))
+    ours = f"{order} on both splits from epoch {onset:g}" if onset == onset else "no"
     return "deeper layers compress more", ours, _verdict(bool(strictly.iloc[-1]))
 
 
 def equi_separation(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
     table = tables.equi_separation(frame)
-    onset = tables.equi_separation_onset(table, PEARSON_THRESHOLD).set_index("split")
+    onset = tables.equi_separation_onset(table, EQUI_SEPARATION_THRESHOLD).set_index("split")
     final = table.sort_values("epoch").groupby("split").tail(1).set_index("split")
     parts = [
         f"{split}: r = {final.pearson[split]:.3f}, ratio {final.ratio[split]:.2f}, "
-        f"|r| ≥ {PEARSON_THRESHOLD} from epoch {onset.onset_epoch[split]:g}"
+        f"|r| ≥ {EQUI_SEPARATION_THRESHOLD} from epoch {onset.onset_epoch[split]:g}"
         for split in tables.SPLITS
     ]
-    ok = bool((final.pearson.abs() >= PEARSON_THRESHOLD).all())
+    ok = bool((final.pearson.abs() >= EQUI_SEPARATION_THRESHOLD).all())
     return "|Pearson r| ≈ 1, early in training", "; ".join(parts), _verdict(ok)
 
 
@@ -139,18 +151,45 @@ def _vinfo_final(frame: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     return last.pivot_table(index="layer", columns="split", values="value")
 
 
+def _entropy_text(bits: float) -> str:
+    """H(y) as the thesis writes it: log2 C where the C classes are balanced."""
+    classes = round(2**bits)
+    name = f"log2 {classes}" if math.isclose(bits, math.log2(classes)) else "H(y)"
+    return f"{name} ≈ {bits:.2f} bits"
+
+
+def _ceiling_text(entropy: pd.Series) -> str:
+    """The ceiling of sufficiency: one H(y) where the splits share it, else one per split."""
+    texts = {
+        split: _entropy_text(bits)
+        for split, bits in entropy.reindex(tables.SPLITS).dropna().items()
+    }
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return ", ".join(f"{text} ({split})" for split, text in texts.items())
+
+
 def sufficiency_saturates(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
+    """The layers below the deepest 𝒱-information layer (the thesis' l = 0..2 of 0..3) carry
+    all of H(y); the deepest is left out, as in the thesis."""
+    stated = "every layer but the deepest ≈ H(y)"
     final = _vinfo_final(frame, V_SUFF)
-    if final is None:
-        return "layers 0–2 ≈ log2 10 ≈ 3.32 bits", "—", "not measured"
-    shallow = final.loc[[0, 1, 2]]
+    deepest = frame.loc[frame.metric == V_SUFF, "layer"].max()
+    shallow = None if final is None else final[final.index < deepest]
+    if shallow is None or shallow.empty:
+        return stated, "—", "not measured"
     ours = "train/test bits " + ", ".join(
         f"l={layer}: {row.train:.2f}/{row.test:.2f}" for layer, row in shallow.iterrows()
     )
     if model != "cifarnet":  # the thesis states this for f₊ only
         return "(stated for f₊ only)", ours, "context"
-    saturated = bool((shallow >= SATURATED_BITS).all().all())
-    return "layers 0–2 ≈ log2 10 ≈ 3.32 bits", ours, _verdict(saturated)
+    entropy = _vinfo_final(frame, H_Y)
+    if entropy is None:
+        return stated, f"{ours}; H(y) not recorded", "not measured"
+    entropy = entropy.max()  # per split: H(y) is the labels', the same at every layer
+    thesis = f"layers {_layers(shallow.index, '–')} ≈ {_ceiling_text(entropy)}"
+    saturated = bool(shallow.ge(entropy - SATURATION_MARGIN_BITS).all().all())
+    return thesis, ours, _verdict(saturated)
 
 
 def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
@@ -161,7 +200,8 @@ def minimality_drops_with_depth(frame: pd.DataFrame, model: str) -> tuple[str, s
         f"{split}: " + ", ".join(f"{v:.2f}" for v in final[split]) for split in tables.SPLITS
     )
     ok = bool((np.diff(final.to_numpy(), axis=0) <= TIE_BITS).all())
-    return "compression increases with depth", f"bits, l = 0..3: {ours}", _verdict(ok)
+    layers = _layers(final.index, "..")
+    return "compression increases with depth", f"bits, l = {layers}: {ours}", _verdict(ok)
 
 
 def no_compression_phase(frame: pd.DataFrame, model: str) -> tuple[str, str, str]:
@@ -179,6 +219,8 @@ def no_compression_phase(frame: pd.DataFrame, model: str) -> tuple[str, str, str
     return "no compression phase", ours, _verdict(drops[worst] <= COMPRESSION_DROP_BITS)
 
 
+# The claims are named as the thesis states them (f₊, 𝒱-information at l = 0..3); the
+# columns "thesis" and "ours" name each run's own layers.
 CHECKS: dict[str, Callable[[pd.DataFrame, str], tuple[str, str, str]]] = {
     "test accuracy (± 1 point)": accuracy,
     "reaches the 0.02 training-loss threshold": stops_at_threshold,
@@ -221,8 +263,8 @@ def at_budget(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
     """The frame with every sufficiency and minimality value replaced by its budget-curve point:
     what the trained decoders gave after `budget` epochs (at l = L−1 too, where the reported
     value is the affine optimum instead)."""
-    terms = {record.curve_metric(term): term for term in (V_SUFF, V_MIN)}
-    points = frame[frame.metric.isin(list(terms)) & (frame[record.BUDGET] == budget)]
+    terms = {term.at_budget: term for term in (V_SUFF, V_MIN)}
+    points = frame[frame.metric.isin(list(terms)) & (frame[BUDGET] == budget)]
     rest = frame[~frame.metric.isin([V_SUFF, V_MIN, *terms])]
     return pd.concat([rest, points.assign(metric=points.metric.map(terms))], ignore_index=True)
 
@@ -230,7 +272,7 @@ def at_budget(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
 def budget_claims(frame: pd.DataFrame) -> pd.DataFrame:
     """The 𝒱-information claims judged at every budget of the curves: one row per (claim,
     model, budget) with our numbers and the verdict; none where no curve was recorded."""
-    budgets = sorted(int(b) for b in frame[record.BUDGET].dropna().unique())
+    budgets = sorted(int(b) for b in frame[BUDGET].dropna().unique())
     rows = [
         (point, MODELS[model], budget, *CHECKS[point](at_budget(trial, budget), model)[1:])
         for point in BUDGET_CLAIMS
@@ -294,9 +336,9 @@ def read(results: Path) -> pd.DataFrame:
     if results.is_dir():
         return load(results)
     frame = pd.read_csv(results, keep_default_na=False, na_values=["", "NaN", "nan"])
-    if record.BUDGET not in frame:  # results from before budget curves
-        frame[record.BUDGET] = pd.NA
-    return frame.astype({"layer": "Int64", record.BUDGET: "Int64", "value": float, "note": str})
+    if BUDGET not in frame:  # results from before budget curves
+        frame[BUDGET] = pd.NA
+    return frame.astype({"layer": "Int64", BUDGET: "Int64", "value": float, "note": str})
 
 
 def main(argv: list[str] | None = None) -> int:

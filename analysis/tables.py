@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from raycompress import record
+from raycompress import schema
 from raycompress.results import axis_columns
+from raycompress.schema import ACCURACY, LOSS, NC, TRAIN_STEP_LOSS, Quantity
 from raycompress.stopping import CONVERGED
 
 SEED = "seed"
-SPLITS = list(record.SPLITS)
-V_SUFF, V_MIN = record.SUFFICIENCY.value, record.MINIMALITY.value  # 𝒱-information metrics
+SPLITS = list(schema.SPLITS)
+V_SUFF, V_MIN = Quantity.SUFFICIENCY, Quantity.MINIMALITY  # 𝒱-information metrics
 
 
 def trials(frame: pd.DataFrame) -> pd.DataFrame:
@@ -47,22 +48,19 @@ def with_layer_names(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame with a `layer_name` column ("x", "h1", …, "penultimate") where layer is set.
 
     The penultimate layer is the highest neural-collapse layer of each trial."""
-    nc = frame[frame.metric.str.startswith("nc_")]
-    top = nc.groupby("trial_id").layer.max()
-    is_nc = frame.metric.str.startswith("nc_")
+    is_nc = frame.metric.isin(list(NC))
+    top = frame[is_nc].groupby("trial_id").layer.max()
     is_top = is_nc & frame.layer.eq(frame.trial_id.map(top)).fillna(False)
     names = "h" + frame.layer.astype(str)
     names = names.where(frame.layer.ne(0).fillna(True), "x").where(~is_top, "penultimate")
     return frame.assign(layer_name=names.where(frame.layer.notna()))
 
 
-def layer_order(names: pd.Series) -> list[str]:
-    """Layer names in network order."""
-
-    def rank(name: str) -> int:
-        return {"x": -1, "penultimate": 1 << 30}.get(name) or int(name.removeprefix("h"))
-
-    return sorted(names.dropna().unique(), key=rank)
+def layer_order(rows: pd.DataFrame) -> list[str]:
+    """The layer names of rows (with `layer` and `layer_name`, see `with_layer_names`) in
+    network order: by their layer index, never parsed from the names."""
+    named = rows.dropna(subset=["layer_name"]).sort_values("layer", kind="stable")
+    return list(named.layer_name.unique())
 
 
 def values(frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -80,10 +78,10 @@ def hidden_layers(nc: pd.DataFrame) -> pd.DataFrame:
 def gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """Per trial, epoch and NC layer: the generalisation gap (test loss − train loss, nats)
     and the compression gap (test tr(Σ_W Σ_B⁺) − train tr(Σ_W Σ_B⁺)) — thesis fig. 3.3."""
-    loss = frame[frame.metric == "loss"].pivot_table(
+    loss = frame[frame.metric == LOSS].pivot_table(
         index=["trial_id", "epoch"], columns="split", values="value"
     )
-    nc = frame[frame.metric == "nc_trace"].pivot_table(
+    nc = frame[frame.metric == NC.TRACE].pivot_table(
         index=["trial_id", "epoch", "layer"], columns="split", values="value"
     )
     out = pd.DataFrame({"compression_gap": nc["test"] - nc["train"]}, index=nc.index).reset_index()
@@ -98,7 +96,7 @@ def equi_separation(frame: pd.DataFrame) -> pd.DataFrame:
     ratio between consecutive layers (He and Su 2023; thesis fig. 3.4).
 
     Rows with fewer than two positive, finite values are left out (no line to fit)."""
-    nc = hidden_layers(frame[frame.metric == "nc_trace"])
+    nc = hidden_layers(frame[frame.metric == NC.TRACE])
     nc = nc[nc.value > 0].dropna(subset=["value"])
     rows = []
     for (trial, epoch, split), group in nc.groupby(["trial_id", "epoch", "split"], sort=True):
@@ -123,7 +121,14 @@ def holds_from(holds: pd.Series) -> float:
     return holds.index[holds.index > misses.max()].min() if len(misses) else holds.index.min()
 
 
-def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
+# |Pearson r| from which the equi-separation law is said to hold (the report's and the
+# reproduction page's threshold)
+EQUI_SEPARATION_THRESHOLD = 0.95
+
+
+def equi_separation_onset(
+    table: pd.DataFrame, threshold: float = EQUI_SEPARATION_THRESHOLD
+) -> pd.DataFrame:
     """Per trial and split, the first epoch from which |Pearson| ≥ threshold at every later
     epoch (NaN when the last epoch misses it) — when the equi-separation law takes hold."""
     rows = []
@@ -137,7 +142,7 @@ def equi_separation_onset(table: pd.DataFrame, threshold: float = 0.95) -> pd.Da
 
 # with the 𝒱-information values, their convergence indicator: bits gained between the last
 # two decoder budgets
-FINAL_METRICS = ["nc_trace", V_SUFF, V_MIN, record.gain_key(V_SUFF), record.gain_key(V_MIN)]
+FINAL_METRICS = [NC.TRACE, V_SUFF, V_MIN, V_SUFF.last_gain, V_MIN.last_gain]
 
 
 def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -149,19 +154,22 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     many of its decoders converged rather than stopping at the epoch cap
     (`vinfo_heads_converged`, "k of n")."""
     config = frame.groupby("trial_id")[axis_columns(frame)].first()
-    steps = frame[frame.metric == "train_step_loss"].sort_values("epoch")
+    steps = frame[frame.metric == TRAIN_STEP_LOSS].sort_values("epoch")
     last = steps.groupby("trial_id").tail(1).set_index("trial_id")
     out = config.assign(
         epochs=last.epoch, stop_reason=last.note.replace("", "(not stopped: running or cut)")
     )
-    whole = frame[frame.layer.isna() & frame.metric.isin(["loss", "accuracy"])]
+    whole = frame[frame.layer.isna() & frame.metric.isin([LOSS, ACCURACY])]
     whole = whole[whole.epoch == whole.trial_id.map(last.epoch)]
     for (metric, split), rows in whole.groupby(["metric", "split"]):
         out[f"{metric}/{split}"] = rows.set_index("trial_id").value
     measured = frame[frame.metric.isin(FINAL_METRICS)].dropna(subset=["value"])
-    vinfo = measured[measured.metric.str.startswith("v_")]
+    vinfo = measured[measured.metric != NC.TRACE]
     out["vinfo_epoch"] = vinfo.groupby("trial_id").epoch.max()
-    heads = frame[frame.metric.map(record.head_of_epochs).notna()]
+    digits = frame[frame.metric == schema.NUM_DIGITS].value.max()
+    heads = schema.head_names(0 if pd.isna(digits) else int(digits))
+    epochs = [schema.epochs_metric(head) for head in heads]
+    heads = frame[frame.metric.isin(epochs)]
     heads = heads[heads.epoch == heads.trial_id.map(out.vinfo_epoch)]
     converged = heads.note.str.startswith(CONVERGED)
     counts = converged.groupby(heads.trial_id).agg(["sum", "size"])

@@ -109,8 +109,9 @@ def run_sweep() -> dict:
             trials += 1
             devices.add(("trial", record.newest_model(trial).get("device")))
             for epoch in record.newest_history(trial):
-                for layers in epoch["vinfo"].values():
-                    devices |= {("task", v.get("device")) for v in layers.values()}
+                for result in epoch.vinfo.values():
+                    where = result.placement
+                    devices.add(("task", where.device if where else None))
     return {
         "exit": done.returncode, "trials": trials, "seconds": seconds,
         "devices": sorted(f"{kind}:{device}" for kind, device in devices),
@@ -125,6 +126,7 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
     from raycompress.metrics.vinfo import VInfoConfig
     from raycompress.models import build_model, make_spec
     from raycompress.plan import measure_in_process
+    from raycompress.schema import HEADLINE, VInfoResult
     from raycompress.training import TrainConfig, run_epochs
 
     real = (data_dir / RAW / "t10k-images-idx3-ubyte").is_file()
@@ -142,7 +144,7 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
         budgets.append(("whole_cuda", "cuda", DecoderConfig(compute=how)))
     model = build_model(make_spec("cifarnet", data.input_shape, data.num_classes), seed=0)
     list(run_epochs(model, data, TrainConfig(max_epochs=1, compute=how)))  # a trained network
-    skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0: measured once
+    skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0: measured once
     for name, device, decoder in budgets:
         here = data.to(device)
         start = time.perf_counter()
@@ -155,8 +157,8 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
         measured = {f"{layer}/{split}": v for (layer, split), v in values.items() if layer}
         out[name] = {
             "seconds": time.perf_counter() - start,
-            "batching": sorted({v["decoder_batching"] for v in measured.values()}),
-            "values": {key: [v["v_suff"], v["v_min"]] for key, v in measured.items()},
+            "batching": sorted({v.decoders.batching for v in measured.values() if v.decoders}),
+            "values": {key: [v.value(q) for q in HEADLINE] for key, v in measured.items()},
         }
         print(f"vinfo {name}: {out[name]['seconds']:.1f} s", flush=True)
     if cuda:

@@ -56,11 +56,11 @@ from typing import Any
 
 import torch
 
-from raycompress.data import Split, batch_indices
 from raycompress.metrics import WithinScatter, between_class, nc_stats
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.nc import nc_trace_from_covariance
 from raycompress.models import LayeredNet, build_model, make_spec
+from raycompress.sampling import Split, batch_indices
 
 THREADS = 2
 BATCH = 400

@@ -44,20 +44,14 @@ from pathlib import Path
 import torch
 
 from raycompress.compute import Compiled, Compute, prepare
-from raycompress.data import Dataset, Split, load_dataset
+from raycompress.data import Dataset, load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.plan import Measurement, measure_layer, measurement_seed
-from raycompress.record import (
-    MINIMALITY,
-    STATE_FILE,
-    SUFF_HEAD,
-    SUFFICIENCY,
-    digit_head,
-    epochs_key,
-    num_digits,
-)
+from raycompress.record import STATE_FILE
+from raycompress.sampling import Split
+from raycompress.schema import HEADLINE, Quantity
 from raycompress.training import TrainConfig, make_optimizer, run_epochs, train_epoch
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -159,15 +153,17 @@ def measurement(
         seconds = time.perf_counter() - start
         rows = {
             f"{layer}/{split}": {
-                SUFFICIENCY.value: vals[SUFFICIENCY.value],
-                MINIMALITY.value: vals[MINIMALITY.value],
+                **{q.value: result.value(q) for q in HEADLINE},
+                # the sufficiency head, then one minimality head per relabelling digit
                 "head_epochs": [
-                    vals[epochs_key(head)]
-                    for head in (SUFF_HEAD, *map(digit_head, range(num_digits(vals))))
+                    h.fit.epochs
+                    for q in HEADLINE
+                    if q in result.terms
+                    for h in result.terms[q].heads
                 ],
-                "decoder_compute": vals["decoder_compute"],
+                "decoder_compute": result.decoders.compute if result.decoders else None,
             }
-            for (layer, split), vals in values.items()
+            for (layer, split), result in values.items()
         }
         out[v] = {"seconds": seconds, "rows": rows}
         print(f"{v:16s} {seconds:8.1f} s " + json.dumps(rows), flush=True)
@@ -177,7 +173,7 @@ def measurement(
         out[v]["max_abs_bits_vs_" + variants[0]] = max(
             abs(out[v]["rows"][key][term] - row[term])
             for key, row in base["rows"].items()
-            for term in (SUFFICIENCY.value, MINIMALITY.value)
+            for term in (q.value for q in HEADLINE)
         )
     return out
 
@@ -199,7 +195,10 @@ def numbers(data: Dataset) -> dict:
             for layer, split in itertools.product(layers, splits):
                 m = Measurement(layer, split, measurement_seed(0, last.epoch, layer, split))
                 v = measure_layer(model.spec, state, m, splits[split], config)
-                vinfo[f"{layer}/{split}"] = [v[SUFFICIENCY.value], v[MINIMALITY.value]]
+                vinfo[f"{layer}/{split}"] = [
+                    v.value(Quantity.SUFFICIENCY),
+                    v.value(Quantity.MINIMALITY),
+                ]
             row = {
                 "epochs": last.epoch, "stop": last.stop_reason, "train_s": trained_s,
                 "test_accuracy": last.test.accuracy, "train_accuracy": last.train.accuracy,

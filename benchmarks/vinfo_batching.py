@@ -23,6 +23,7 @@ from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 from raycompress.models import build_model, make_spec
+from raycompress.schema import Quantity
 from raycompress.training import Run, TrainConfig
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_batching.json"
@@ -45,12 +46,12 @@ def main() -> None:
             model.encoder(args.layer), partial(model.fresh_decoder, args.layer), data.train,
             data.num_classes, VInfoConfig(DecoderConfig(batching=batching)), seed=args.seed,
         )  # fmt: skip
-        digits = range(int(out["num_digits"]))
+        suff, digits = (out.terms[q].heads for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY))
         row = {
             "batching": batching, "seconds": time.perf_counter() - start,
-            "v_suff": out["v_suff"], "v_min": out["v_min"],
-            "v_min_digits": [out[f"v_min_digit{j}_raw"] for j in digits],
-            "epochs": [out["suff_epochs"]] + [out[f"digit{j}_epochs"] for j in digits],
+            "v_suff": out.value(Quantity.SUFFICIENCY), "v_min": out.value(Quantity.MINIMALITY),
+            "v_min_digits": [h.bits for h in digits],
+            "epochs": [h.fit.epochs for h in (*suff, *digits)],
         }  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)

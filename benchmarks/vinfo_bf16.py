@@ -4,9 +4,10 @@
 
 The same measurement as part "ours" of `vinfo_speed.py` (f₋ on Fashion-MNIST 10 000 + 10 000,
 trained 2 epochs, seed 0; layers 1–3 of both splits, layer 0 skipped as on every measurement
-after a run's first; default VInfoConfig, same seeds) with `DecoderConfig(precision="bf16")`.
-Compare its wall time and values with part "ours" of `vinfo_speed.py` (fp32). Writes
-benchmarks/out/vinfo_bf16.json.
+after a run's first; default VInfoConfig, same seeds) with the decoders trained under bfloat16
+autocast in the default memory format (`DecoderConfig(compute=Compute("bf16",
+channels_last=False))`, what `DecoderConfig(precision="bf16")` was). Compare its wall time
+and values with part "ours" of `vinfo_speed.py` (fp32). Writes benchmarks/out/vinfo_bf16.json.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.plan import measure_in_process
+from raycompress.schema import HEADLINE, VInfoResult
 from raycompress.training import TrainConfig, run_epochs
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_bf16.json"
@@ -38,14 +41,14 @@ def main() -> None:
     data = load_dataset("fashion-mnist", args.data_dir, download=False)
     model = build_model(make_spec("mnistnet", data.input_shape, 10), seed=0)
     losses = [r.train_step_loss for r in run_epochs(model, data, TrainConfig(max_epochs=2))]
-    skip = {"train": {"skipped": True}, "test": {"skipped": True}}  # layer 0 "already measured"
-    config = VInfoConfig(DecoderConfig(precision="bf16"))
+    skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0 "already measured"
+    config = VInfoConfig(DecoderConfig(compute=Compute("bf16", channels_last=False)))
     start = time.perf_counter()
     splits = {"train": data.train, "test": data.test}
     out = measure_in_process(model, splits, config, run_seed=0, epoch=2, layer0=skip)
     total = time.perf_counter() - start
     rows = {
-        f"{layer}/{split}": {k: v[k] for k in ("v_suff", "v_min")}
+        f"{layer}/{split}": {q.value: v.value(q) for q in HEADLINE}
         for (layer, split), v in out.items()
         if layer
     }

@@ -66,20 +66,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raycompress import plan
-from raycompress.data import Dataset, Split, batch_indices, load_dataset, relabel, stratified_subset
+from raycompress.data import Dataset, load_dataset
 from raycompress.metrics.decoders import DecoderConfig, StackedDecoders, score_heads, train_heads
-from raycompress.metrics.vinfo import (
-    ENCODE_ORDER,
-    LN2,
-    SCORE_ORDER,
-    TRAIN_ORDER,
-    VInfoConfig,
-    encode,
-    entropy_bits,
-    head_seeds,
-)
+from raycompress.metrics.vinfo import LN2, VInfoConfig, encode, entropy_bits, head_seeds
 from raycompress.models import LayeredNet, build_model, make_spec
-from raycompress.seeds import derive_seed
+from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
+from raycompress.schema import HEADLINE, Quantity, VInfoResult
+from raycompress.seeds import Stream, derive_seed
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
 
 THREADS = 2
@@ -163,7 +156,7 @@ def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: boo
         start = time.perf_counter()
         values = plan.measure_in_process(
             model, {"train": data.train, "test": data.test}, config, SEED, SETUP_EPOCHS,
-            layer0={} if layer0 else {name: {"placeholder": True} for name in SPLITS},
+            layer0={} if layer0 else {name: VInfoResult() for name in SPLITS},
         )  # fmt: skip
         total = time.perf_counter() - start
         if not layer0:
@@ -173,16 +166,16 @@ def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: boo
     rows = []
     for ((layer, split), out), (timed_layer, seconds) in zip(values.items(), per_call, strict=True):
         assert timed_layer == layer
-        nd = int(out["num_digits"])
-        heads = [(int(out["suff_epochs"]), str(out["suff_stop"]))] + [
-            (int(out[f"digit{j}_epochs"]), str(out[f"digit{j}_stop"])) for j in range(nd)
-        ]
+        # the sufficiency head, then one minimality head per relabelling digit
+        heads = [h for q in HEADLINE if q in out.terms for h in out.terms[q].heads]
+        digits = out.terms[Quantity.MINIMALITY].heads if Quantity.MINIMALITY in out.terms else ()
         rows.append({
             "layer": layer, "split": split, "seconds": seconds,
-            "v_suff": out["v_suff"], "v_min": out["v_min"],
-            "v_min_digits": [out[f"v_min_digit{j}_raw"] for j in range(nd)],
-            "head_epochs": [e for e, _ in heads], "head_stops": [s for _, s in heads],
-            "error": out["error"],
+            "v_suff": out.value(Quantity.SUFFICIENCY), "v_min": out.value(Quantity.MINIMALITY),
+            "v_min_digits": [h.bits for h in digits],
+            "head_epochs": [h.fit.epochs for h in heads],
+            "head_stops": [str(h.fit.stop) for h in heads],
+            "error": out.error,
         })  # fmt: skip
     seconds0 = sum(r["seconds"] for r in rows if r["layer"] == 0)
     return {
@@ -209,7 +202,7 @@ def cached(
     stack per head; same seeds and batch orders as measure_vinfo. CE in bits per head."""
     seeds = head_seeds(targets.shape[1], seed)
     start = time.perf_counter()
-    order = derive_seed(seed, ENCODE_ORDER)
+    order = derive_seed(seed, Stream.ENCODE_ORDER)
     features = encode(model.encoder(layer), split.x, config.batch_size, order, "cpu", 2 << 30)
     t_encode = time.perf_counter() - start
     groups = [list(range(len(seeds)))] if batched else [[k] for k in range(len(seeds))]
@@ -225,7 +218,7 @@ def cached(
             features,
             targets[:, group],
             config,
-            torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER)),
+            torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER)),
         )
         t_train += time.perf_counter() - start
         start = time.perf_counter()
@@ -235,13 +228,13 @@ def cached(
                 features,
                 targets[:, group],
                 config.batch_size,
-                derive_seed(seed, SCORE_ORDER),
+                derive_seed(seed, Stream.SCORE_ORDER),
             )
             / LN2
         ).tolist()
         t_score += time.perf_counter() - start
         epochs += [f.epochs for f in fits]
-        stops += [f.stop for f in fits]
+        stops += [str(f.stop) for f in fits]
     return {
         "encode_s": t_encode, "train_s": t_train, "score_s": t_score,
         "total_s": t_encode + t_train + t_score, "ce_bits": [float(c) for c in ce],
@@ -263,7 +256,7 @@ def reference(
     for k, head_seed in enumerate(seeds):
         decoder = model.fresh_decoder(layer, head_seed).train()
         optimizer = torch.optim.AdamW(decoder.parameters(), lr=2e-3, weight_decay=0.01)
-        generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
+        generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
         target = targets[:, k]
         start = time.perf_counter()
         for _ in range(epochs):
@@ -279,7 +272,7 @@ def reference(
         total = torch.zeros((), dtype=torch.float64)
         with torch.no_grad():
             for index in batch_indices(
-                n, 400, torch.Generator().manual_seed(derive_seed(seed, SCORE_ORDER))
+                n, 400, torch.Generator().manual_seed(derive_seed(seed, Stream.SCORE_ORDER))
             ):
                 logits = decoder(encoder(split.x[index])).double()
                 total += F.cross_entropy(logits, target[index], reduction="sum")

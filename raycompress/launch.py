@@ -21,6 +21,9 @@ from ray.tune.search.sample import Function
 
 from raycompress import record
 from raycompress.definition import Resources, Sweep, UsageError, axes
+from raycompress.record import PARAMS_FILE
+from raycompress.schema import NC
+from raycompress.stopping import Stop
 from raycompress.trainable import train_trial
 
 OBJECT_STORE_BYTES = 256 << 20  # Ray's default (30 % of RAM in /dev/shm) is far more than needed
@@ -36,16 +39,16 @@ class EpochLines(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        if result["stop_reason"] == record.ERROR:
+        reason = result[record.STOP_REASON]
+        if reason == Stop.ERROR:
             print(f"[{trial.trial_id}] failed: {result[record.ERROR]}", flush=True)
             return
-        nc = record.summary_key("test", "nc_trace", 1)
+        nc = record.summary_key("test", NC.TRACE, 1)
         print(
-            f"[{trial.trial_id}] epoch {result['epoch']}: "
+            f"[{trial.trial_id}] epoch {result[record.EPOCH]}: "
             f"train loss {result[record.summary_key('train', 'loss')]:.4f}, "
             f"test accuracy {result[record.summary_key('test', 'accuracy')]:.4f}, "
-            f"test tr(Σ_W Σ_B⁺) l1 {result[nc]:.4g}"
-            + (f" — stopped: {result['stop_reason']}" if result["stop_reason"] else ""),
+            f"test tr(Σ_W Σ_B⁺) l1 {result[nc]:.4g}" + (f" — stopped: {reason}" if reason else ""),
             flush=True,
         )
 
@@ -178,7 +181,7 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
 
 def _shown(value: Any) -> str:
     if isinstance(value, Function):  # a lambda's repr says nothing; params.json has the values
-        return "tune.sample_from: set per trial from the other settings (see its params.json)"
+        return f"tune.sample_from: set per trial from the other settings (see its {PARAMS_FILE})"
     return repr(value)
 
 
@@ -188,16 +191,16 @@ def summarise(grid: tune.ResultGrid) -> int:
     for result in grid:
         trial = Path(result.path).name
         metrics = result.metrics or {}
-        reason = metrics.get("stop_reason")
+        reason = metrics.get(record.STOP_REASON)
         if result.error is not None:
             problems.append(f"{trial}: failed: {str(result.error).strip().splitlines()[-1]}")
-        elif reason == record.ERROR:
+        elif reason == Stop.ERROR:
             problems.append(
                 f"{trial}: failed, not retried (a retry cannot fix it): {metrics[record.ERROR]}"
             )
         elif not reason:
             problems.append(f"{trial}: unfinished (interrupted); continue it with --resume")
-        elif reason == "diverged":
+        elif reason == Stop.DIVERGED:
             print(f"note: {trial} diverged (non-finite training loss) and stopped")
     if problems:
         print(f"{len(problems)} of {len(grid)} trial(s) did not finish:")

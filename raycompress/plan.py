@@ -1,7 +1,7 @@
 """Which 𝒱-information measurements an epoch makes, written once for every executor.
 
     plan(depth, splits, seed, epoch, layer0)  →  [Measurement(layer, split, seed), …]
-    gather(plan, results, layer0)             →  {(layer, split): values}, layer 0 filled in
+    gather(plan, results, layer0)             →  {(layer, split): result}, layer 0 filled in
 
 An epoch's measurement covers every layer l = 0..L−1 on every split, each with its own seed
 derived from the run's seed by (epoch, layer, split). Layer 0 (the empty encoder, h^0 = x)
@@ -20,15 +20,11 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from raycompress import record
-from raycompress.data import Split
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 from raycompress.models import LayeredNet, ModelSpec, build_model
-from raycompress.seeds import derive_seed
-
-VINFO_STREAM = "vinfo"  # the measurements' seeds: derive_seed(run seed, VINFO_STREAM, epoch, …)
-
-Values = dict[str, float | int | str | bool]
+from raycompress.sampling import Split
+from raycompress.schema import VInfoResult
+from raycompress.seeds import Stream, derive_seed
 
 
 @dataclass(frozen=True)
@@ -41,11 +37,11 @@ class Measurement:
 
 
 def measurement_seed(run_seed: int, epoch: int, layer: int, split: str) -> int:
-    return derive_seed(run_seed, VINFO_STREAM, epoch, layer, split)
+    return derive_seed(run_seed, Stream.VINFO, epoch, layer, split)
 
 
 def plan(
-    depth: int, splits: Iterable[str], run_seed: int, epoch: int, layer0: dict[str, Values]
+    depth: int, splits: Iterable[str], run_seed: int, epoch: int, layer0: dict[str, VInfoResult]
 ) -> list[Measurement]:
     """The measurements of one epoch: every (layer, split), layer 0 only where not kept."""
     return [
@@ -57,15 +53,15 @@ def plan(
 
 
 def gather(
-    planned: list[Measurement], results: list[Values], layer0: dict[str, Values]
-) -> dict[tuple[int, str], Values]:
+    planned: list[Measurement], results: list[VInfoResult], layer0: dict[str, VInfoResult]
+) -> dict[tuple[int, str], VInfoResult]:
     """The epoch's values by (layer, split): the measured ones and the kept layer 0. A layer-0
     measurement that succeeded (no error) is kept in `layer0` for the rest of the run."""
-    out: dict[tuple[int, str], Values] = {(0, split): values for split, values in layer0.items()}
-    for m, values in zip(planned, results, strict=True):
-        out[m.layer, m.split] = values
-        if m.layer == 0 and not values.get(record.ERROR):
-            layer0[m.split] = values
+    out = {(0, split): result for split, result in layer0.items()}
+    for m, result in zip(planned, results, strict=True):
+        out[m.layer, m.split] = result
+        if m.layer == 0 and not result.error:
+            layer0[m.split] = result
     return dict(sorted(out.items()))
 
 
@@ -76,7 +72,7 @@ def measure_layer(
     split: Split,
     config: VInfoConfig,
     device: torch.device | str = "cpu",
-) -> Values:
+) -> VInfoResult:
     """One planned measurement from plain inputs (the model's spec and weights): what every
     executor runs, so that a seed gives the same values in this process and in a Ray task."""
     model = build_model(spec)
@@ -93,8 +89,8 @@ def measure_in_process(
     config: VInfoConfig,
     run_seed: int,
     epoch: int,
-    layer0: dict[str, Values],
-) -> dict[tuple[int, str], Values]:
+    layer0: dict[str, VInfoResult],
+) -> dict[tuple[int, str], VInfoResult]:
     """Every planned (layer, split) of `model` in this process, one after another."""
     device = next(model.parameters()).device
     state = {k: v.detach() for k, v in model.state_dict().items()}

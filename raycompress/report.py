@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from raycompress.results import load, trial_folders, trial_models
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
     "equi_separation": "Equi-separation per trial, epoch and split",
-    "equi_separation_onset": "Epoch from which |Pearson r| ≥ 0.95 holds to the end",
+    "equi_separation_onset": (
+        f"Epoch from which |Pearson r| ≥ {tables.EQUI_SEPARATION_THRESHOLD} holds to the end"
+    ),
     "results": "Every value: the tidy frame of raycompress.results.load",
 }
 
@@ -44,10 +45,10 @@ def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def trial_settings(results_dir: Path) -> pd.DataFrame:
-    """Each trial's resolved settings (its params.json) and the network it ran (stages,
-    batch-norm regime, adaptation), one row per trial folder."""
+    """Each trial's resolved settings (Tune's `record.PARAMS_FILE`) and the network it ran
+    (stages, batch-norm regime, adaptation), one row per trial folder."""
     rows = [
-        {"trial folder": trial.name, **json.loads((trial / "params.json").read_text())}
+        {"trial folder": trial.name, **record.read_params(trial)}
         for trial in trial_folders(results_dir)
     ]
     return pd.DataFrame(rows).merge(trial_models(results_dir), on="trial folder", how="left")

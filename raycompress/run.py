@@ -14,11 +14,12 @@ import time
 
 import torch
 
+from raycompress import protocol
 from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
 from raycompress.models import MODEL_NAMES, batch_norm_regime
-from raycompress.record import ERROR, MINIMALITY, SUFFICIENCY
-from raycompress.training import EpochRecord, run_epochs
+from raycompress.schema import EpochRecord, Quantity
+from raycompress.training import run_epochs
 from raycompress.trial import DEFAULTS, THESIS_RECIPE, Trial
 
 
@@ -43,15 +44,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--nc-method", choices=METHODS, default=DEFAULTS["nc_method"])
     p.add_argument(
         "--vinfo",
-        default="none",
-        help="𝒱-information schedule: none (default), every, every:K, log:N",
+        default=DEFAULTS["vinfo_schedule"],
+        help="𝒱-information schedule: every, every:K, log:N or none",
     )
     p.add_argument(
         "--decoder-epochs", type=int, default=DEFAULTS["decoder_epochs"], help="decoder epoch cap"
     )
+    budgets = protocol.DECODER_BUDGETS
+    below_cap = ",".join(str(b) for b in budgets if b < DEFAULTS["decoder_epochs"])
     p.add_argument(
         "--decoder-budgets", type=lambda text: [int(b) for b in text.split(",")],
-        help="decoder epochs at which to score too, e.g. 5,10,20 (default: 5,10,20 and the cap)",
+        help=f"decoder epochs at which to score too, e.g. {below_cap}; None: those of "
+        f"{','.join(map(str, budgets))} below the decoder epoch cap, and the cap",
     )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
@@ -121,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):
         print(format_row(record, time.perf_counter() - start), flush=True)
-        for (layer, split), values in sorted(record.vinfo.items()):
-            note = f"  ({values[ERROR]})" if values.get(ERROR) else ""
+        for (layer, split), result in sorted(record.vinfo.items()):
+            note = f"  ({result.error})" if result.error else ""
             print(
                 f"      𝒱-info l={layer} {split:5s}: sufficiency "
-                f"{values[SUFFICIENCY.value]:.3f} bits, minimality "
-                f"{values[MINIMALITY.value]:.3f} bits{note}"
+                f"{result.value(Quantity.SUFFICIENCY):.3f} bits, minimality "
+                f"{result.value(Quantity.MINIMALITY):.3f} bits{note}"
             )
         start = time.perf_counter()
         if record.stop_reason:

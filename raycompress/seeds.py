@@ -4,12 +4,39 @@
 
 Hashed, so that two streams never meet: neighbouring seeds (seed + 1, seed + 2, …), which a
 sweep over seeds uses, give unrelated streams, and a measurement's streams stay apart from
-every other measurement's. One owner: the library and the benchmarks derive through here.
+every other measurement's. One owner: the library and the benchmarks derive through here, by
+the names of `Stream`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
+
+
+class Stream(StrEnum):
+    """Every random stream, by the name it is derived under."""
+
+    # A run's, from the run's seed.
+    MODEL_INIT = "model_init"  # the network's initialisation
+    TRAIN_ORDER = "train_order"  # the training batch order, one permutation per epoch
+    TRAIN_SUBSET = "train_subset"  # the stratified training subset (thesis §2.3)
+    TEST_SUBSET = "test_subset"  # the stratified test subset, when test_size is set
+    IMBALANCE = "imbalance"  # which training samples an imbalance profile keeps
+    NC_ORDER = "nc_order"  # the batch order of the neural-collapse passes
+    VINFO = "vinfo"  # (epoch, layer, split): the seed of one 𝒱-information measurement
+    # A 𝒱-information measurement's, from its seed.
+    ENCODE_ORDER = "encode_order"  # the batch order in which the frozen encoder runs once
+    HEAD_INIT = "head_init"  # the decoders' initialisations
+    DECODER_ORDER = "decoder_order"  # the decoders' training batch orders
+    SCORE_ORDER = "score_order"  # the batch order of the scoring passes
+    RELABELLING = "relabelling"  # (m): Monte-Carlo relabelling m's within-class orders
+    HALVES = "held_out_halves"  # the stratified half a held-out decoder fits on
+    HELD_OUT_FIT = "held_out_fit"  # the seed of the held-out decoder's own streams
+
+
+RUN_STREAMS = tuple(Stream)[: tuple(Stream).index(Stream.VINFO) + 1]
+MEASUREMENT_STREAMS = tuple(Stream)[len(RUN_STREAMS) :]
 
 
 def derive_seed(seed: int, *names: str | int) -> int:

@@ -11,7 +11,7 @@ when a trial is restarted.
 from __future__ import annotations
 
 import dataclasses
-import math
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -22,16 +22,16 @@ import torch
 from ray import tune
 
 from raycompress import record
-from raycompress.data import DataNotFoundError, Split
+from raycompress.data import DataNotFoundError
 from raycompress.definition import Resources
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import Builder, LayeredNet, ModelSpec, describe
-from raycompress.plan import Measurement, Values, gather, measure_layer, plan
+from raycompress.plan import Measurement, gather, measure_layer, plan
+from raycompress.sampling import Split
+from raycompress.schema import EpochRecord, Placement, VInfoResult
 from raycompress.training import Run
 from raycompress.trial import Trial
 
-# Where a Ray task ran, recorded beside its measurement's values (strings, not values).
-TASK_KEYS = ("node", "device", "device_note", "placement_group")
 # Errors that a retry cannot fix: a trial that meets one ends at once with its message.
 PERMANENT = (DataNotFoundError, ValueError)
 
@@ -49,14 +49,14 @@ def ray_device() -> tuple[str, str]:
 @ray.remote
 def _vinfo_task(
     spec: ModelSpec, state: dict, m: Measurement, split: Split, config: VInfoConfig
-) -> Values:
+) -> VInfoResult:
     if os.environ.get("RAYCOMPRESS_FAIL_VINFO_LAYER") == str(m.layer):  # test hook
         raise RuntimeError(f"injected 𝒱-information failure at layer {m.layer}")
     device, note = ray_device()
-    values = measure_layer(spec, state, m, split, config, device)
+    result = measure_layer(spec, state, m, split, config, device)
     context = ray.get_runtime_context()
-    where = (context.get_node_id(), device, note, context.get_placement_group_id() or "")
-    return {**values, **dict(zip(TASK_KEYS, where, strict=True))}
+    where = Placement(context.get_node_id(), device, note, context.get_placement_group_id() or "")
+    return dataclasses.replace(result, placement=where)
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ class RayVInfo:
 
     num_cpus: float = 1
     num_gpus: float = 0
-    max_retries: int = 2
+    max_retries: int = Resources.decoder_retries
     _splits: dict[str, ray.ObjectRef] = dataclasses.field(default_factory=dict)
 
     def __call__(
@@ -79,8 +79,8 @@ class RayVInfo:
         config: VInfoConfig,
         run_seed: int,
         epoch: int,
-        layer0: dict[str, Values],
-    ) -> dict[tuple[int, str], Values]:
+        layer0: dict[str, VInfoResult],
+    ) -> dict[tuple[int, str], VInfoResult]:
         for name, split in splits.items():  # the splits never change: ship them once
             if name not in self._splits:
                 self._splits[name] = ray.put(split.to("cpu"))
@@ -95,15 +95,12 @@ class RayVInfo:
         ]
         return gather(planned, [self._result(ref) for ref in pending], layer0)
 
-    def _result(self, ref: ray.ObjectRef) -> Values:
+    def _result(self, ref: ray.ObjectRef) -> VInfoResult:
         try:
             return ray.get(ref)
         except Exception as err:  # the measurement is lost, the trial goes on
             message = f"𝒱-information task failed after {self.max_retries} retries: {err}"
-            return {
-                record.SUFFICIENCY.value: math.nan, record.MINIMALITY.value: math.nan,
-                record.ERROR: message[:2000],
-            }  # fmt: skip
+            return VInfoResult.failed(message[:2000])
 
 
 def train_trial(
@@ -114,10 +111,14 @@ def train_trial(
     """The Tune function trainable. `config` is a flat trial configuration (`trial.SETTINGS`);
     `resources` and the sweep's own networks `models` are bound by `tune.with_parameters`.
 
-    Resume first: a checkpoint, when there is one, restores the run and its history. An error
-    that a retry cannot fix (bad settings, missing data) ends the trial with one report that
-    says so, instead of failing it into Tune's retries.
+    Resume first: the checkpoint, when there is one, is asked for before anything is built, and
+    a finished run ends there; otherwise it restores the run and its history. An error that a
+    retry cannot fix (bad settings, missing data) ends the trial with one report that says so,
+    instead of failing it into Tune's retries.
     """
+    state, history = resumed(tune.get_checkpoint())
+    if history and history[-1].stop_reason:
+        return
     resources = resources or Resources()
     device, note = ray_device()
     if note:
@@ -126,37 +127,43 @@ def train_trial(
         trial = Trial.from_config(config, models)
         data, model = trial.build(device)
     except PERMANENT as err:
-        tune.report({"stop_reason": record.ERROR, record.ERROR: f"{type(err).__name__}: {err}"})
+        tune.report(record.failed_summary(f"{type(err).__name__}: {err}"))
         return
     measurer = RayVInfo(resources.decoder_cpu, resources.decoder_gpu, resources.decoder_retries)
     run = Run(model, data, trial.train, trial.collapse, trial.vinfo, measure_vinfo=measurer)
-    history: list[dict[str, Any]] = []
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(
-                Path(folder) / record.STATE_FILE, map_location=device, weights_only=False
-            )
-            history = record.read_history(Path(folder))
-        run.load_state_dict(state)
-        if history and history[-1]["stop_reason"]:
-            return
+    if state is not None:
+        run.load_state_dict(torch.load(state, map_location=device, weights_only=False))
     inject_failure(config, run.epoch)
+    ran = {"device": device, "device_note": note}
     while True:
         epoch = run.step()
-        history.append(record.epoch_row(epoch))
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
-            record.write_history(Path(folder), history)
-            ran = {"device": device, "device_note": note, "compute": run.describe_compute()}
-            record.write_model(Path(folder), {**describe(model), **ran})
-            tune.report(
-                record.summary_metrics(history[-1], model.depth),
-                checkpoint=tune.Checkpoint.from_directory(folder),
-            )
+        history.append(epoch)
+        report(run, history, {**describe(model), **ran, "compute": run.describe_compute()})
         if epoch.stop_reason is not None:
             return
         inject_failure(config, run.epoch)
+
+
+def resumed(checkpoint: tune.Checkpoint | None) -> tuple[io.BytesIO | None, list[EpochRecord]]:
+    """The run's saved state (bytes, loaded once the model exists) and its history; (None, [])
+    for a trial that starts afresh."""
+    if checkpoint is None:
+        return None, []
+    with checkpoint.as_directory() as folder:
+        state = io.BytesIO((Path(folder) / record.STATE_FILE).read_bytes())
+        return state, record.read_history(Path(folder))
+
+
+def report(run: Run, history: list[EpochRecord], model: dict[str, Any]) -> None:
+    """The epoch's summary and a checkpoint (state, history, model description) as one report."""
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
+        record.write_history(Path(folder), history)
+        record.write_model(Path(folder), model)
+        tune.report(
+            record.summary_metrics(history[-1], run.model.depth),
+            checkpoint=tune.Checkpoint.from_directory(folder),
+        )
 
 
 def inject_failure(config: dict[str, Any], epoch: int) -> None:

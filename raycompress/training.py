@@ -6,9 +6,9 @@ training-step loss, as the thesis logged it; the loss and accuracy at the epoch'
 come from the measurement pass (`metrics.measure_collapse`), which sees every layer anyway.
 
 Reproducible on the CPU: the initialisation and the batch order come from their own seeded
-generators, never from global RNG state. The training steps run as `TrainConfig.compute` says
-(precision, channels_last, compile); the measurement passes always run in float32, on a
-float32 copy of the weights where they train in bfloat16.
+streams (`seeds.Stream`), never from global RNG state. The training steps run as
+`TrainConfig.compute` says (precision, channels_last, compile); the measurement passes always
+run in float32, on a float32 copy of the weights where they train in bfloat16.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from torch import Tensor
 
 from raycompress import compute, protocol
 from raycompress.compute import Compiled, Compute
-from raycompress.data import Dataset, Split, batch_indices
-from raycompress.metrics.collapse import CollapseConfig, CollapseReport, measure_collapse
+from raycompress.data import Dataset
+from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
 from raycompress.models import LayeredNet
-from raycompress.plan import Values, measure_in_process
-from raycompress.record import SPLITS
-from raycompress.stopping import stop_reason
+from raycompress.plan import measure_in_process
+from raycompress.sampling import Split, batch_indices
+from raycompress.schema import SPLITS, EpochRecord, VInfoResult
+from raycompress.seeds import Stream, derive_seed
+from raycompress.stopping import Stop, stop_reason
 
 
 @dataclass(frozen=True)
@@ -79,24 +81,10 @@ def train_epoch(
     return float(total) / len(split)
 
 
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch: the stopping loss, both splits measured at the final weights (None once the
-    loss diverged: there is nothing left to measure), and why training stopped (None while it
-    goes on; "loss_threshold", "max_epochs" or "diverged")."""
-
-    epoch: int
-    train_step_loss: float
-    train: CollapseReport | None
-    test: CollapseReport | None
-    stop_reason: str | None
-    vinfo: dict[tuple[int, str], dict] = field(default_factory=dict)  # (layer, split) → values
-
-
-# (model, splits, config, run seed, epoch, layer0) → {(layer, split): values}; see `plan`
+# (model, splits, config, run seed, epoch, layer0) → {(layer, split): result}; see `plan`
 VInfoMeasurer = Callable[
-    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, Values]],
-    dict[tuple[int, str], Values],
+    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, VInfoResult]],
+    dict[tuple[int, str], VInfoResult],
 ]
 
 
@@ -120,7 +108,9 @@ class Run:
         measure_vinfo: VInfoMeasurer = measure_in_process,
     ) -> None:
         self.model, self.data, self.config = model, data, config
-        self.collapse = collapse or CollapseConfig(batch_size=config.batch_size)
+        self.collapse = collapse or CollapseConfig(
+            batch_size=config.batch_size, seed=derive_seed(config.seed, Stream.NC_ORDER)
+        )
         self.vinfo, self.measure_vinfo = vinfo, measure_vinfo
         self.scheduled = (
             schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
@@ -128,9 +118,9 @@ class Run:
         compute.prepare(model, config.compute)
         self.forward = Compiled(model, config.compute.compile)
         self.optimizer = make_optimizer(model, config)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(derive_seed(config.seed, Stream.TRAIN_ORDER))
         self.epoch = 0
-        self.layer0: dict[str, Values] = {}
+        self.layer0: dict[str, VInfoResult] = {}
 
     def step(self) -> EpochRecord:
         """Train the next epoch, then measure both splits with its final weights."""
@@ -146,13 +136,13 @@ class Run:
             loss_threshold=config.loss_threshold,
             max_epochs=config.max_epochs,
         )
-        diverged = reason == "diverged"
+        diverged = reason == Stop.DIVERGED
         measured = compute.float32(model)
         reports = [
             None if diverged else measure_collapse(measured, split, data.num_classes, self.collapse)
             for split in (data.train, data.test)
         ]
-        values = {}
+        values: dict[tuple[int, str], VInfoResult] = {}
         due = self.epoch in self.scheduled or (reason is not None and bool(self.scheduled))
         if self.vinfo and due and not diverged:
             splits = dict(zip(SPLITS, (data.train, data.test), strict=True))
@@ -171,7 +161,7 @@ class Run:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "layer0": self.layer0,
+            "layer0": {split: result.to_json() for split, result in self.layer0.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,7 +169,7 @@ class Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.layer0 = state["layer0"]
+        self.layer0 = {s: VInfoResult.from_json(r) for s, r in state["layer0"].items()}
 
 
 def run_epochs(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torchvision
 
-from raycompress.data import stratified_subset
+from raycompress.sampling import stratified_subset
 
 PER_SPLIT = 2000
 OUT = Path(__file__).resolve().parents[1] / "raycompress" / "assets" / "fashion_mnist_demo.npz"

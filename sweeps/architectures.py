@@ -2,6 +2,8 @@
 
 from ray import tune
 
+from raycompress.sweeps import GPU_SHARES
+
 # The thesis' protocol (AdamW 2e-3, batch 400, until the training loss is 0.02 or 50 epochs),
 # neural collapse after every layer or stage each epoch, 𝒱-information at five log-spaced epochs
 # and where training stops. ResNet-18 is torchvision's, adapted to 28×28 grayscale inputs (a
@@ -11,6 +13,4 @@ PARAM_SPACE = {
     "model": tune.grid_search(["mnistnet", "cifarnet", "mlp", "torchvision:resnet18"]),
     "vinfo_schedule": "log:5",
 }
-# On GPUs: half a GPU for training, a quarter for each of two decoder tasks; on CPUs only, the
-# GPU shares become CPU bundles (two trials at once on 4 cores).
-RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}
+RESOURCES = GPU_SHARES

@@ -2,6 +2,8 @@
 
 from ray import tune
 
+from raycompress.sweeps import GPU_SHARES
+
 PARAM_SPACE = {
     "dataset": "fashion-mnist",
     "model": "mnistnet",
@@ -9,4 +11,4 @@ PARAM_SPACE = {
         ["none", "step:0.1", "step:0.01", "exponential:0.1", "exponential:0.01"]
     ),
 }
-RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}
+RESOURCES = GPU_SHARES

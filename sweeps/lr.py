@@ -2,9 +2,11 @@
 
 from ray import tune
 
+from raycompress.sweeps import GPU_SHARES
+
 PARAM_SPACE = {
     "dataset": "fashion-mnist",
     "model": tune.grid_search(["cifarnet", "mnistnet"]),
     "lr": tune.grid_search([2e-4, 6e-4, 2e-3, 6e-3, 2e-2]),
 }
-RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}
+RESOURCES = GPU_SHARES

@@ -2,9 +2,11 @@
 
 from ray import tune
 
+from raycompress.sweeps import GPU_SHARES
+
 PARAM_SPACE = {
     "dataset": tune.grid_search(["cifar10", "fashion-mnist"]),
     "model": tune.grid_search(["cifarnet", "mnistnet"]),
     "seed": tune.grid_search([0, 1, 2, 3, 4]),
 }
-RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25}
+RESOURCES = GPU_SHARES

@@ -1,6 +1,10 @@
-"""The reproduction checks on one synthetic f₋ trial, whose structure decides each verdict."""
+"""The reproduction checks on synthetic trials whose structure decides each verdict: one f₋
+trial of `synthetic_frame`, and f₊ trials of any depth and number of classes built here."""
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -9,10 +13,60 @@ from synthetic import BUDGETS, synthetic_frame
 
 from raycompress.analysis import reproduction
 
+SUFFICIENCY = "sufficiency of l = 0–2 saturates"  # the thesis' name, whatever the layers
+
 
 def one_trial() -> pd.DataFrame:
     frame = synthetic_frame()
     return frame[frame.trial_id == "mni0"]
+
+
+def with_label_entropy(frame: pd.DataFrame, bits: dict[str, float]) -> pd.DataFrame:
+    """The frame with H(y) (`bits` per split) recorded beside every reported sufficiency, as
+    the 𝒱-information measurement records it."""
+    suff = frame[(frame.metric == "v_suff") & frame.budget.isna()]
+    entropy = suff.assign(metric=reproduction.H_Y, value=suff.split.map(bits))
+    return pd.concat([frame, entropy], ignore_index=True)
+
+
+def staged_trial(stages: int, classes: int, suff: float) -> pd.DataFrame:
+    """One f₊ trial of a network of `stages` stages on `classes` balanced classes: NC at
+    l = 1..stages (`stages`: the penultimate features), halving from one hidden layer to the
+    next; 𝒱-information at l = 0..stages−1 on epochs 2 and 4, sufficiency `suff` bits below
+    the deepest layer and 1 bit at it, minimality 2/(l + 1) + 0.1·epoch bits."""
+    h_y = math.log2(classes)
+    rows = []
+    for epoch, split in itertools.product([1, 2, 3, 4], ["train", "test"]):
+        base = ("cif0", "toy", "cifarnet", epoch, split)
+        gap = 0.1 * epoch if split == "test" else 0.0
+        rows += [
+            (*base, pd.NA, "loss", 1.0 / epoch + gap),
+            (*base, pd.NA, "accuracy", 1.0 - 0.5 / epoch - gap / 2),
+        ]
+        scale = (1.5 if split == "test" else 1.0) / epoch
+        rows += [(*base, layer, "nc_trace", scale * 0.5**layer) for layer in range(1, stages)]
+        rows.append((*base, stages, "nc_trace", 7.0 * scale))
+        if epoch in (2, 4):
+            for layer in range(stages):
+                rows += [
+                    (*base, layer, "v_suff", suff if layer < stages - 1 else 1.0),
+                    (*base, layer, "v_min", 2.0 / (layer + 1) + 0.1 * epoch),
+                    (*base, layer, reproduction.H_Y, h_y),
+                ]
+        if split == "train":
+            rows.append((*base, pd.NA, "train_step_loss", 1.2 / epoch))
+    columns = ["trial_id", "dataset", "model", "epoch", "split", "layer", "metric", "value"]
+    frame = pd.DataFrame(rows, columns=columns)
+    stopped = (frame.metric == "train_step_loss") & (frame.epoch == 4)
+    return frame.assign(
+        layer=frame.layer.astype("Int64"),
+        budget=pd.Series(pd.NA, index=frame.index, dtype="Int64"),
+        note=np.where(stopped, "max_epochs", ""),
+    )
+
+
+def claims_of(frame: pd.DataFrame) -> pd.DataFrame:
+    return reproduction.claims(frame).set_index("claim")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +110,9 @@ def test_verdicts_follow_the_synthetic_structure(verdicts: dict[str, tuple[str, 
 
 
 def test_saturation_of_sufficiency_is_judged_for_f_plus() -> None:
-    frame = one_trial().assign(model="cifarnet")
+    ten_classes = math.log2(10)
+    frame = with_label_entropy(one_trial(), {"train": ten_classes, "test": ten_classes})
+    frame = frame.assign(model="cifarnet")
     table = reproduction.claims(frame).set_index("claim")
     row = table.loc["sufficiency of l = 0–2 saturates"]
     # test sufficiency is 3.32 − 0.2 l bits: l = 1, 2 fall short of saturation
@@ -64,7 +120,58 @@ def test_saturation_of_sufficiency_is_judged_for_f_plus() -> None:
     suff = frame.metric == "v_suff"
     frame = frame.assign(value=frame.value.where(~suff, 3.3))
     row = reproduction.claims(frame).set_index("claim").loc["sufficiency of l = 0–2 saturates"]
+    assert row.verdict == "reproduced" and row.thesis == "layers 0–2 ≈ log2 10 ≈ 3.32 bits"
+
+
+def test_a_six_stage_network_is_judged_on_its_own_layers() -> None:
+    table = claims_of(staged_trial(stages=6, classes=10, suff=3.30))
+    ours, verdict = table.loc["NC decreases with depth", ["ours", "verdict"]]
+    assert (ours, verdict) == ("h1 > h2 > h3 > h4 > h5 on both splits from epoch 1", "reproduced")
+    ours = table.loc["compression gap vs generalisation gap", "ours"]
+    assert ours.startswith("Pearson r per layer: h1 ") and ", h5 " in ours
+    assert ours.split(", ")[-1].startswith("penultimate ")
+    equi = table.loc["log NC linear in l (equi-separation)"]
+    assert equi.verdict == "reproduced" and "train: r = -1.000, ratio 0.50" in equi.ours
+    row = table.loc["minimality drops with depth"]
     assert row.verdict == "reproduced"
+    assert row.ours == (
+        "bits, l = 0..5: train: 2.40, 1.40, 1.07, 0.90, 0.80, 0.73; "
+        "test: 2.40, 1.40, 1.07, 0.90, 0.80, 0.73"
+    )
+    # saturation is looked for at l = 0..4: the deepest layer's 1 bit does not count
+    row = table.loc[SUFFICIENCY]
+    assert row.thesis == "layers 0–4 ≈ log2 10 ≈ 3.32 bits" and row.verdict == "reproduced"
+    assert row.ours.endswith("l=4: 3.30/3.30") and "l=5" not in row.ours
+
+
+def test_a_short_fall_at_any_layer_but_the_deepest_is_not_saturation() -> None:
+    frame = staged_trial(stages=6, classes=10, suff=3.30)
+    short = ((frame.metric == "v_suff") & (frame.layer == 4)).fillna(False)
+    frame.loc[short, "value"] = 3.0  # below log2 10 − 0.1 bits at l = 4 only
+    row = claims_of(frame).loc[SUFFICIENCY]
+    assert row.verdict == "not reproduced" and "l=4: 3.00/3.00" in row.ours
+
+
+@pytest.mark.parametrize(("suff", "verdict"), [(1.55, "reproduced"), (1.3, "not reproduced")])
+def test_three_classes_saturate_at_log2_3(suff: float, verdict: str) -> None:
+    row = claims_of(staged_trial(stages=4, classes=3, suff=suff)).loc[SUFFICIENCY]
+    assert row.thesis == "layers 0–2 ≈ log2 3 ≈ 1.58 bits"
+    assert row.verdict == verdict
+
+
+def test_the_ceiling_is_the_measured_label_entropy() -> None:
+    frame = staged_trial(stages=4, classes=3, suff=1.35)
+    # imbalanced training labels: H(y) = 1.40 bits < log2 3 on train; balanced test labels
+    train = ((frame.metric == reproduction.H_Y) & (frame.split == "train")).fillna(False)
+    frame.loc[train, "value"] = 1.40
+    row = claims_of(frame).loc[SUFFICIENCY]
+    assert row.thesis == "layers 0–2 ≈ H(y) ≈ 1.40 bits (train), log2 3 ≈ 1.58 bits (test)"
+    assert row.verdict == "not reproduced"  # 1.35 bits fall short of the test split's 1.58
+    suff = ((frame.metric == "v_suff") & (frame.split == "train")).fillna(False)
+    frame.loc[suff, "value"] = 1.35
+    test = ((frame.metric == "v_suff") & (frame.split == "test")).fillna(False)
+    frame.loc[test & (frame.layer < 3), "value"] = 1.55
+    assert claims_of(frame).loc[SUFFICIENCY, "verdict"] == "reproduced"
 
 
 def test_a_compression_phase_is_detected() -> None:
@@ -81,6 +188,10 @@ def test_unmeasured_vinfo_is_said_so() -> None:
     table = reproduction.claims(frame[~frame.metric.str.startswith("v_")]).set_index("claim")
     assert table.loc["sufficiency of l = 0–2 saturates", "verdict"] == "not measured"
     assert table.loc["minimality drops with depth", "verdict"] == "not measured"
+    # sufficiency without the labels' entropy: no ceiling to judge saturation against
+    frame = staged_trial(stages=4, classes=10, suff=3.30)
+    row = claims_of(frame[frame.metric != reproduction.H_Y]).loc[SUFFICIENCY]
+    assert row.verdict == "not measured" and row.ours.endswith("; H(y) not recorded")
 
 
 def test_page_table_is_replaced_between_markers_and_pipes_escaped() -> None:

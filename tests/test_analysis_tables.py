@@ -32,7 +32,7 @@ def test_layer_names_follow_the_network(frame: pd.DataFrame) -> None:
     assert ("nc_trace", 4.0, "penultimate") in pairs and ("nc_trace", 1.0, "h1") in pairs
     assert ("v_suff", 0.0, "x") in pairs and ("v_suff", 3.0, "h3") in pairs
     assert named[named.metric == "loss"].layer_name.isna().all()
-    assert tables.layer_order(named.layer_name) == ["x", "h1", "h2", "h3", "penultimate"]
+    assert tables.layer_order(named) == ["x", "h1", "h2", "h3", "penultimate"]
 
 
 def test_gaps_are_test_minus_train(frame: pd.DataFrame) -> None:
@@ -113,6 +113,7 @@ def test_final_metrics_count_the_converged_decoders_of_the_last_measurement() ->
         head(1, 1, "v_suff", "in_sample"), head(1, 1, "suff_epochs", "max_epochs"),
         head(2, 1, "v_suff", "in_sample"), head(2, 1, "suff_epochs", "loss_threshold"),
         head(2, 1, "digit0_epochs", "plateau"), head(2, 1, "digit1_epochs", "max_epochs"),
+        {**head(2, 1, "num_digits", ""), "value": 2},  # recorded beside the digits' decoders
         head(2, 0, "held_out_epochs", "diverged; error: the held-out decoder diverged"),
     ]  # fmt: skip
     final = tables.final_metrics(pd.DataFrame(rows).astype({"layer": "Int64"}))

@@ -7,7 +7,6 @@ temporary folder so that the token the recipe generates never touches the user's
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -22,6 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 from demo_sweep import FAST
+
+from raycompress import record
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -115,9 +116,9 @@ def test_the_readme_cluster_recipe_runs_tasks_on_both_nodes(cluster, tmp_path: P
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     nodes = set()
-    for history in (tmp_path / "results" / "demo").glob("*/checkpoint_*/history.json"):
-        for epoch in json.loads(history.read_text()):
-            nodes |= {v["node"] for layers in epoch["vinfo"].values() for v in layers.values()}
+    for trial in (tmp_path / "results" / "demo").glob("train_trial_*"):
+        for epoch in record.newest_history(trial):
+            nodes |= {result.placement.node for result in epoch.vinfo.values()}
     assert len(nodes) == 2  # 𝒱-information tasks ran on the head and on the second node
 
     # The same command without the token: one line that says what to set, no traceback.

@@ -14,16 +14,19 @@ from torch._dynamo.testing import CompileCounter
 
 from raycompress import compute, run
 from raycompress.compute import Compute
-from raycompress.data import Split, load_dataset
+from raycompress.data import load_dataset
 from raycompress.metrics import decoders
 from raycompress.metrics import vinfo as vinfo_module
-from raycompress.metrics.collapse import CollapseConfig, measure_collapse
+from raycompress.metrics.collapse import measure_collapse
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig, encode, measure_vinfo
 from raycompress.models import LayeredNet, build_model, make_spec
-from raycompress.record import MINIMALITY, SUFFICIENCY
+from raycompress.sampling import Split
+from raycompress.schema import Quantity
 from raycompress.training import Run, TrainConfig, train_epoch
 from raycompress.trial import THESIS_RECIPE, Trial
+
+SUFFICIENCY, MINIMALITY = Quantity.SUFFICIENCY, Quantity.MINIMALITY
 
 # Without ray: benchmarks/gpu_check.py runs these tests on a GPU machine that may not have it.
 NO_BF16 = "precision 'bf16' cannot run here: this CPU has no native bfloat16 (AVX-512 BF16 or AMX)"
@@ -131,25 +134,26 @@ def test_float32_is_the_model_itself_or_an_exact_float32_copy(small) -> None:
 
 
 def test_channels_last_gives_the_same_values_up_to_rounding(small, device) -> None:
-    records, formats, models = [], [], []
+    records, formats, runs = [], [], []
     data = small.to(device)
     for channels_last in (False, True):
         model = mnistnet(small).to(device)
         watch = Watch(model)
         how = Compute(channels_last=channels_last)
-        records.append(Run(model, data, TrainConfig(batch_size=100, compute=how)).step())
+        runs.append(Run(model, data, TrainConfig(batch_size=100, compute=how)))
+        records.append(runs[-1].step())
         formats.append(watch.take())
-        models.append(model)
     assert formats == [{(torch.float32, False)}, {(torch.float32, True)}]
     # Training amplifies rounding (AdamW's first steps are nearly sign steps) ...
     plain, nhwc = records
     assert nhwc.train_step_loss == pytest.approx(plain.train_step_loss, rel=1e-3)
     # ... while the same weights measure the same up to rounding.
-    same = compute.prepare(copy.deepcopy(models[0]), Compute(channels_last=True))
-    measured = measure_collapse(same, data.test, data.num_classes, CollapseConfig(batch_size=100))
+    same = compute.prepare(copy.deepcopy(runs[0].model), Compute(channels_last=True))
+    measured = measure_collapse(same, data.test, data.num_classes, runs[0].collapse)
     assert measured.loss == pytest.approx(plain.test.loss, rel=1e-6)
     for layer, stats in plain.test.layers.items():
-        assert measured.layers[layer].nc_trace == pytest.approx(stats.nc_trace, rel=1e-5)
+        # tr(Σ_W Σ_B⁺) amplifies float32 rounding by Σ_B's conditioning: 5e-5 seen at one layer
+        assert measured.layers[layer].nc_trace == pytest.approx(stats.nc_trace, rel=2e-4)
 
 
 def fixed_budget(how: Compute, epochs: int = 3) -> VInfoConfig:
@@ -202,16 +206,16 @@ def test_decoders_train_in_bf16_on_float32_channels_last_features_and_score_in_f
     assert phases == {
         "train_heads": {(torch.bfloat16, True)}, "score_heads": {(torch.float32, True)},
     }  # fmt: skip
-    assert values["decoder_compute"] == "bf16 autocast, channels_last"
+    assert values.decoders.compute == "bf16 autocast, channels_last"
 
 
 def test_channels_last_decoders_give_the_same_bits_up_to_rounding(small, device) -> None:
     plain = vinfo(small, 1, Compute(channels_last=False), device=device)
     nhwc = vinfo(small, 1, Compute(channels_last=True), device=device)
-    for term in (SUFFICIENCY.value, MINIMALITY.value):
-        assert nhwc[term] == pytest.approx(plain[term], abs=1e-3)
-    assert nhwc["decoder_compute"] == "fp32, channels_last"
-    assert plain["decoder_compute"] == "fp32"
+    for term in (SUFFICIENCY, MINIMALITY):
+        assert nhwc.value(term) == pytest.approx(plain.value(term), abs=1e-3)
+    assert nhwc.decoders.compute == "fp32, channels_last"
+    assert plain.decoders.compute == "fp32"
 
 
 @pytest.fixture
@@ -234,9 +238,9 @@ def test_fresh_decoders_of_one_architecture_reuse_one_compilation(small, counted
     assert counted.frame_count == compiled
     vinfo(small, 1, Compute(compile=True), device=device)  # another architecture: compiles
     assert counted.frame_count > compiled
-    assert first[SUFFICIENCY.value] == pytest.approx(eager[SUFFICIENCY.value], abs=1e-4)
-    assert again[SUFFICIENCY.value] != first[SUFFICIENCY.value]
-    assert first["decoder_compute"] == "fp32, channels_last, compiled"
+    assert first.value(SUFFICIENCY) == pytest.approx(eager.value(SUFFICIENCY), abs=1e-4)
+    assert again.value(SUFFICIENCY) != first.value(SUFFICIENCY)
+    assert first.decoders.compute == "fp32, channels_last, compiled"
 
 
 def test_a_model_that_fails_to_compile_runs_eagerly_and_says_so(small, monkeypatch) -> None:
@@ -250,8 +254,8 @@ def test_a_model_that_fails_to_compile_runs_eagerly_and_says_so(small, monkeypat
     monkeypatch.setattr(decoders, "_SHARED", {})
     values = vinfo(small, 2, Compute(compile=True))
     eager = vinfo(small, 2, Compute())
-    assert values[SUFFICIENCY.value] == eager[SUFFICIENCY.value]
-    assert values["decoder_compute"] == (
+    assert values.value(SUFFICIENCY) == eager.value(SUFFICIENCY)
+    assert values.decoders.compute == (
         "fp32, channels_last, compiled; "
         "compile failed, ran eagerly: RuntimeError: no C++ compiler found"
     )

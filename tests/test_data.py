@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from raycompress import data
-from raycompress.data import (
-    DataNotFoundError,
-    Imbalance,
-    batch_indices,
-    load_dataset,
-    stratified_subset,
-)
+from raycompress.data import DataNotFoundError, Imbalance, load_dataset
+from raycompress.sampling import batch_indices, stratified_subset
 
 
 def test_stratified_subset_keeps_proportions_and_is_seeded() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
 from test_sweep import sweep_file
 
+from raycompress import sweeps
 from raycompress.definition import Resources, UsageError, axes, expand, load_sweep
+from raycompress.trainable import RayVInfo
 
 
 def test_axes_combine_as_a_grid_and_overrides_apply() -> None:
@@ -57,3 +60,13 @@ def test_resources_fit_the_cluster() -> None:
     assert "no GPU" in notes[0]
     with pytest.raises(UsageError, match="one trial needs 3 CPUs but the cluster has 2"):
         wanted.fit_to({"CPU": 2})
+
+
+@pytest.mark.parametrize("name", ["architectures", "imbalance", "lr", "seeds", "thesis"])
+def test_the_gpu_sweeps_share_one_resources_definition(name: str) -> None:
+    assert importlib.import_module(f"raycompress.sweeps.{name}").RESOURCES is sweeps.GPU_SHARES
+    assert load_sweep(name, {}).resources == Resources(**sweeps.GPU_SHARES)
+
+
+def test_decoder_retries_have_one_default() -> None:
+    assert RayVInfo().max_retries == Resources().decoder_retries

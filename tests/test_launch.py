@@ -135,9 +135,9 @@ def test_demo_on_a_two_node_cluster_runs_tasks_on_both(tmp_path: Path) -> None:
         ray.shutdown()
         cluster.shutdown()
     nodes = set()
-    for history in (tmp_path / "demo").glob("*/checkpoint_*/history.json"):
-        for epoch in json.loads(history.read_text()):
-            nodes |= {v["node"] for layers in epoch["vinfo"].values() for v in layers.values()}
+    for trial in (tmp_path / "demo").glob("train_trial_*"):
+        for epoch in record.newest_history(trial):
+            nodes |= {result.placement.node for result in epoch.vinfo.values()}
     assert len(nodes) == 2
 
 
@@ -211,10 +211,11 @@ def test_fractional_gpus_pack_trials_and_their_tasks_without_a_gpu(tmp_path: Pat
         results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
         model = record.newest_model(trial)
         assert model["device"] == "cpu" and "CUDA is not available" in model["device_note"]
-        tasks = [v for epoch in record.newest_history(trial) for layers in epoch["vinfo"].values()
-                 for v in layers.values()]  # fmt: skip
-        assert all(v["device"] == "cpu" and v["device_note"] for v in tasks)
-        (group,) = {v["placement_group"] for v in tasks}  # one group for all of a trial's tasks
+        tasks = [
+            r.placement for epoch in record.newest_history(trial) for r in epoch.vinfo.values()
+        ]
+        assert all(p is not None and p.device == "cpu" and p.device_note for p in tasks)
+        (group,) = {p.placement_group for p in tasks}  # one group for all of a trial's tasks
         start = results[0]["timestamp"] - results[0]["time_total_s"]
         trials.append((start, results[-1]["timestamp"], group))
     # result.json's timestamps are whole seconds: hence the margins

@@ -12,13 +12,16 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 from torch import nn
 
-from raycompress.data import load_dataset, relabel
+from raycompress.data import load_dataset
 from raycompress.metrics.affine import affine_pre, fit_affine, standardised
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import LN2, VInfoConfig, entropy_bits, measure_vinfo
 from raycompress.models import Head, build_model, make_spec
-from raycompress.record import MINIMALITY, SUFFICIENCY, budget_key, digit_key
+from raycompress.sampling import relabel
+from raycompress.schema import Quantity
 from raycompress.training import TrainConfig, run_epochs
+
+SUFF, MIN = Quantity.SUFFICIENCY, Quantity.MINIMALITY
 
 
 def conditional_entropy_nats(groups: torch.Tensor, t: torch.Tensor) -> float:
@@ -126,16 +129,17 @@ def test_the_last_layer_reports_the_optimum_within_a_hundredth_of_a_bit(trained)
         z = model.head.features(model.encoder(layer)(data.test.x)).double().numpy()
     y = data.test.y
     optimum = entropy_bits(y, 10) - scipy_optimum(z, y.numpy(), 10) / LN2
-    assert values["v_suff_raw"] == pytest.approx(optimum, abs=0.01)
+    suff, minimality = values.terms[SUFF], values.terms[MIN]
+    assert suff.raw == pytest.approx(optimum, abs=0.01)
     digits = relabel(y, 10)
-    for j in range(values["num_digits"]):
+    assert values.num_digits == len(minimality.heads) > 0
+    for j, head in enumerate(minimality.heads):
         t = digits[:, j]
         expected = entropy_bits(t, 10) - scipy_optimum(z, t.numpy(), 10) / LN2
-        assert values[digit_key(j)] == pytest.approx(expected, abs=0.01)
-    assert "optimum" in values["suff_protocol"] and ", converged" in values["min_protocol"]
+        assert head.bits == pytest.approx(expected, abs=0.01)
+    assert "optimum" in suff.protocol and ", converged" in minimality.protocol
     # The trained decoders approach the optimum from below; their values stay on the curve.
-    for term in (SUFFICIENCY.value, MINIMALITY.value):
-        curve = [values[budget_key(term, b)] for b in (2, 5)]
-        assert curve[0] < curve[1] <= values[f"{term}_raw"] + 1e-9
-    assert values[budget_key(SUFFICIENCY.value, 5)] < optimum - 0.01  # 5 epochs fall short
-    assert math.isfinite(values["v_suff"])
+    for term in (suff, minimality):
+        assert term.curve[2] < term.curve[5] <= term.raw + 1e-9
+    assert suff.curve[5] < optimum - 0.01  # 5 epochs fall short
+    assert math.isfinite(suff.value)

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from reference import dense_reference
 
-from raycompress.data import Split, batch_indices
 from raycompress.metrics import CollapseConfig, measure_collapse
 from raycompress.metrics.collapse import choose_paths
 from raycompress.models import build_model, make_spec
+from raycompress.sampling import Split, batch_indices
 
 BATCH = 64
 
@@ -47,9 +47,9 @@ def test_every_path_gives_the_same_values(setup: tuple) -> None:
         }
         for layer, stats in report.layers.items():
             assert stats.nc_trace == pytest.approx(base[layer].nc_trace, rel=1e-9), (method, layer)
-            assert stats.within_trace == pytest.approx(base[layer].within_trace, rel=1e-9)
-            assert stats.rank == base[layer].rank == 3
-    assert reports["features"].layers[2].ncc_agreement == base[2].ncc_agreement
+            assert stats.nc_within_trace == pytest.approx(base[layer].nc_within_trace, rel=1e-9)
+            assert stats.nc_rank == base[layer].nc_rank == 3
+    assert reports["features"].layers[2].nc_ncc_agreement == base[2].nc_ncc_agreement
 
 
 def test_matches_dense_reference_in_the_same_batch_order(setup: tuple, device: str) -> None:
@@ -67,13 +67,13 @@ def test_matches_dense_reference_in_the_same_batch_order(setup: tuple, device: s
         assert stats.dim == h.shape[1]
         means = torch.stack([h[y == c].double().mean(0) for c in range(4)])
         nearest = torch.cdist(h.double(), means).argmin(1)
-        assert stats.ncc_agreement == pytest.approx(
+        assert stats.nc_ncc_agreement == pytest.approx(
             float((nearest == logits.argmax(1)).double().mean())
         )
     assert report.loss == pytest.approx(float(F.cross_entropy(logits.double(), y)), rel=1e-12)
     assert report.accuracy == float((logits.argmax(1) == y).double().mean())
-    assert report.layers[4].self_duality >= 0
-    assert all(math.isnan(report.layers[layer].self_duality) for layer in (1, 2, 3))
+    assert report.layers[4].nc_self_duality >= 0
+    assert all(math.isnan(report.layers[layer].nc_self_duality) for layer in (1, 2, 3))
 
 
 def test_batch_order_matters_under_batch_statistics(setup: tuple) -> None:
@@ -151,8 +151,28 @@ def test_running_statistics_match_the_dense_reference_in_any_batch_order(running
         ref = dense_reference(h, split.y, 4)
         for report in reports:  # a representation no longer depends on its batch
             assert report.layers[layer].nc_trace == pytest.approx(ref["nc_trace"], rel=1e-6)
-            assert report.layers[layer].within_trace == pytest.approx(ref["within_trace"], rel=1e-6)
+            assert report.layers[layer].nc_within_trace == pytest.approx(
+                ref["within_trace"], rel=1e-6
+            )
     assert reports[0].loss == pytest.approx(
         float(F.cross_entropy(logits.double(), split.y)), rel=1e-6
     )
     assert len(reports[0].layers) == 6 and reports[0].layers[1].dim == 64 * 4 * 4
+
+
+def test_a_model_that_changes_between_the_passes_is_caught(setup: tuple) -> None:
+    """The two-pass path re-runs the network for pass 2: a model that moved in between (here a
+    hook that nudges the first weights on every forward) must not give a number."""
+    model, split = setup
+    changing = copy.deepcopy(model)
+    weight = next(changing.parameters())
+
+    def nudge(*_: object) -> None:
+        with torch.no_grad():
+            weight.add_(1e-2)
+
+    changing.layers[0].register_forward_pre_hook(nudge)
+    config = CollapseConfig(batch_size=BATCH, method="two_pass")
+    with pytest.raises(RuntimeError, match="changed between the passes"):
+        measure_collapse(changing, split, 4, config)
+    assert measure_collapse(model, split, 4, config).layers[1].nc_trace > 0  # a fixed one passes

@@ -19,6 +19,7 @@ from raycompress.metrics import (
     nc_trace,
 )
 from raycompress.metrics.nc import nc_trace_from_covariance
+from raycompress.schema import NC
 
 CASES = {
     "balanced": ([100] * 10, 50),
@@ -43,9 +44,9 @@ def test_two_pass_matches_dense_reference(case: str) -> None:
     ours = nc_stats(h, y, len(counts))
     ref = dense_reference(h, y, len(counts))
     assert ours.nc_trace == pytest.approx(ref["nc_trace"], rel=1e-8)
-    assert ours.within_trace == pytest.approx(ref["within_trace"], rel=1e-10)
-    assert ours.between_trace == pytest.approx(ref["between_trace"], rel=1e-10)
-    assert ours.rank == ref["rank"] == min(dim, len(counts) - 1)
+    assert ours.nc_within_trace == pytest.approx(ref["within_trace"], rel=1e-10)
+    assert ours.nc_between_trace == pytest.approx(ref["between_trace"], rel=1e-10)
+    assert ours.nc_rank == ref["rank"] == min(dim, len(counts) - 1)
     assert nc_trace(h, y, len(counts)) == ours.nc_trace
 
 
@@ -95,7 +96,7 @@ def test_perfect_collapse_is_zero() -> None:
     collapsed = means[y]
     assert nc_trace(collapsed, y, 4) == pytest.approx(0, abs=1e-20)
     assert scatter_stats(collapsed, y, 4)[0] == pytest.approx(0, abs=1e-20)
-    assert nc_stats(collapsed, y, 4).cdnv == pytest.approx(0, abs=1e-20)
+    assert nc_stats(collapsed, y, 4).nc_cdnv == pytest.approx(0, abs=1e-20)
 
 
 def test_equal_class_means_give_a_defined_result_and_a_warning() -> None:
@@ -105,8 +106,8 @@ def test_equal_class_means_give_a_defined_result_and_a_warning() -> None:
     y = torch.arange(3).repeat_interleave(25)
     with pytest.warns(DegenerateBetweenClassWarning):
         stats = nc_stats(h, y, 3)
-    assert stats.rank == 0 and stats.nc_trace == 0.0
-    assert stats.trace_ratio == math.inf
+    assert stats.nc_rank == 0 and stats.nc_trace == 0.0
+    assert stats.nc_trace_ratio == math.inf
     assert dense_reference(h, y, 3)["nc_trace"] == pytest.approx(0, abs=1e-12)
 
 
@@ -125,12 +126,12 @@ def test_invariances() -> None:
     }
     for name, stats in variants.items():
         for field in (
-            "nc_trace",
-            "within_trace",
-            "between_trace",
-            "cdnv",
-            "equinorm",
-            "equiangularity",
+            NC.TRACE,
+            NC.WITHIN_TRACE,
+            NC.BETWEEN_TRACE,
+            NC.CDNV,
+            NC.EQUINORM,
+            NC.EQUIANGULARITY,
         ):
             assert getattr(stats, field) == pytest.approx(getattr(base, field), rel=1e-9), (
                 name,
@@ -163,6 +164,27 @@ def test_second_pass_must_cover_the_first() -> None:
         _ = second.nc_trace
 
 
+def test_second_pass_must_see_the_first_passes_representations() -> None:
+    h, y = clustered([30, 30, 30], 6)
+    first = ClassSums(3, 6)
+    first.update(h, y)
+    stats = first.result()
+    exact = WithinClassPass(stats, between_class(stats))
+    exact.update(h, y)
+    assert exact.nc_trace == pytest.approx(nc_stats(h, y, 3).nc_trace, rel=1e-12)
+    rounded = WithinClassPass(stats, between_class(stats))
+    rounded.update(h * (1 + 1e-7), y)  # a rounding-sized difference passes
+    assert math.isfinite(rounded.nc_trace)
+    moved = WithinClassPass(stats, between_class(stats))
+    moved.update(h + 1e-3 * h.abs().max(), y)  # as a model changed between the passes
+    with pytest.raises(RuntimeError, match="the representations changed between the passes"):
+        _ = moved.nc_trace
+    swapped = WithinClassPass(stats, between_class(stats))
+    swapped.update(h, y.roll(1))  # the same class counts, samples in other classes
+    with pytest.raises(RuntimeError, match="the representations changed between the passes"):
+        _ = swapped.nc_trace
+
+
 def test_other_statistics_match_their_formulas() -> None:
     counts = [50, 80, 65, 30]
     h, y = clustered(counts, 9)
@@ -185,12 +207,12 @@ def test_other_statistics_match_their_formulas() -> None:
     predictions = torch.randint(0, 4, (len(y),))
     nearest = torch.cdist(h64, means).argmin(1)
     stats = nc_stats(h, y, 4, predictions=predictions, classifier_weight=weight)
-    assert stats.cdnv == pytest.approx(cdnv / len(pairs), rel=1e-10)
-    assert stats.equinorm == pytest.approx(equinorm, rel=1e-10)
-    assert stats.equiangularity == pytest.approx(equiangularity, rel=1e-10)
-    assert stats.self_duality == pytest.approx(duality, rel=1e-10)
-    assert stats.ncc_agreement == float((nearest == predictions).double().mean())
-    assert stats.trace_ratio == pytest.approx(stats.within_trace / stats.between_trace)
+    assert stats.nc_cdnv == pytest.approx(cdnv / len(pairs), rel=1e-10)
+    assert stats.nc_equinorm == pytest.approx(equinorm, rel=1e-10)
+    assert stats.nc_equiangularity == pytest.approx(equiangularity, rel=1e-10)
+    assert stats.nc_self_duality == pytest.approx(duality, rel=1e-10)
+    assert stats.nc_ncc_agreement == float((nearest == predictions).double().mean())
+    assert stats.nc_trace_ratio == pytest.approx(stats.nc_within_trace / stats.nc_between_trace)
 
 
 def test_simplex_etf_has_zero_nc2() -> None:
@@ -199,9 +221,9 @@ def test_simplex_etf_has_zero_nc2() -> None:
     y = torch.arange(c).repeat(5)
     stats = nc_stats(etf[y] + 0.01 * torch.randn(len(y), c), y, c)
     exact = nc_stats(etf[y], y, c)
-    assert exact.equinorm == pytest.approx(0, abs=1e-12)
-    assert exact.equiangularity == pytest.approx(0, abs=1e-12)
-    assert stats.equiangularity > exact.equiangularity
+    assert exact.nc_equinorm == pytest.approx(0, abs=1e-12)
+    assert exact.nc_equiangularity == pytest.approx(0, abs=1e-12)
+    assert stats.nc_equiangularity > exact.nc_equiangularity
 
 
 def test_bad_input_is_rejected_with_one_line() -> None:

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raycompress.data import Split, num_digits, relabel
 from raycompress.metrics.decoders import (
     DecoderConfig,
     Progress,
@@ -25,6 +24,11 @@ from raycompress.metrics.vinfo import (
     measure_vinfo,
     schedule_epochs,
 )
+from raycompress.sampling import Split, num_digits, relabel
+from raycompress.schema import Quantity, VInfoResult
+from raycompress.stopping import Stop
+
+SUFF, MIN = Quantity.SUFFICIENCY, Quantity.MINIMALITY
 
 
 def test_relabelling_example_from_the_issue() -> None:
@@ -89,10 +93,10 @@ def test_sufficiency_of_one_hot_labels_is_the_label_entropy() -> None:
         nn.Identity(), mlp_decoder(4, 4), Split(features, labels), 4, VInfoConfig(FAST)
     )
     h_y = entropy_bits(labels, 4)
-    assert out["h_y_bits"] == pytest.approx(h_y)
+    assert out.terms[SUFF].heads[0].entropy == pytest.approx(h_y)
     assert h_y < 2  # imbalanced: the baseline is not log C
-    assert out["v_suff"] == pytest.approx(h_y, abs=0.03)
-    assert out["error"] == ""
+    assert out.value(SUFF) == pytest.approx(h_y, abs=0.03)
+    assert out.error == ""
 
 
 def test_sufficiency_of_independent_features_is_zero_held_out() -> None:
@@ -103,9 +107,10 @@ def test_sufficiency_of_independent_features_is_zero_held_out() -> None:
         DecoderConfig(lr=1e-3, batch_size=100, max_epochs=30, patience=3), held_out=True
     )
     out = measure_vinfo(nn.Identity(), mlp_decoder(8, 4), Split(features, labels), 4, config)
-    assert out["v_suff_held_out_raw"] == pytest.approx(0, abs=0.1)
-    assert out["v_suff_held_out_raw"] < out["v_suff_raw"]  # in-sample fits noise
-    assert out["held_out_protocol"].startswith("held_out")
+    held_out = out.terms[Quantity.HELD_OUT]
+    assert held_out.raw == pytest.approx(0, abs=0.1)
+    assert held_out.raw < out.terms[SUFF].raw  # in-sample fits noise
+    assert held_out.protocol.startswith("held_out")
 
 
 def test_minimality_of_memorisable_inputs_is_the_mean_digit_entropy() -> None:
@@ -117,9 +122,9 @@ def test_minimality_of_memorisable_inputs_is_the_mean_digit_entropy() -> None:
     out = measure_vinfo(nn.Identity(), mlp_decoder(16, 3), Split(x, labels), 3, config)
     digits = relabel(labels, 3)
     mean_entropy = sum(entropy_bits(digits[:, j], 3) for j in range(4)) / 4
-    assert out["num_digits"] == 4
-    assert out["h_digit0_bits"] < math.log2(3)
-    assert out["v_min"] == pytest.approx(mean_entropy, abs=0.03)
+    assert out.num_digits == 4
+    assert out.terms[MIN].heads[0].entropy < math.log2(3)
+    assert out.value(MIN) == pytest.approx(mean_entropy, abs=0.03)
 
 
 def test_batched_heads_match_heads_trained_one_at_a_time() -> None:
@@ -155,8 +160,8 @@ def test_head_stops_are_recorded() -> None:
         DecoderConfig(lr=3e-2, batch_size=100, max_epochs=300, patience=10),
         torch.Generator(),
     )
-    assert fits[0].stop == "loss_threshold" and fits[0].converged
-    assert fits[1].stop == "plateau" and fits[1].epochs < 300
+    assert fits[0].stop is Stop.LOSS_THRESHOLD and fits[0].converged
+    assert fits[1].stop is Stop.PLATEAU and fits[1].epochs < 300
 
 
 def test_undefined_values_give_messages_not_crashes() -> None:
@@ -168,17 +173,18 @@ def test_undefined_values_give_messages_not_crashes() -> None:
         3,
         VInfoConfig(FAST),
     )
-    assert math.isnan(single["v_suff"]) and "at least two" in single["error"]
+    assert math.isnan(single.value(SUFF)) and "at least two" in single.error
     one_each = measure_vinfo(
         nn.Identity(), make, Split(torch.randn(3, 3), torch.arange(3)), 3, VInfoConfig(FAST)
     )
-    assert one_each["num_digits"] == 0 and math.isnan(one_each["v_min"])
-    assert "N_D = 0" in one_each["error"]
+    assert one_each.num_digits == 0 and math.isnan(one_each.value(MIN))
+    assert "N_D = 0" in one_each.error
     diverged = measure_vinfo(
         nn.Identity(), make, Split(torch.randn(60, 3), torch.arange(3).repeat(20)), 3,
         VInfoConfig(DecoderConfig(lr=1e30, batch_size=20, max_epochs=5)),
     )  # fmt: skip
-    assert math.isnan(diverged["v_suff"]) and "diverged" in diverged["error"]
+    assert math.isnan(diverged.value(SUFF)) and "diverged" in diverged.error
+    assert diverged.terms[SUFF].heads[0].fit.stop is Stop.DIVERGED
 
 
 @pytest.mark.parametrize(("schedule", "expected"), [
@@ -249,7 +255,9 @@ def test_decoders_with_running_statistics_keep_them_per_head() -> None:
         assert float(ce[k]) == pytest.approx(float(expected), rel=1e-6)
 
 
-def curve_case(budgets: tuple[int, ...] | None, max_epochs: int = 6, **overrides) -> dict:
+def curve_case(
+    budgets: tuple[int, ...] | None, max_epochs: int = 6, **overrides: float
+) -> VInfoResult:
     """Layer 1 of a small convolutional f₋ on the demo subset (not affine: no optimum)."""
     from raycompress.data import load_dataset
     from raycompress.models import build_model, make_spec
@@ -269,23 +277,24 @@ def curve_case(budgets: tuple[int, ...] | None, max_epochs: int = 6, **overrides
 def test_budget_curves_leave_the_trained_values_unchanged_and_match_shorter_trainings() -> None:
     plain = curve_case((6,))  # the cap alone: no scoring before the end
     curved = curve_case((2, 4, 6))
-    for key, value in plain.items():
-        if isinstance(value, float) and "@" not in key and "_last_gain" not in key:
-            assert curved[key] == value or (math.isnan(value) and math.isnan(curved[key])), key
-    for term in ("v_suff", "v_min", "v_suff_held_out"):
-        assert curved[f"{term}@6"] == curved[f"{term}_raw"]  # the cap is the reported value
-        assert curved[f"{term}_last_gain"] == curved[f"{term}@6"] - curved[f"{term}@4"]
+    assert set(plain.terms) == set(curved.terms) == set(Quantity)
+    for q, term in curved.terms.items():
+        # the values and the heads do not depend on the budgets scored along the way
+        assert (term.value, term.raw, term.heads) == (plain.terms[q].value, plain.terms[q].raw,
+                                                      plain.terms[q].heads), q  # fmt: skip
+        assert term.curve[6] == term.raw  # the cap is the reported value
+        assert term.last_gain == term.curve[6] - term.curve[4]
         for budget in (2, 4):  # a point = a training that stopped at that budget, bit for bit
-            assert curved[f"{term}@{budget}"] == curve_case((budget,), budget)[f"{term}_raw"]
-    assert "v_suff@2" not in plain and "v_suff_last_gain" not in plain  # one budget: no gain
+            assert term.curve[budget] == curve_case((budget,), budget).terms[q].raw
+        assert list(plain.terms[q].curve) == [6] and plain.terms[q].last_gain is None
 
 
 def test_a_head_that_stopped_early_keeps_its_value_at_later_budgets() -> None:
-    values = curve_case((1, 2, 6), loss_threshold=2.2)  # the loss falls below 2.2 at once
-    stopped = values["suff_epochs"]
-    assert stopped < 6 and values["suff_stop"] == "loss_threshold"
-    later = [b for b in (1, 2, 6) if b > stopped]
-    assert later and all(values[f"v_suff@{b}"] == values["v_suff_raw"] for b in later)
+    term = curve_case((1, 2, 6), loss_threshold=2.2).terms[SUFF]  # below 2.2 at once
+    fit = term.heads[0].fit
+    assert fit.epochs < 6 and fit.stop is Stop.LOSS_THRESHOLD
+    later = [b for b in (1, 2, 6) if b > fit.epochs]
+    assert later and all(term.curve[b] == term.raw for b in later)
 
 
 def test_default_budgets_and_bad_budgets() -> None:

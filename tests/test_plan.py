@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import json
 
 import pytest
 import torch
 from torch import nn
 
 from raycompress import plan
-from raycompress.data import Split, load_dataset
+from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
+from raycompress.sampling import Split
+from raycompress.schema import Quantity, VInfoResult
 from raycompress.training import TrainConfig, run_epochs
 
 SPLITS = ("train", "test")
@@ -26,7 +29,7 @@ def test_the_plan_covers_every_layer_and_split_with_its_own_seed() -> None:
     other_epoch = plan.plan(4, SPLITS, 0, 4, {})
     other_seed = plan.plan(4, SPLITS, 1, 3, {})
     assert not {m.seed for m in planned} & {m.seed for m in other_epoch + other_seed}
-    kept = plan.plan(4, SPLITS, 0, 3, layer0={"train": {"v_suff": 1.0}})
+    kept = plan.plan(4, SPLITS, 0, 3, layer0={"train": VInfoResult()})
     assert [(m.layer, m.split) for m in kept][:1] == [(0, "test")] and len(kept) == 7
 
 
@@ -34,26 +37,29 @@ def test_layer_zero_is_kept_only_after_it_succeeded() -> None:
     layer0: dict = {}
     planned = plan.plan(2, SPLITS, 0, 1, layer0)
     results = [
-        {"v_suff": 1.0, "error": ""},  # l=0 train: measured
-        {"v_suff": math.nan, "error": "worker died"},  # l=0 test: lost
-        {"v_suff": 2.0, "error": ""},
-        {"v_suff": 3.0, "error": ""},
+        VInfoResult(num_digits=1),  # l=0 train: measured
+        VInfoResult.failed("worker died"),  # l=0 test: lost
+        VInfoResult(num_digits=2),
+        VInfoResult(num_digits=3),
     ]
     values = plan.gather(planned, results, layer0)
     assert set(values) == {(0, "train"), (0, "test"), (1, "train"), (1, "test")}
     assert list(layer0) == ["train"]  # the failed one is not kept ...
     again = plan.plan(2, SPLITS, 0, 2, layer0)
     assert [(m.layer, m.split) for m in again] == [(0, "test"), (1, "train"), (1, "test")]
-    later = plan.gather(again, [{"v_suff": 4.0, "error": ""}] * 3, layer0)
-    assert later[0, "train"] is results[0] and later[0, "test"]["v_suff"] == 4.0  # ... retried
+    retried = VInfoResult(num_digits=4)
+    later = plan.gather(again, [retried] * 3, layer0)
+    assert later[0, "train"] is results[0] and later[0, "test"] is retried  # ... retried
 
 
 def test_training_measures_on_schedule_and_layer_zero_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def fake(encoder: nn.Module, make_decoder, split: Split, *args: object, **_: object) -> dict:
+    def fake(
+        encoder: nn.Module, make_decoder, split: Split, *args: object, **_: object
+    ) -> VInfoResult:
         calls.append(len(encoder))  # the encoder of layer l has l layers
-        return {"v_suff": float(len(calls)), "v_min": 0.0}
+        return VInfoResult(num_digits=len(calls))
 
     monkeypatch.setattr(plan, "measure_vinfo", fake)
     data = load_dataset("fashion-mnist-demo", train_size=200)
@@ -74,16 +80,17 @@ def test_measure_layer_runs_from_plain_inputs() -> None:
     config = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=2), monte_carlo=2)
     m = plan.Measurement(3, "train", seed=1)
     out = plan.measure_layer(spec, state, m, data.train, config)
-    assert out["num_digits"] == 2
-    assert {"v_suff", "v_min", "v_min_mc_mean", "v_min_mc_std", "decoder_config"} <= set(out)
-    assert all(isinstance(v, (int, float, str, bool)) for v in out.values())
-    assert out == plan.measure_layer(spec, state, m, data.train, config)  # seeded
+    assert out.num_digits == 2 and out.decoders is not None and not out.error
+    assert out.terms[Quantity.MINIMALITY].monte_carlo is not None
+    assert json.loads(json.dumps(out.to_json()))  # plain data, for a Ray task to return
+    again = plan.measure_layer(spec, state, m, data.train, config)
+    assert json.dumps(again.to_json()) == json.dumps(out.to_json())  # seeded
 
 
 def test_both_executors_give_identical_values() -> None:
     import ray
 
-    from raycompress.trainable import TASK_KEYS, RayVInfo
+    from raycompress.trainable import RayVInfo
 
     data = load_dataset("fashion-mnist-demo", train_size=200)
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(32, 16)), seed=3)
@@ -101,5 +108,6 @@ def test_both_executors_give_identical_values() -> None:
     finally:
         ray.shutdown()
     assert set(there) == set(here) == {(k, s) for k in range(3) for s in SPLITS}
-    for key, values in here.items():
-        assert {k: v for k, v in there[key].items() if k not in TASK_KEYS} == values, key
+    for key, result in here.items():
+        assert there[key].placement is not None and result.placement is None
+        assert dataclasses.replace(there[key], placement=None) == result, key

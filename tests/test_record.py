@@ -1,10 +1,12 @@
-"""A run's record: history rows, summary keys and the sweep description, written by the
-trainable's functions and read back through `results.load` field for field."""
+"""A run's record: the history of typed epochs, summary keys and the sweep description,
+written by the trainable's functions and read back through `results.load` field for field;
+histories written before the typed records still load."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,27 +14,30 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raycompress import __version__, record
+from raycompress import __version__, record, schema
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.results import load
+from raycompress.schema import NC, EpochRecord, Quantity
 from raycompress.training import Run, TrainConfig
 
+DATA = Path(__file__).resolve().parent / "data"
 
-def history(epochs: int, schedule: str = "every:2", held_out: bool = False) -> list[dict]:
-    """The history rows of a short MLP run with 𝒱-information on a schedule."""
+
+def history(epochs: int, schedule: str = "every:2", held_out: bool = False) -> list[EpochRecord]:
+    """The epochs of a short MLP run with 𝒱-information on a schedule."""
     data = load_dataset("fashion-mnist-demo", train_size=200)
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(16, 8)))
     decoder = DecoderConfig(batch_size=100, max_epochs=1)
     vinfo = VInfoConfig(decoder, schedule=schedule, held_out=held_out)
     run = Run(model, data, TrainConfig(batch_size=100, max_epochs=epochs), vinfo=vinfo)
-    return [record.epoch_row(run.step()) for _ in range(epochs)]
+    return [run.step() for _ in range(epochs)]
 
 
 def write_trial(
-    root: Path, name: str, params: dict, rows: list[dict], checkpoints: int = 2
+    root: Path, name: str, params: dict, rows: list[EpochRecord], checkpoints: int = 2
 ) -> None:
     """A trial folder as Tune lays it out; older checkpoints hold a shorter history."""
     trial = root / name
@@ -41,8 +46,13 @@ def write_trial(
         folder = trial / f"checkpoint_{k:06d}"
         folder.mkdir()
         record.write_history(folder, rows[: len(rows) - checkpoints + 1 + k])
-    (trial / "params.json").write_text(json.dumps(params))
-    (trial / "result.json").write_text(json.dumps({"trial_id": name[-5:], "epoch": 1}) + "\n")
+    (trial / record.PARAMS_FILE).write_text(json.dumps(params))
+    (trial / record.RESULT_FILE).write_text(json.dumps({"trial_id": name[-5:], "epoch": 1}) + "\n")
+
+
+def as_text(history: list[EpochRecord]) -> str:
+    """The history as its file holds it (NaN spelt out, so that equal records compare equal)."""
+    return json.dumps([epoch.to_json() for epoch in history], allow_nan=True)
 
 
 def test_summary_has_the_same_keys_every_epoch() -> None:
@@ -50,9 +60,19 @@ def test_summary_has_the_same_keys_every_epoch() -> None:
     keys = [set(record.summary_metrics(row, depth=3)) for row in rows]
     assert keys[0] == keys[1] == keys[2]
     first, second = (record.summary_metrics(r, 3) for r in rows[:2])
-    key = record.summary_key("train", "v_suff", 1)
+    key = record.summary_key("train", Quantity.SUFFICIENCY, 1)
     assert key == "train/v_suff/l1" and math.isnan(first[key]) and not math.isnan(second[key])
-    assert json.loads(json.dumps(rows))  # plain JSON all the way down
+    assert second[key] == rows[1].vinfo[1, "train"].terms[Quantity.SUFFICIENCY].value
+    within = record.summary_key("test", NC.WITHIN_TRACE, 2)
+    assert within == "test/nc_within_trace/l2"  # the statistic's one spelling
+    assert first[within] == rows[0].test.layers[2].nc_within_trace
+
+
+def test_a_written_history_reads_back_as_the_same_records(tmp_path: Path) -> None:
+    rows = history(2, held_out=True)
+    record.write_history(tmp_path, rows)
+    assert as_text(record.read_history(tmp_path)) == as_text(rows)
+    assert json.loads((tmp_path / record.HISTORY_FILE).read_text())  # plain JSON
 
 
 def test_a_written_record_reads_back_field_for_field(tmp_path: Path) -> None:
@@ -61,40 +81,101 @@ def test_a_written_record_reads_back_field_for_field(tmp_path: Path) -> None:
     write_trial(tmp_path, "train_trial_aaaaa", {"dataset": "d", "model": "mlp", "lr": 0.1}, rows)
     frame = load(tmp_path)
     got = {
-        (r.epoch, r.split, None if pd.isna(r.layer) else int(r.layer),
-         r.metric if pd.isna(r.budget) else record.budget_key(r.metric.removesuffix("_at_budget"),
-                                                               r.budget)): (r.value, r.note)
+        (r.epoch, r.split, None if pd.isna(r.layer) else int(r.layer), r.metric,
+         None if pd.isna(r.budget) else int(r.budget)): (r.value, r.note)
         for r in frame.itertuples()
     }  # fmt: skip
-    expected = 0
-    for row in rows:
-        e = row["epoch"]
-        value, note = got[e, "train", None, "train_step_loss"]
-        assert value == row["train_step_loss"] and note == (row["stop_reason"] or "")
-        expected += 1
-        for split, report in row["splits"].items():
-            for metric in ("loss", "accuracy"):
-                assert got[e, split, None, metric][0] == report[metric]
-                expected += 1
-            for layer, stats in report["layers"].items():
-                for key, value in stats.items():
-                    if key in ("path", "num_samples", "dim"):
-                        continue
-                    name = key if key == "nc_trace" else f"nc_{key}"
-                    got_value, note = got[e, split, int(layer), name]
-                    assert got_value == pytest.approx(value, nan_ok=True) and note == stats["path"]
-                    expected += 1
-        for split, layers in row["vinfo"].items():
-            for layer, values in layers.items():
-                for key, value in values.items():
-                    if isinstance(value, str):
-                        continue
-                    assert got[e, split, int(layer), key][0] == pytest.approx(
-                        float(value), nan_ok=True
-                    )
-                    expected += 1
-    assert len(frame) == expected  # nothing more, nothing less
+    assert len(got) == len(frame)  # one row per key
+    seen = 0
+
+    def check(key: tuple, value: float, note: str | None = None) -> None:
+        nonlocal seen
+        got_value, got_note = got[key]
+        assert got_value == pytest.approx(float(value), nan_ok=True), key
+        assert note is None or got_note == note, key
+        seen += 1
+
+    for epoch in rows:
+        e = epoch.epoch
+        check((e, "train", None, "train_step_loss", None), epoch.train_step_loss,
+              epoch.stop_reason or "")  # fmt: skip
+        for split, report in epoch.reports():
+            check((e, split, None, "loss", None), report.loss)
+            check((e, split, None, "accuracy", None), report.accuracy)
+            for layer, stats in report.layers.items():
+                for stat in NC:
+                    check((e, split, layer, stat, None), getattr(stats, stat), stats.path)
+        for (layer, split), result in epoch.vinfo.items():
+            key = (e, split, layer)
+            check((*key, "num_digits", None), result.num_digits)
+            check((*key, "clipped", None), result.clipped)
+            for q, term in result.terms.items():
+                check((*key, q, None), term.value)
+                check((*key, f"{q}_raw", None), term.raw)
+                for budget, bits in term.curve.items():
+                    check((*key, f"{q}_at_budget", budget), bits)
+                for head in term.heads:
+                    check((*key, f"{head.name}_epochs", None), head.fit.epochs, head.fit.stop)
+            check((*key, "h_y_bits", None), result.terms[Quantity.SUFFICIENCY].heads[0].entropy)
+            for j, head in enumerate(result.terms[Quantity.MINIMALITY].heads):
+                check((*key, f"v_min_digit{j}_raw", None), head.bits)
+                check((*key, f"h_digit{j}_bits", None), head.entropy)
+    assert len(frame) == seen  # nothing more, nothing less (one budget: no convergence row)
     assert frame.lr.unique().tolist() == [0.1]  # the swept axis from the description
+
+
+def old_frame() -> pd.DataFrame:
+    """The tidy frame that the code of commit 51765e1 loaded from tests/data's history."""
+    numbers = {"layer": [""], "budget": [""], "value": ["NaN", "nan", ""]}
+    frame = pd.read_csv(DATA / "history_before_schema_tidy.csv", keep_default_na=False,
+                        na_values=numbers)  # fmt: skip
+    return frame.astype({"layer": "Int64", "budget": "Int64", "value": float, "note": str})
+
+
+def test_a_history_written_before_the_typed_records_still_loads(tmp_path: Path) -> None:
+    """tests/data: a history (and its tidy frame) written by the code of commit 51765e1, where
+    a measurement was one flat dictionary; it loads into the same frame, row for row."""
+    trial = tmp_path / "train_trial_abcde_00000"
+    (trial / "checkpoint_000001").mkdir(parents=True)
+    shutil.copy(DATA / "history_before_schema.json", trial / "checkpoint_000001" / "history.json")
+    (trial / record.PARAMS_FILE).write_text(
+        json.dumps({"dataset": "fashion-mnist-demo", "model": "mlp", "seed": 0})
+    )
+    ours = load(tmp_path)
+    old = old_frame()
+    keys = ["epoch", "split", "layer", "metric", "budget"]
+    ours, old = (f.sort_values(keys).reset_index(drop=True) for f in (ours, old))
+    assert len(ours) == len(old) == 467
+    pd.testing.assert_frame_equal(ours[old.columns], old, check_dtype=False)
+    # read as types: the task's placement, the lost task's error, the decoders' configuration
+    history = record.read_history(trial / "checkpoint_000001")
+    placed = history[0].vinfo[1, "train"]
+    assert placed.placement is not None and placed.placement.placement_group == "pg1"
+    assert placed.decoders is not None and placed.decoders.config["budgets"] == (1, 2)
+    assert placed.terms[Quantity.MINIMALITY].monte_carlo is not None
+    lost = history[1].vinfo[2, "test"]
+    assert not lost.terms and lost.error.startswith("𝒱-information task failed")
+    # and written again in today's format, it reads back the same
+    record.write_history(tmp_path, history)
+    assert as_text(record.read_history(tmp_path)) == as_text(history)
+
+
+def test_todays_records_have_the_rows_of_the_old_ones() -> None:
+    """The same configuration as the old history's: the same metrics, layers and budgets."""
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    model = build_model(make_spec("mlp", data.input_shape, 10, widths=(16, 8)))
+    decoder = DecoderConfig(batch_size=100, max_epochs=2, budgets=(1, 2))
+    vinfo = VInfoConfig(decoder, held_out=True, monte_carlo=1, clip_negative=True)
+    run = Run(model, data, TrainConfig(batch_size=100, max_epochs=2), vinfo=vinfo)
+    rows = [row for _ in range(2) for row in run.step().rows()]
+
+    def keys(frame: pd.DataFrame) -> list[tuple]:
+        lost = (frame.epoch == 2) & (frame.split == "test") & frame.layer.eq(2).fillna(False)
+        columns = frame[~lost][["epoch", "split", "layer", "metric", "budget"]].astype(object)
+        return sorted(str(tuple(None if pd.isna(v) else int(v) if isinstance(v, float) else v
+                                for v in row)) for row in columns.values)  # fmt: skip
+
+    assert keys(pd.DataFrame(rows, columns=list(schema.COLUMNS))) == keys(old_frame())
 
 
 def test_the_description_records_the_code(tmp_path: Path) -> None:
@@ -105,15 +186,6 @@ def test_the_description_records_the_code(tmp_path: Path) -> None:
     if commit.returncode == 0:  # a git checkout: the commit, marked when the tree is dirty
         assert read["commit"].removesuffix("+dirty") == commit.stdout.strip()
     assert record.read_description(tmp_path / "nowhere") == {}
-
-
-@pytest.mark.parametrize(
-    ("metric", "head"),
-    [("suff_epochs", "suff"), ("digit12_epochs", "digit12"), ("held_out_epochs", "held_out"),
-     ("suff_stop", None), ("digit_epochs", None), ("v_suff", None), ("xsuff_epochs", None)],
-)  # fmt: skip
-def test_the_heads_of_epoch_counts(metric: str, head: str | None) -> None:
-    assert record.head_of_epochs(metric) == head
 
 
 def test_results_import_neither_ray_nor_torch() -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import math
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from raycompress import __version__
+from raycompress import __version__, record
 from raycompress.analysis.figures import FIGURES
 from raycompress.report import TABLES, main
+from raycompress.schema import VInfoResult
 
 
 def test_report_of_the_demo_sweep_draws_every_figure(
@@ -46,11 +46,13 @@ def partial_copy(storage: Path, destination: Path) -> Path:
     checkpoints = sorted(second.glob("checkpoint_*"))
     for checkpoint in checkpoints[1:]:
         shutil.rmtree(checkpoint)
-    history_file = checkpoints[0] / "history.json"
-    history = json.loads(history_file.read_text())
-    for split in history[-1]["vinfo"].values():
-        split["2"] = {"v_suff": math.nan, "v_min": math.nan, "error": "worker died"}
-    history_file.write_text(json.dumps(history))
+    history = record.read_history(checkpoints[0])
+    lost = {
+        (layer, split): VInfoResult.failed("worker died") if layer == 2 else result
+        for (layer, split), result in history[-1].vinfo.items()
+    }
+    history[-1] = dataclasses.replace(history[-1], vinfo=lost)
+    record.write_history(checkpoints[0], history)
     return results
 
 
@@ -115,7 +117,6 @@ def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
     from test_data import write_image_folder
     from test_record import write_trial
 
-    from raycompress import record
     from raycompress.models import describe
     from raycompress.training import Run
     from raycompress.trial import Trial
@@ -128,7 +129,7 @@ def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
     trial = Trial.from_config(settings)
     data, model = trial.build()
     run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
-    rows = [record.epoch_row(run.step()) for _ in range(2)]
+    rows = [run.step() for _ in range(2)]
     results = tmp_path / "results"
     write_trial(results, "train_trial_aaaaa", settings, rows, 1)
     record.write_model(next((results / "train_trial_aaaaa").glob("checkpoint_*")), describe(model))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from raycompress import run
+from raycompress import protocol, run
 from raycompress.run import main
+from raycompress.trial import DEFAULTS
 
 
 def test_short_run_prints_every_epoch(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--epochs", "2", "--train-size", "200", "--batch-size", "100"]) == 0
+    argv = ["--epochs", "2", "--train-size", "200", "--batch-size", "100", "--vinfo", "none"]
+    assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     rows = [line for line in out if line.strip()[:1].isdigit()]
     assert [row.split()[0] for row in rows] == ["1", "2"]
@@ -35,6 +39,30 @@ def test_the_thesis_recipe_reaches_the_run(monkeypatch, capsys) -> None:
         "inputs × 255 on cpu"
     )
     assert seen[0].train.x.max() == 255
+
+
+def help_of(dest: str) -> str:
+    return next(a.help for a in run.parser()._actions if a.dest == dest)
+
+
+def test_the_vinfo_default_is_the_trial_default(monkeypatch) -> None:
+    assert run.parser().parse_args([]).vinfo == DEFAULTS["vinfo_schedule"]
+    entry = re.search(r"\n  --vinfo VINFO (.*?)\n  --", run.parser().format_help(), re.S)
+    shown = re.search(r"\(default: (\S+)\)", entry.group(1))  # the help shows it
+    assert shown and shown.group(1) == DEFAULTS["vinfo_schedule"]
+    monkeypatch.setitem(DEFAULTS, "vinfo_schedule", "log:3")
+    assert run.parser().parse_args([]).vinfo == "log:3"
+
+
+@pytest.mark.parametrize("budgets", [protocol.DECODER_BUDGETS, (3, 7, 40, 50, 80)])
+def test_the_budget_help_names_the_protocol_budgets(budgets, monkeypatch) -> None:
+    monkeypatch.setattr(protocol, "DECODER_BUDGETS", budgets)
+    example, default = re.search(
+        r"e\.g\. ([\d,]+); None: those of ([\d,]+) ", help_of("decoder_budgets")
+    ).groups()
+    below_cap = [b for b in budgets if b < DEFAULTS["decoder_epochs"]]
+    assert [int(b) for b in example.split(",")] == below_cap
+    assert [int(b) for b in default.split(",")] == list(budgets)
 
 
 @pytest.mark.parametrize(

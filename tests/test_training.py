@@ -45,7 +45,7 @@ def test_every_epoch_measures_both_splits_and_every_layer(small) -> None:
         for report in (record.train, record.test):
             assert set(report.layers) == {1, 2, 3, 4}
             assert 0 <= report.accuracy <= 1 and math.isfinite(report.loss)
-            assert all(math.isfinite(s.nc_trace) and s.rank == 9 for s in report.layers.values())
+            assert all(math.isfinite(s.nc_trace) and s.nc_rank == 9 for s in report.layers.values())
     assert records[0].test.layers[1].num_samples == 2000
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raycompress import protocol, run
+from raycompress.metrics.collapse import CollapseConfig
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.training import TrainConfig
 from raycompress.trial import DEFAULTS, SETTINGS, Trial, check_types
@@ -52,3 +53,11 @@ def test_every_default_has_its_own_type() -> None:
     check_types(DEFAULTS)  # the defaults pass their own checks
     assert set(SETTINGS) == set(DEFAULTS)
     check_types({"lr": 1, "widths": (8, 4), "vinfo_schedule": [1, 5], "train_size": None})
+
+
+def test_the_feature_budget_default_is_collapse_configs() -> None:
+    mib = DEFAULTS["nc_feature_budget_mib"]
+    assert isinstance(mib, int) and mib * 2**20 == CollapseConfig().feature_budget_bytes
+    assert (
+        Trial.from_config({}).collapse.feature_budget_bytes == CollapseConfig().feature_budget_bytes
+    )

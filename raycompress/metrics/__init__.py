@@ -1,5 +1,8 @@
 """The measures of compression, pure functions over tensors (no Ray, no files).
 
+They return the typed results of `raycompress.schema` (`CollapseStats`, `CollapseReport`,
+`VInfoResult`); turning those into files and rows is the record's and the results' business.
+
 Geometric — neural collapse:
     nc          the statistics as formulas of class means and scatters (tr(Σ_W Σ_B⁺), …)
     accumulate  streaming accumulators for the passes over a network, kept apart from `nc`
@@ -15,7 +18,6 @@ Information-theoretic — 𝒱-information:
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
 from raycompress.metrics.collapse import (
     CollapseConfig,
-    CollapseReport,
     measure_collapse,
     nc_stats,
     nc_trace,
@@ -24,11 +26,11 @@ from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.nc import (
     BetweenClass,
     ClassMeans,
-    CollapseStats,
     DegenerateBetweenClassWarning,
     between_class,
 )
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
+from raycompress.schema import CollapseReport, CollapseStats, VInfoResult
 
 __all__ = [
     "BetweenClass",
@@ -40,6 +42,7 @@ __all__ = [
     "DecoderConfig",
     "DegenerateBetweenClassWarning",
     "VInfoConfig",
+    "VInfoResult",
     "WithinClassPass",
     "WithinScatter",
     "between_class",

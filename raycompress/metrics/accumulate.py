@@ -13,7 +13,6 @@ flattens to D per sample) with labels y (B,) and keeps float64 state:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import torch
@@ -38,10 +37,6 @@ def _blocks(h: Tensor, *others: Tensor | None) -> Iterator[tuple[Tensor, ...]]:
         yield (rows_64, *(o if o is None else o[block] for o in others))
 
 
-def _fingerprint(means: Tensor) -> str:
-    return hashlib.sha1(means.detach().cpu().numpy().tobytes()).hexdigest()[:12]
-
-
 class ClassSums:
     """Pass 1: per-class counts n_c (C,) and sums s_c (C, D), float64."""
 
@@ -59,18 +54,25 @@ class ClassSums:
         return ClassMeans(counts=self.counts.clone(), means=self.sums / present)
 
 
+# Pass 2 must see pass 1's representations: its own class means may differ from pass 1's by
+# rounding (a GPU's reductions need not repeat bit for bit), never by this much relative to
+# the means' size — a model that changed between the passes moves them by far more.
+SAME_MEANS_RTOL = 1e-5
+
+
 class WithinClassPass:
     """Pass 2 over the same representations as pass 1, given its means and Σ_B's whitener.
 
     Accumulates Σ_n ‖(h_n − μ_{y_n}) W‖² (N · tr(Σ_W Σ_B⁺)), the per-class squared distances
     to the class mean (tr Σ_W and CDNV) and, when predictions are given, how often the nearest
-    class mean agrees with them (NC4).
+    class mean agrees with them (NC4). It also sums the representations per class again, so
+    that the result is refused unless pass 2 saw pass 1's samples and class means.
     """
 
     def __init__(self, stats: ClassMeans, between: BetweenClass) -> None:
         self.stats = stats
         self.between = between
-        self.means_fingerprint = _fingerprint(stats.means)
+        self.sums = ClassSums(*stats.means.shape, stats.means.device)
         self.whitened_sq = torch.zeros((), dtype=torch.float64, device=stats.means.device)
         self.class_sq_dist = torch.zeros_like(stats.counts, dtype=torch.float64)
         self.ncc_agree = torch.zeros((), dtype=torch.int64, device=stats.means.device)
@@ -80,7 +82,9 @@ class WithinClassPass:
 
     def update(self, h: Tensor, y: Tensor, predictions: Tensor | None = None) -> None:
         means = self.stats.means  # (C, D)
+        self.sums.counts += torch.bincount(y, minlength=self.sums.counts.numel())
         for h64, yb, pb in _blocks(h, y, predictions):
+            self.sums.sums.index_add_(0, yb, h64)
             if pb is not None:
                 # argmin_c ‖h − μ_c‖² = argmin_c ‖μ_c‖² − 2 h·μ_c
                 dist = self._mean_sq - 2 * h64 @ means.T  # (b, C)
@@ -91,11 +95,22 @@ class WithinClassPass:
         self.seen += h.shape[0]
 
     def check_complete(self) -> None:
-        """Guard the two-pass invariant: pass 2 saw exactly the samples of pass 1."""
-        if self.seen != self.stats.num_samples:
+        """Guard the two-pass invariant: pass 2 saw exactly the samples of pass 1, with pass 1's
+        class means (up to SAME_MEANS_RTOL of their size)."""
+        if self.seen != self.stats.num_samples or not torch.equal(
+            self.sums.counts, self.stats.counts
+        ):
             raise RuntimeError(
-                f"pass 2 saw {self.seen} samples but pass 1 saw {self.stats.num_samples} "
-                f"(means {self.means_fingerprint}): both passes must cover the same data"
+                f"pass 2 saw {self.seen} samples but pass 1 saw {self.stats.num_samples}, or "
+                "other class counts: both passes must cover the same data"
+            )
+        moved = float((self.sums.result().means - self.stats.means).abs().max())
+        size = float(self.stats.means.abs().max())
+        if moved > SAME_MEANS_RTOL * size:
+            raise RuntimeError(
+                f"the class means of pass 2 differ from pass 1's by {moved:.3g} (of {size:.3g}): "
+                "the representations changed between the passes; keep the model fixed (eval "
+                "mode, no training step) until both passes are done"
             )
 
     @property

@@ -24,15 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from raycompress import protocol
-from raycompress.data import Split, batch_indices, check_labels
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
 from raycompress.metrics.nc import (
-    CollapseStats,
     between_class,
     collapse_stats,
     nc_trace_from_covariance,
 )
 from raycompress.models import LayeredNet
+from raycompress.sampling import Split, batch_indices, check_labels
+from raycompress.schema import CollapseReport, CollapseStats
 
 METHODS = ("auto", "two_pass", "features", "scatter")
 
@@ -55,16 +55,6 @@ class CollapseConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
-
-
-@dataclass(frozen=True)
-class CollapseReport:
-    """One split at one point of training: loss (nats) and accuracy of the network in the
-    measurement batch order, and the collapse statistics of layers 1..L (L = penultimate)."""
-
-    loss: float
-    accuracy: float
-    layers: dict[int, CollapseStats]
 
 
 def nc_stats(

@@ -32,8 +32,9 @@ from torch.func import functional_call, stack_module_state
 
 from raycompress import compute, protocol
 from raycompress.compute import Compiled, Compute
-from raycompress.data import batch_indices
-from raycompress.stopping import CONVERGED, stop_reason
+from raycompress.sampling import batch_indices
+from raycompress.schema import HeadFit
+from raycompress.stopping import stop_reason
 
 
 @dataclass(frozen=True)
@@ -124,19 +125,6 @@ class Progress:
             f"{now - self.start:.0f} s",
             flush=True,
         )
-
-
-@dataclass(frozen=True)
-class HeadFit:
-    """How one head's training ended: epochs used, the reason, and its last epoch loss (nats)."""
-
-    epochs: int
-    stop: str  # "loss_threshold", "plateau", "max_epochs" or "diverged"
-    train_loss: float
-
-    @property
-    def converged(self) -> bool:
-        return self.stop in CONVERGED
 
 
 class StackedDecoders:
@@ -230,61 +218,117 @@ def train_heads(
     Returns one HeadFit per head; the stacked parameters end as each head stopped.
     """
     curve = set(config.curve())
-    num_heads = len(stack)
     optimizer = torch.optim.AdamW(
         stack.params.values(), lr=config.lr, weight_decay=config.weight_decay
     )
-    active = torch.ones(num_heads, dtype=torch.bool)
-    best = torch.full((num_heads,), math.inf, dtype=torch.float64)
-    stale = torch.zeros(num_heads, dtype=torch.int64)
-    autocast = compute.autocast(config.compute, device)
-    fits: dict[int, HeadFit] = {}
-    kept: dict[int, dict[str, Tensor]] = {}
+    steps = Steps(stack, optimizer, config, device, progress)
+    stopping = HeadStopping(len(stack), config)
+    kept: dict[int, dict[str, Tensor]] = {}  # a stopped head's weights, from its last epoch
     stack.mode = "loop" if stack.running_stats else batching_mode(config.batching, device)
     stack.train()
     for epoch in range(1, config.max_epochs + 1):
-        heads = torch.nonzero(active).flatten()
-        total = torch.zeros(heads.numel(), dtype=torch.float64, device=device)
-        batches = batch_indices(features.shape[0], config.batch_size, generator)
-        for b, index in enumerate(batches, 1):
-            x = features[index].to(device, non_blocking=True)
-            y = targets[index][:, heads].to(device, non_blocking=True)  # (B, K')
-            with autocast:
-                logits = stack(x, heads.to(device))  # (K', B, C)
-            losses = F.cross_entropy(logits.float().permute(1, 2, 0), y, reduction="none").mean(0)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            total += losses.detach().double() * index.numel()
-            if progress is not None and b < len(batches):
-                progress.update(epoch, config.max_epochs, heads, num_heads, f"{b}/{len(batches)}")
-        epoch_loss = (total / features.shape[0]).cpu()
-        for k, loss in zip(heads.tolist(), epoch_loss.tolist(), strict=True):
-            if loss < best[k] * (1 - config.min_delta):
-                best[k], stale[k] = loss, 0
-            else:
-                stale[k] += 1
-            stop = stop_reason(
-                loss, epoch, loss_threshold=config.loss_threshold, max_epochs=config.max_epochs,
-                stale=int(stale[k]), patience=config.patience,
-            )  # fmt: skip
-            if stop is not None:
-                fits[k] = HeadFit(epoch, stop, loss)
-                kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
-                active[k] = False
-        training = torch.nonzero(active).flatten()
+        heads = stopping.training()
+        losses = steps.epoch(epoch, features, targets, heads, generator)
+        for k in stopping.update(epoch, heads, losses):
+            kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
+        training = stopping.training()
         if progress is not None:
-            progress.update(epoch, config.max_epochs, training, num_heads)
+            progress.update(epoch, config.max_epochs, training, len(stack))
         if at_budget is not None and epoch in curve and training.numel():
             at_budget(epoch, training)
             stack.train()
-        if not active.any():
+        if not training.numel():
             break
     with torch.no_grad():
         for k, params in kept.items():
             for name, p in params.items():
                 stack.params[name][k] = p
-    return [fits[k] for k in range(num_heads)]
+    return stopping.fits()
+
+
+@dataclass
+class HeadStopping:
+    """Each head's stopping state: its best epoch loss, the epochs since it improved by a
+    relative `min_delta`, and its fit once it stopped (`stopping.stop_reason`, the rule of the
+    main network too)."""
+
+    num_heads: int
+    config: DecoderConfig
+    best: Tensor = field(init=False)
+    stale: Tensor = field(init=False)
+    stopped: dict[int, HeadFit] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
+        self.stale = torch.zeros(self.num_heads, dtype=torch.int64)
+
+    def training(self) -> Tensor:
+        """The heads still training, ascending."""
+        active = [k for k in range(self.num_heads) if k not in self.stopped]
+        return torch.tensor(active, dtype=torch.int64)
+
+    def update(self, epoch: int, heads: Tensor, losses: Tensor) -> list[int]:
+        """Record epoch `epoch`'s mean loss (nats) of each of `heads`; returns those that stop."""
+        config, stopping = self.config, []
+        for k, loss in zip(heads.tolist(), losses.tolist(), strict=True):
+            if loss < self.best[k] * (1 - config.min_delta):
+                self.best[k], self.stale[k] = loss, 0
+            else:
+                self.stale[k] += 1
+            stop = stop_reason(
+                loss, epoch, loss_threshold=config.loss_threshold, max_epochs=config.max_epochs,
+                stale=int(self.stale[k]), patience=config.patience,
+            )  # fmt: skip
+            if stop is not None:
+                self.stopped[k] = HeadFit(epoch, stop, loss)
+                stopping.append(k)
+        return stopping
+
+    def fits(self) -> list[HeadFit]:
+        return [self.stopped[k] for k in range(self.num_heads)]
+
+
+@dataclass
+class Steps:
+    """The optimiser steps of one decoder epoch: every head still training takes one step per
+    batch, in the precision of `config.compute`; `progress` hears of long epochs."""
+
+    stack: StackedDecoders
+    optimizer: torch.optim.Optimizer
+    config: DecoderConfig
+    device: torch.device | str
+    progress: Progress | None
+
+    def step(self, x: Tensor, y: Tensor, heads: Tensor) -> Tensor:
+        """One step on a batch x (B, ...) with targets y (B, K'); returns each head's loss."""
+        with compute.autocast(self.config.compute, self.device):
+            logits = self.stack(x, heads.to(self.device))  # (K', B, C)
+        losses = F.cross_entropy(logits.float().permute(1, 2, 0), y, reduction="none").mean(0)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach()
+
+    def epoch(
+        self,
+        epoch: int,
+        features: Tensor,
+        targets: Tensor,
+        heads: Tensor,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Decoder epoch `epoch`: one pass over the features in a fresh seeded order; each
+        head's epoch-mean training loss (nats, float64, on the host)."""
+        total = torch.zeros(heads.numel(), dtype=torch.float64, device=self.device)
+        batches = batch_indices(features.shape[0], self.config.batch_size, generator)
+        for b, index in enumerate(batches, 1):
+            x = features[index].to(self.device, non_blocking=True)
+            y = targets[index][:, heads].to(self.device, non_blocking=True)  # (B, K')
+            total += self.step(x, y, heads).double() * index.numel()
+            if self.progress is not None and b < len(batches):
+                where = f"{b}/{len(batches)}"
+                self.progress.update(epoch, self.config.max_epochs, heads, len(self.stack), where)
+        return (total / features.shape[0]).cpu()
 
 
 def batching_mode(batching: str, device: torch.device | str) -> str:

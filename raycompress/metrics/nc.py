@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from raycompress.schema import CollapseStats
+
 
 class DegenerateBetweenClassWarning(UserWarning):
     """Σ_B has rank 0 (all class means coincide): tr(Σ_W Σ_B⁺) is 0 by the pseudo-inverse."""
@@ -142,37 +144,6 @@ def self_duality(stats: ClassMeans, classifier_weight: Tensor) -> float:
     return float((w / w.norm() - m / m.norm()).pow(2).sum())
 
 
-@dataclass(frozen=True)
-class CollapseStats:
-    """Every neural-collapse statistic of one layer on one split, with the decisions behind it.
-
-    path: how Σ_W was reached ("two_pass", "features" or "scatter"). ncc_agreement is NaN on
-    the scatter path, which keeps no per-sample pass after the means are known; self_duality
-    is NaN unless classifier weights were given (the penultimate layer).
-    """
-
-    nc_trace: float  # tr(Σ_W Σ_B⁺)
-    rank: int  # rank Σ_B used by the pseudo-inverse
-    eig_tol: float  # absolute eigenvalue tolerance behind that rank
-    within_trace: float  # tr(Σ_W)
-    between_trace: float  # tr(Σ_B)
-    cdnv: float
-    equinorm: float
-    equiangularity: float
-    self_duality: float
-    ncc_agreement: float  # NC4: fraction of samples whose nearest class mean is the prediction
-    num_samples: int
-    dim: int
-    path: str
-
-    @property
-    def trace_ratio(self) -> float:
-        """tr(Σ_W)/tr(Σ_B), the simplified NC metric of the literature."""
-        if self.between_trace == 0:
-            return math.inf if self.within_trace > 0 else math.nan
-        return self.within_trace / self.between_trace
-
-
 def collapse_stats(
     stats: ClassMeans,
     between: BetweenClass,
@@ -194,15 +165,15 @@ def collapse_stats(
     weight = None if classifier_weight is None else classifier_weight[present]
     return CollapseStats(
         nc_trace=nc_trace,
-        rank=between.rank,
-        eig_tol=between.eig_tol,
-        within_trace=float(class_sq_dist.sum()) / n,
-        between_trace=between.trace,
-        cdnv=cdnv(seen, class_sq_dist[present] / seen.counts) if pairs else math.nan,
-        equinorm=equinorm(seen) if pairs else math.nan,
-        equiangularity=equiangularity(seen) if pairs else math.nan,
-        self_duality=math.nan if weight is None or not pairs else self_duality(seen, weight),
-        ncc_agreement=ncc_agreement,
+        nc_rank=between.rank,
+        nc_eig_tol=between.eig_tol,
+        nc_within_trace=float(class_sq_dist.sum()) / n,
+        nc_between_trace=between.trace,
+        nc_cdnv=cdnv(seen, class_sq_dist[present] / seen.counts) if pairs else math.nan,
+        nc_equinorm=equinorm(seen) if pairs else math.nan,
+        nc_equiangularity=equiangularity(seen) if pairs else math.nan,
+        nc_self_duality=math.nan if weight is None or not pairs else self_duality(seen, weight),
+        nc_ncc_agreement=ncc_agreement,
         num_samples=n,
         dim=stats.means.shape[1],
         path=path,

@@ -8,13 +8,16 @@ training over every scored sample.
 
     sufficiency  I_𝒱(h^l → y):            t = the labels
     minimality   I_𝒱(h^l → Dec(x, 𝒴)):    t = each base-C digit of the relabelling r(x)
-                                          (thesis Algorithm 2, `data.relabel`); mean over digits
+                                          (thesis Algorithm 2, `sampling.relabel`); mean over digits
+
+The result is a `schema.VInfoResult`: one `schema.Term` per quantity, with its protocol, its
+decoders (`schema.Head`: fit, entropy, bits) and its budget curve.
 
 Budget curves. Every decoder is also scored at the config's budgets (`DecoderConfig.curve`:
-5, 10, 20 and 50 epochs by default, the thesis' budgets among them) during its one training:
-each term is recorded at every budget (`record.budget_key`), a head that stopped before a
-budget keeping its final value there, and the bits gained between the last two budgets are
-recorded beside each value as its convergence indicator (`record.gain_key`).
+`protocol.DECODER_BUDGETS` below the epoch cap, and the cap, by default) during its one
+training: each term is recorded at every budget (`Term.curve`), a head that stopped before a
+budget keeping its final value there, and the bits gained between the last two budgets are its
+convergence indicator (`Term.last_gain`).
 
 The affine layer. At l = L−1 the decoder is the head alone, affine in its pooled input
 (`affine`): there sufficiency and every minimality digit are convex problems, and the values
@@ -33,7 +36,7 @@ host memory above a budget); the sufficiency decoder and every minimality decode
 together as one batched step (`decoders.StackedDecoders`).
 
 Randomness: every stream of a measurement (batch orders, initialisations, relabellings, the
-held-out halves) is derived from its one seed by name (`seeds.derive_seed`).
+held-out halves) is derived from its one seed by name (`seeds.Stream`).
 """
 
 from __future__ import annotations
@@ -46,35 +49,35 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from raycompress import record
 from raycompress.compute import DEFAULT, Compute, memory_format
-from raycompress.data import Split, batch_indices, relabel, stratified_subset
 from raycompress.metrics.affine import CHUNK, AffineFit, affine_pre, fit_affine
 from raycompress.metrics.decoders import (
     DecoderConfig,
-    HeadFit,
     Progress,
     StackedDecoders,
     score_heads,
     train_heads,
 )
-from raycompress.record import HELD_OUT, MINIMALITY, SUFFICIENCY
-from raycompress.seeds import derive_seed
+from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
+from raycompress.schema import (
+    HELD_OUT_HEAD,
+    SUFF_HEAD,
+    Decoders,
+    Head,
+    HeadFit,
+    Quantity,
+    Term,
+    VInfoResult,
+    digit_head,
+)
+from raycompress.seeds import Stream, derive_seed
+from raycompress.stopping import Stop
 
 LN2 = math.log(2)  # nats → bits
 
 IN_SAMPLE = "in_sample: fit on the split, scored on it"
 AT_OPTIMUM = "the affine decoder at its optimum (L-BFGS, float64)"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
-
-# The random streams of one measurement, derived from its seed by name (`derive_seed`).
-ENCODE_ORDER = "encode_order"  # the batch order in which the frozen encoder runs once
-HEAD_INIT = "head_init"  # the decoders' initialisations
-TRAIN_ORDER = "train_order"  # the decoders' training batch orders
-SCORE_ORDER = "score_order"  # the batch order of the final scoring pass
-RELABELLING = "relabelling"  # Monte-Carlo relabelling m: within-class orders
-HALVES = "held_out_halves"  # the stratified half a held-out decoder fits on
-HELD_OUT_FIT = "held_out_fit"  # the held-out decoder's own measurement streams
 
 
 def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
@@ -155,7 +158,7 @@ def encode(
 
 def head_seeds(count: int, seed: int) -> list[int]:
     """The initialisation seeds of a measurement's `count` decoders."""
-    generator = torch.Generator().manual_seed(derive_seed(seed, HEAD_INIT))
+    generator = torch.Generator().manual_seed(derive_seed(seed, Stream.HEAD_INIT))
     return [int(s) for s in torch.randint(0, 2**62, (count,), generator=generator)]
 
 
@@ -189,8 +192,8 @@ def fit_and_score(
     compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
     stack = StackedDecoders(decoders, device, compile=compute.compile)
-    generator = torch.Generator().manual_seed(derive_seed(seed, TRAIN_ORDER))
-    order = derive_seed(seed, SCORE_ORDER)
+    generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
+    order = derive_seed(seed, Stream.SCORE_ORDER)
     batch = config.decoder.batch_size
     scored: dict[int, dict[int, float]] = {}  # budget → {head training then: CE in bits}
 
@@ -204,7 +207,7 @@ def fit_and_score(
     ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
     entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
     bits = [
-        h - c if f.stop != "diverged" and math.isfinite(h - c) else math.nan
+        h - c if f.stop != Stop.DIVERGED and math.isfinite(h - c) else math.nan
         for h, c, f in zip(entropy, ce, fits, strict=True)
     ]
     curves = {  # a head that stopped before a budget holds its final weights there
@@ -254,10 +257,6 @@ def _optimum_note(fits: list[AffineFit]) -> str:
     return "; ".join(parts)
 
 
-def _head(head: str, fit: HeadFit) -> dict[str, int | str]:
-    return {record.epochs_key(head): fit.epochs, record.stop_key(head): fit.stop}
-
-
 def _diverged(fitted: Fitted, names: list[str]) -> list[str]:
     return [
         f"{name} diverged (loss {fit.train_loss}); lower the decoder lr"
@@ -266,48 +265,38 @@ def _diverged(fitted: Fitted, names: list[str]) -> list[str]:
     ]
 
 
-def curve(value: str, points: dict[int, float]) -> dict[str, float]:
-    """A term's budget curve (`record.budget_key`) and, with two budgets or more, its
-    convergence indicator: the bits gained between the last two."""
-    budgets = sorted(points)
-    out = {record.budget_key(value, b): points[b] for b in budgets}
-    if len(budgets) > 1:
-        out[record.gain_key(value)] = points[budgets[-1]] - points[budgets[-2]]
-    return out
+def _heads(fitted: Fitted, names: list[str], first: int = 0) -> tuple[Head, ...]:
+    """Heads first, first + 1, … of `fitted` under `names`."""
+    return tuple(
+        Head(name, fitted.fits[k], fitted.entropy[k], fitted.bits[k])
+        for k, name in enumerate(names, first)
+    )
 
 
-def sufficiency(fitted: Fitted) -> dict[str, float | int | str]:
-    """I_𝒱(h → y) from head 0 (target y), in-sample."""
-    return {
-        "h_y_bits": fitted.entropy[0], record.raw_key(SUFFICIENCY.value): fitted.bits[0],
-        **_head(record.SUFF_HEAD, fitted.fits[0]), SUFFICIENCY.protocol: IN_SAMPLE,
-        **curve(SUFFICIENCY.value, {b: bits[0] for b, bits in fitted.curves.items()}),
-    }  # fmt: skip
+def sufficiency(fitted: Fitted, protocol: str = IN_SAMPLE) -> Term:
+    """I_𝒱(h → y) from head 0 (target y)."""
+    curve = {b: bits[0] for b, bits in fitted.curves.items()}
+    bits = fitted.bits[0]
+    return Term(Quantity.SUFFICIENCY, bits, bits, protocol, _heads(fitted, [SUFF_HEAD]), curve)
 
 
-def minimality(fitted: Fitted, num_digits: int, monte_carlo: int) -> dict[str, float | int | str]:
+def minimality(
+    fitted: Fitted, num_digits: int, monte_carlo: int, protocol: str = IN_SAMPLE
+) -> Term:
     """I_𝒱(h → Dec(x, 𝒴)) = the mean over the N_D digits of heads 1..N_D (the relabelling);
     heads after them are the Monte-Carlo relabellings' digits, summarised by mean and spread."""
-    bits, fits, entropy = fitted.bits[1:], fitted.fits[1:], fitted.entropy[1:]
-    out: dict[str, float | int | str] = {record.NUM_DIGITS: num_digits}
-    for j in range(num_digits):
-        out[record.digit_key(j)] = bits[j]
-        out[record.digit_entropy_key(j)] = entropy[j]
-        out |= _head(record.digit_head(j), fits[j])
-    digits = bits[:num_digits]
-    out[record.raw_key(MINIMALITY.value)] = sum(digits) / num_digits if num_digits else math.nan
-    out[MINIMALITY.protocol] = IN_SAMPLE
-    points = {
-        b: sum(heads[1 : 1 + num_digits]) / num_digits if num_digits else math.nan
-        for b, heads in fitted.curves.items()
-    }
-    out |= curve(MINIMALITY.value, points)
+
+    def mean(bits: list[float]) -> float:
+        return sum(bits[1 : 1 + num_digits]) / num_digits if num_digits else math.nan
+
+    spread = None
     if monte_carlo and num_digits:
-        per_relabelling = torch.tensor(bits).reshape(1 + monte_carlo, num_digits).mean(1)
-        mc_mean, mc_std = MINIMALITY.companions
-        out[mc_mean] = float(per_relabelling.mean())
-        out[mc_std] = float(per_relabelling.std(correction=1))
-    return out
+        bits = torch.tensor(fitted.bits[1:]).reshape(1 + monte_carlo, num_digits).mean(1)
+        spread = (float(bits.mean()), float(bits.std(correction=1)))
+    heads = _heads(fitted, [digit_head(j) for j in range(num_digits)], first=1)
+    raw = mean(fitted.bits)
+    curve = {b: mean(bits) for b, bits in fitted.curves.items()}
+    return Term(Quantity.MINIMALITY, raw, raw, protocol, heads, curve, spread)
 
 
 def held_out_sufficiency(
@@ -319,39 +308,32 @@ def held_out_sufficiency(
     seed: int,
     device: torch.device | str,
     progress: Progress | None = None,
-) -> tuple[dict[str, float | int | str], list[str]]:
+) -> tuple[Term, list[str]]:
     """Sufficiency fitted on a seeded, stratified half of the split and scored on the other
-    half; returns the values and any error."""
-    halves = torch.Generator().manual_seed(derive_seed(seed, HALVES))
+    half; returns the term and any error."""
+    halves = torch.Generator().manual_seed(derive_seed(seed, Stream.HALVES))
     half = stratified_subset(y.cpu(), y.numel() // 2, halves)
     rest = torch.ones(y.numel(), dtype=torch.bool)
     rest[half] = False
     other = torch.nonzero(rest).flatten()
     fit_set = (features[half.to(features.device)], y[half.to(y.device)][:, None])
     score_set = (features[other.to(features.device)], y[other.to(y.device)][:, None])
-    fit_seed = derive_seed(seed, HELD_OUT_FIT)
+    fit_seed = derive_seed(seed, Stream.HELD_OUT_FIT)
     fitted = fit_and_score(
         make_decoder, fit_set, score_set, num_classes, config, fit_seed, device, progress
     )
-    values = {
-        record.raw_key(HELD_OUT.value): fitted.bits[0],
-        **_head(record.HELD_OUT_HEAD, fitted.fits[0]), HELD_OUT.protocol: HELD_OUT_HALVES,
-        **curve(HELD_OUT.value, {b: bits[0] for b, bits in fitted.curves.items()}),
-    }  # fmt: skip
-    return values, _diverged(fitted, ["the held-out sufficiency decoder"])
+    curve = {b: bits[0] for b, bits in fitted.curves.items()}
+    bits = fitted.bits[0]
+    heads = _heads(fitted, [HELD_OUT_HEAD])
+    term = Term(Quantity.HELD_OUT, bits, bits, HELD_OUT_HALVES, heads, curve)
+    return term, _diverged(fitted, ["the held-out sufficiency decoder"])
 
 
-def clipped(values: dict[str, float | int | str], clip_negative: bool) -> dict[str, float | bool]:
-    """Each term's reported value: its raw value, clipped at 0 when asked; and whether any was."""
-    out: dict[str, float | bool] = {"clipped": False}
-    for term in record.TERMS:
-        raw = values.get(record.raw_key(term.value))
-        if raw is None:
-            continue
-        clip = clip_negative and raw < 0
-        out[term.value] = 0.0 if clip else raw
-        out["clipped"] = out["clipped"] or clip
-    return out
+def clipped(term: Term, clip_negative: bool) -> Term:
+    """The term with its reported value clipped at 0 when asked (its raw value kept)."""
+    if clip_negative and term.raw < 0:
+        return dataclasses.replace(term, value=0.0)
+    return term
 
 
 def relabellings(labels: Tensor, num_classes: int, monte_carlo: int, seed: int) -> list[Tensor]:
@@ -359,10 +341,54 @@ def relabellings(labels: Tensor, num_classes: int, monte_carlo: int, seed: int) 
     each (N, N_D)."""
     return [relabel(labels, num_classes)] + [
         relabel(
-            labels, num_classes, torch.Generator().manual_seed(derive_seed(seed, RELABELLING, m))
+            labels,
+            num_classes,
+            torch.Generator().manual_seed(derive_seed(seed, Stream.RELABELLING, m)),
         )
         for m in range(monte_carlo)
     ]
+
+
+def targets(split: Split, num_classes: int, monte_carlo: int, seed: int) -> tuple[Tensor, int]:
+    """Every decoder's target column (N, K): y, then the relabelling's N_D digits, then each
+    Monte-Carlo relabelling's; and N_D."""
+    digits = relabellings(split.y, num_classes, monte_carlo, seed)
+    return torch.cat([split.y[:, None], *digits], 1), digits[0].shape[1]
+
+
+def in_sample(
+    make_decoder: Callable[[int], nn.Module],
+    features: Tensor,
+    columns: Tensor,
+    num_digits: int,
+    num_classes: int,
+    config: VInfoConfig,
+    seed: int,
+    device: torch.device | str,
+    progress: Progress,
+) -> tuple[list[Term], Decoders, list[str]]:
+    """Sufficiency and minimality, every decoder fitted and scored on the split (the affine
+    optimum at l = L−1); how the decoders ran; and what made a value undefined."""
+    fitted = fit_and_score(
+        make_decoder, (features, columns), (features, columns), num_classes, config, seed,
+        device, progress,
+    )  # fmt: skip
+    protocol = IN_SAMPLE
+    affine = affine_pre(make_decoder(0))
+    if affine is not None:
+        fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
+        protocol = f"{IN_SAMPLE}; {_optimum_note(optima)}"
+    names = ["the sufficiency decoder"] + [
+        f"minimality decoder {k}" for k in range(1, columns.shape[1])
+    ]
+    errors = _diverged(fitted, names)
+    if num_digits == 0:
+        errors.append("no class has two samples (N_D = 0): minimality is undefined")
+    terms = [
+        sufficiency(fitted, protocol),
+        minimality(fitted, num_digits, config.monte_carlo, protocol),
+    ]
+    return terms, Decoders(asdict(config.decoder), fitted.batching, fitted.compute), errors
 
 
 def measure_vinfo(
@@ -374,61 +400,44 @@ def measure_vinfo(
     seed: int = 0,
     device: torch.device | str = "cpu",
     label: str = "𝒱-information",
-) -> dict[str, float | int | str | bool]:
-    """Sufficiency and minimality (bits) of encoder's features on `split`, as plain numbers
-    under the keys of `record` (its module docstring lists them).
+) -> VInfoResult:
+    """Sufficiency and minimality (bits) of encoder's features on `split`: features once, the
+    targets, the decoders fitted (in-sample, then held-out when asked), the result assembled.
 
     The sufficiency decoder and every minimality decoder train together as one stack. Problems
     that make a value undefined (a single class, no relabelling digit, a diverged decoder) give
-    NaN for that value and a message under "error"; nothing is raised for them. While
+    NaN for that value and a message in the result's error; nothing is raised for them. While
     decoders train, a line tagged `label` reports progress every 20 s (`decoders.Progress`).
     """
     present = int((torch.bincount(split.y, minlength=num_classes) > 0).sum())
     if present < 2:
-        return {
-            SUFFICIENCY.value: math.nan, MINIMALITY.value: math.nan,
-            record.ERROR: f"the split has {present} class(es): 𝒱-information needs at least two",
-        }  # fmt: skip
-    order = derive_seed(seed, ENCODE_ORDER)
+        return VInfoResult.failed(
+            f"the split has {present} class(es): 𝒱-information needs at least two"
+        )
+    order = derive_seed(seed, Stream.ENCODE_ORDER)
     features = encode(
         encoder, split.x, config.decoder.batch_size, order, device, config.cache_bytes,
         config.decoder.compute,
     )  # fmt: skip
-    digits = relabellings(split.y, num_classes, config.monte_carlo, seed)
-    num_digits = digits[0].shape[1]
-    targets = torch.cat([split.y[:, None], *digits], 1).to(features.device)  # (N, K)
+    columns, num_digits = targets(split, num_classes, config.monte_carlo, seed)
     progress = Progress(label)
-    fitted = fit_and_score(
-        make_decoder, (features, targets), (features, targets), num_classes, config, seed,
-        device, progress,
+    terms, decoders, errors = in_sample(
+        make_decoder, features, columns.to(features.device), num_digits, num_classes, config,
+        seed, device, progress,
     )  # fmt: skip
-    affine = affine_pre(make_decoder(0))
-    if affine is not None:
-        fitted, optima = at_optimum(fitted, affine.to(device), features, targets, num_classes)
-    names = ["the sufficiency decoder"] + [
-        f"minimality decoder {k}" for k in range(1, len(targets.T))
-    ]
-    errors = _diverged(fitted, names)
-    if num_digits == 0:
-        errors.append("no class has two samples (N_D = 0): minimality is undefined")
-    out = {**sufficiency(fitted), **minimality(fitted, num_digits, config.monte_carlo)}
-    if affine is not None:
-        note = _optimum_note(optima)
-        out[SUFFICIENCY.protocol] = f"{IN_SAMPLE}; {note}"
-        out[MINIMALITY.protocol] = f"{IN_SAMPLE}; {note}"
     if config.held_out:
         progress.label = f"{label}, held-out"
         held_out, held_out_errors = held_out_sufficiency(
             make_decoder, features, split.y.to(features.device), num_classes, config, seed,
             device, progress,
         )  # fmt: skip
-        out |= held_out
+        terms.append(held_out)
         errors += held_out_errors
-    return {
-        **out,
-        **clipped(out, config.clip_negative),
-        "decoder_config": repr(asdict(config.decoder)),
-        "decoder_batching": fitted.batching,
-        "decoder_compute": fitted.compute,
-        record.ERROR: "; ".join(errors),
-    }
+    reported = [clipped(term, config.clip_negative) for term in terms]
+    return VInfoResult(
+        terms={term.quantity: term for term in reported},
+        num_digits=num_digits,
+        clipped=any(r.value != t.value for r, t in zip(reported, terms, strict=True)),
+        decoders=decoders,
+        error="; ".join(errors),
+    )
