@@ -9,9 +9,12 @@ was started with (recorded in its description).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
+import time
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,10 @@ import ray
 from ray import tune
 from ray.tune.search.sample import Function
 
-from raycompress import record
+from raycompress import record, storage
 from raycompress.definition import Resources, Sweep, UsageError, axes
 from raycompress.record import PARAMS_FILE
-from raycompress.schema import NC
+from raycompress.schema import NC, EpochRecord
 from raycompress.stopping import Stop
 from raycompress.trainable import train_trial
 
@@ -52,13 +55,103 @@ class EpochLines(tune.Callback):
             flush=True,
         )
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial that failed and that Tune runs again (FailureConfig.max_failures): why, and
+        where it goes on from. Tune has written the failure into the trial's error file."""
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+        why = failure_reason(failures(text)[-1][1]) if failures(text) else "an unknown error"
+        saved = trial.latest_checkpoint_result
+        epoch = saved.metrics.get(record.EPOCH) if saved is not None else None
+        start = f"from its checkpoint of epoch {epoch}" if epoch else "from epoch 1 (no checkpoint)"
+        print(
+            f"[{trial.trial_id}] lost: {why}; retrying {start} "
+            f"(failure {trial.run_metadata.num_failures} of at most {trial.max_failures})",
+            flush=True,
+        )
 
-def _storage(path: str) -> tuple[str, Path | None]:
-    """Tune's storage_path, and the local experiment root when it is a local folder."""
-    if "://" in path:
-        return path, None
-    local = Path(path).expanduser().resolve()
-    return str(local), local
+
+TUNE_ERROR_FILE = "error.txt"  # Tune's, in each trial folder: every failure of the trial
+FAILURE_HEADER = "Failure # "  # Tune's: "Failure # N (occurred at DATE)", then the error
+
+
+def failures(text: str) -> list[tuple[float, str]]:
+    """The failures recorded in a trial's error file (Tune's `TUNE_ERROR_FILE`), oldest first:
+    (when, as a POSIX time; 0 where unreadable) and the error."""
+    out = []
+    for entry in text.split(FAILURE_HEADER):
+        header, _, error = entry.partition("\n")
+        if not error.strip():
+            continue
+        stamp = header.partition("occurred at ")[2].rstrip(")")
+        try:  # Tune writes the driver's local time
+            when = datetime.strptime(stamp, "%Y-%m-%d_%H-%M-%S").timestamp()
+        except ValueError:
+            when = 0.0
+        out.append((when, error.strip()))
+    return out
+
+
+def failure_reason(error: str, lost_nodes: set[str] = frozenset()) -> str:
+    """One line for one failure of a trial. Losing the process of a trial's actor is what a
+    lost node looks like at first (Ray marks the node dead only once its heartbeats have been
+    missing a while): given `lost_nodes`, the dead nodes the trial ran on, it says so."""
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    said = next((line for line in lines if "node has died" in line), lines[0] if lines else "")
+    actor = _lost_process(error)
+    if actor and lost_nodes:
+        where = ", ".join(f"{node[:12]}…" for node in sorted(lost_nodes))
+        return f"its node was lost (node {where}, where it ran, is dead; Ray: {said})"
+    if "node has died" in error:
+        return f"its node was lost (Ray: {said})"
+    if actor:
+        return f"its worker process was lost (Ray: {said})"
+    return lines[-1] if lines else "an unknown error"
+
+
+# Ray marks a node dead once it has missed health checks for a while (about 15 s by default):
+# how long after a trial lost its process the summary waits for Ray to say whether its node died.
+NODE_DEATH_S = 40
+
+
+def _lost_nodes(ran_on: set[str], failed_at: float) -> set[str]:
+    """Those of `ran_on` that Ray has marked dead ({} without Ray), waiting until NODE_DEATH_S
+    after the failure for Ray to decide (no wait when the sweep went on longer than that)."""
+    if not ran_on or not ray.is_initialized():
+        return set()
+    while True:
+        dead = {node["NodeID"] for node in ray.nodes() if not node["Alive"]} & ran_on
+        if dead or time.time() > failed_at + NODE_DEATH_S:
+            return dead
+        time.sleep(1)
+
+
+def _lost_process(error: str) -> bool:
+    """Whether a trial's error says that its actor's process was lost (not an exception)."""
+    return "The actor" in error and ("unavailable" in error or "died" in error)
+
+
+def _nodes_ran_on(result: tune.Result) -> set[str]:
+    """The nodes a trial's 𝒱-information tasks ran on, from its newest checkpoint's history."""
+    if result.checkpoint is None:
+        return set()
+    text = _read(result.checkpoint, record.HISTORY_FILE)
+    epochs = [EpochRecord.from_json(row) for row in json.loads(text)] if text else []
+    return {r.placement.node for e in epochs for r in e.vinfo.values() if r.placement}
+
+
+def _read(result: tune.Result | tune.Checkpoint, name: str) -> str:
+    """A file of a trial's folder or checkpoint, wherever the storage is; "" without one."""
+    path = f"{result.path.rstrip('/')}/{name}"
+    try:
+        with result.filesystem.open_input_stream(path) as f:
+            return f.readall().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return ""
+
+
+def _storage(path: str) -> str:
+    """Tune's storage_path: a URI as given, a local folder made absolute."""
+    return path if storage.is_uri(path) else str(Path(path).expanduser().resolve())
 
 
 def check_reachable(address: str) -> None:
@@ -126,13 +219,14 @@ def _trainable(resources: Resources, models: dict[str, Any]) -> Any:
 
 
 def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
-    storage, local_root = _storage(args.storage_path)
+    root = _storage(args.storage_path)
     name = args.name or sweep.name
-    experiment = f"{storage.rstrip('/')}/{name}"
+    experiment = f"{root.rstrip('/')}/{name}"
+    folder = storage.folder(experiment)
     if args.resume:
         if not tune.Tuner.can_restore(experiment):
             raise UsageError(f"nothing to resume at {experiment}: run the sweep without --resume")
-        started_with = record.read_description(local_root / name) if local_root else {}
+        started_with = record.read_description(folder)
         resources = Resources(**started_with.get("resources", asdict(sweep.resources)))
         tuner = tune.Tuner.restore(
             experiment,
@@ -141,9 +235,9 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
             resume_unfinished=True,
         )
         return summarise(tuner.fit())
-    if local_root is not None and (local_root / name).exists():
+    if folder.exists():
         raise UsageError(
-            f"{local_root / name} exists: pass --resume to continue it, or --name for a new one"
+            f"{experiment} exists: pass --resume to continue it, or --name for a new one"
         )
     resources, notes = sweep.resources.fit_to(ray.cluster_resources())
     for note in notes:
@@ -158,24 +252,23 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage,
+            storage_path=root,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=resources.trial_retries),
             callbacks=[EpochLines()],
         ),
     )
-    if local_root is not None:
-        (local_root / name).mkdir(parents=True, exist_ok=True)
-        record.write_description(
-            local_root / name,
-            {
-                "sweep": sweep.name,
-                "description": sweep.description,
-                "axes": axes(sweep.param_space),
-                "param_space": {k: _shown(v) for k, v in sweep.param_space.items()},
-                "resources": asdict(resources),
-            },
-        )
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_description(
+        folder,
+        {
+            "sweep": sweep.name,
+            "description": sweep.description,
+            "axes": axes(sweep.param_space),
+            "param_space": {k: _shown(v) for k, v in sweep.param_space.items()},
+            "resources": asdict(resources),
+        },
+    )
     return summarise(tuner.fit())
 
 
@@ -186,12 +279,23 @@ def _shown(value: Any) -> str:
 
 
 def summarise(grid: tune.ResultGrid) -> int:
-    """0 when every trial finished; else print which did not and why, and return 1."""
-    problems = []
+    """0 when every trial finished; else print which did not and why, and return 1. A trial
+    that failed and was retried (a lost node, a killed worker) is named with why, from the
+    error file Tune keeps in its folder."""
+    problems: list[str] = []
     for result in grid:
         trial = Path(result.path).name
         metrics = result.metrics or {}
         reason = metrics.get(record.STOP_REASON)
+        failed = failures(_read(result, TUNE_ERROR_FILE))
+        if failed and result.error is None:
+            ran_on = _nodes_ran_on(result)
+            reasons = [
+                failure_reason(error, _lost_nodes(ran_on, when) if _lost_process(error) else set())
+                for when, error in failed
+            ]
+            times = "" if len(failed) == 1 else f"{len(failed)} failures: "
+            print(f"note: {trial} was retried after {times}{'; then '.join(reasons)}")
         if result.error is not None:
             problems.append(f"{trial}: failed: {str(result.error).strip().splitlines()[-1]}")
         elif reason == Stop.ERROR:

@@ -10,8 +10,9 @@ result.json can lose epochs when a trial is restarted), and `MODEL_FILE`, what n
 where: {"model", "stages" (names of l = 1..L), "batch_norm" (the regime it was measured in),
 "adaptation" (how a torchvision model was changed for the data), "device", "device_note" (why
 it is not the one asked for), "compute"}. In the experiment folder: `SWEEP_FILE`, the sweep's
-description. Tune itself writes `PARAMS_FILE` (a trial's resolved settings) and
-`RESULT_FILE` into each trial folder.
+description. Tune itself writes `PARAMS_FILE` (a trial's resolved settings) and `RESULT_FILE`
+into each trial folder. A folder is local or in object storage (`storage.Folder`): the
+readers read both alike.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from raycompress import __version__
 from raycompress.schema import NC, SPLITS, EpochRecord, Quantity
 from raycompress.stopping import Stop
+from raycompress.storage import Folder
 
 STATE_FILE = "run.pt"
 HISTORY_FILE = "history.json"
@@ -42,12 +44,12 @@ def write_history(folder: Path, history: list[EpochRecord]) -> None:
     (folder / HISTORY_FILE).write_text(json.dumps(rows, allow_nan=True))
 
 
-def read_history(folder: Path) -> list[EpochRecord]:
+def read_history(folder: Folder) -> list[EpochRecord]:
     rows = json.loads((folder / HISTORY_FILE).read_text())
     return [EpochRecord.from_json(row) for row in rows]
 
 
-def newest_history(trial: Path) -> list[EpochRecord]:
+def newest_history(trial: Folder) -> list[EpochRecord]:
     """The history in a trial folder's newest checkpoint; [] before its first epoch ends."""
     checkpoints = sorted(trial.glob(f"checkpoint_*/{HISTORY_FILE}"))
     return read_history(checkpoints[-1].parent) if checkpoints else []
@@ -57,13 +59,13 @@ def write_model(folder: Path, description: dict[str, Any]) -> None:
     (folder / MODEL_FILE).write_text(json.dumps(description))
 
 
-def newest_model(trial: Path) -> dict[str, Any]:
+def newest_model(trial: Folder) -> dict[str, Any]:
     """What network a trial ran (see MODEL_FILE); {} before its first epoch ends."""
     checkpoints = sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"))
     return json.loads(checkpoints[-1].read_text()) if checkpoints else {}
 
 
-def read_params(trial: Path) -> dict[str, Any]:
+def read_params(trial: Folder) -> dict[str, Any]:
     """A trial's resolved settings, as Tune recorded them."""
     return json.loads((trial / PARAMS_FILE).read_text())
 
@@ -131,7 +133,7 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def write_description(folder: Path, description: dict[str, Any]) -> dict[str, Any]:
+def write_description(folder: Folder, description: dict[str, Any]) -> dict[str, Any]:
     """Write the sweep's description with the code that runs it (package version, git commit)
     into the experiment folder; returns what was written."""
     described = {**description, "version": __version__, "commit": git_commit()}
@@ -139,7 +141,7 @@ def write_description(folder: Path, description: dict[str, Any]) -> dict[str, An
     return described
 
 
-def read_description(folder: Path) -> dict[str, Any]:
+def read_description(folder: Folder) -> dict[str, Any]:
     """The experiment folder's sweep description; {} for a folder written without one."""
     path = folder / SWEEP_FILE
     return json.loads(path.read_text()) if path.exists() else {}

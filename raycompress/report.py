@@ -20,9 +20,10 @@ matplotlib.use("Agg")  # a command renders files; no display needed
 
 import pandas as pd
 
-from raycompress import record
+from raycompress import record, storage
 from raycompress.analysis import figures, tables
 from raycompress.results import load, trial_folders, trial_models
+from raycompress.storage import Folder, StorageError
 
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
@@ -44,7 +45,7 @@ def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def trial_settings(results_dir: Path) -> pd.DataFrame:
+def trial_settings(results_dir: Folder) -> pd.DataFrame:
     """Each trial's resolved settings (Tune's `record.PARAMS_FILE`) and the network it ran
     (stages, batch-norm regime, adaptation), one row per trial folder."""
     rows = [
@@ -69,8 +70,12 @@ def draw(frame: pd.DataFrame, out: Path) -> tuple[dict[str, str], dict[str, str]
     return drawn, missing
 
 
-def render(results_dir: Path, out: Path) -> dict[str, str]:
-    """Write figures (PNG, SVG), tables (CSV) and index.html; returns {figure: why missing}."""
+def render(results: str | Path, out: Path) -> dict[str, str]:
+    """Write figures (PNG, SVG), tables (CSV) and index.html of an experiment folder (local or
+    a URI, `storage.folder`); returns {figure: why missing}."""
+    if storage.is_uri(results):
+        storage.check(str(results))
+    results_dir = storage.folder(results)
     frame = load(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     if frame.empty:
@@ -84,7 +89,7 @@ def render(results_dir: Path, out: Path) -> dict[str, str]:
     return missing
 
 
-def _settings_table(results_dir: Path) -> str:
+def _settings_table(results_dir: Folder) -> str:
     """The sweep's description: what it is, the code that ran it, its param space, resources."""
     meta = record.read_description(results_dir)
     code = (
@@ -113,7 +118,7 @@ def _wide(table: str) -> str:
 
 
 def index_html(
-    results_dir: Path,
+    results_dir: Folder,
     frame: pd.DataFrame,
     drawn: dict[str, str],
     missing: dict[str, str],
@@ -164,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m raycompress.report", description=__doc__.split("\n")[0]
     )
-    p.add_argument("results_dir", type=Path, help="the experiment folder a sweep wrote")
+    p.add_argument(
+        "results_dir", help="the experiment folder a sweep wrote: a path or a URI (s3://…)"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the figures and index.html")
     args = p.parse_args(argv)
     try:
         missing = render(args.results_dir, args.out)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"report: {args.out / 'index.html'}")

@@ -30,35 +30,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from raycompress import record, schema
+from raycompress import record, schema, storage
+from raycompress.storage import Folder, Remote
 
 TRIAL_ID = "trial_id"
 COLUMNS = list(schema.COLUMNS)
 
 
-def _trial_id(trial: Path) -> str:
+def _trial_id(trial: Folder) -> str:
     result = trial / record.RESULT_FILE
-    if result.exists():
-        with result.open() as f:
-            first = f.readline()
-        if first.strip():
-            return json.loads(first)["trial_id"]
-    return trial.name
+    first = result.read_text().split("\n", 1)[0] if result.exists() else ""
+    return json.loads(first)["trial_id"] if first.strip() else trial.name
 
 
-def trial_folders(path: Path) -> list[Path]:
+def trial_folders(path: Folder) -> list[Folder]:
     """The trial folders of an experiment folder (each holds Tune's `record.PARAMS_FILE`)."""
     return sorted(p for p in path.iterdir() if (p / record.PARAMS_FILE).exists())
 
 
-def load(path: str | Path) -> pd.DataFrame:
-    """The tidy frame of an experiment folder (the folder a sweep wrote its trials into).
+def load(path: str | Path | Remote) -> pd.DataFrame:
+    """The tidy frame of an experiment folder (the folder a sweep wrote its trials into): a
+    local path or a URI of object storage (`storage.folder`).
 
     A trial whose first epoch has not finished yet contributes no rows. A folder that holds no
     trial (an empty folder, or the storage root above the experiments) is a one-line
     FileNotFoundError naming what to pass instead.
     """
-    path = Path(path)
+    path = storage.folder(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no results folder at {path}")
     trials = trial_folders(path)
@@ -91,12 +89,12 @@ def load(path: str | Path) -> pd.DataFrame:
     return out
 
 
-def trial_models(path: str | Path) -> pd.DataFrame:
+def trial_models(path: str | Path | Remote) -> pd.DataFrame:
     """What network each trial of an experiment folder ran: one row per trial folder with its
     stage names, batch-norm regime and adaptation (`record.MODEL_FILE`; empty before the
     trial's first epoch ends)."""
     rows = []
-    for trial in trial_folders(Path(path)):
+    for trial in trial_folders(storage.folder(path)):
         model = record.newest_model(trial)
         stages = model.get("stages")
         rows.append({

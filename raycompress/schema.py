@@ -7,7 +7,8 @@
     VInfoResult     one (layer, split) measurement: its terms, its decoders, its error
     EpochRecord     one epoch of a run: the step loss, both splits, the measurements
 
-Each type writes itself to plain JSON (`to_json`; the history file of `record`), reads itself
+Each type writes itself to plain JSON (`to_json`: strings, numbers, lists and dicts only; the
+history file of `record`, and the kept layer-0 values in a checkpoint's state), reads itself
 back (`from_json`, histories written before these types included) and yields its own tidy rows
 (`rows`; the frame of `results.load`). A name the readers select by — a statistic, a term, a
 stop reason — is a constant here, never rebuilt or parsed from a string elsewhere. No torch,
@@ -222,7 +223,7 @@ class Head:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "epochs": self.fit.epochs, "stop": self.fit.stop,
+            "name": self.name, "epochs": self.fit.epochs, "stop": self.fit.stop.value,
             "train_loss": self.fit.train_loss, "entropy": self.entropy, "bits": self.bits,
         }  # fmt: skip
 
@@ -358,7 +359,7 @@ class VInfoResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "terms": {q: term.to_json() for q, term in self.terms.items()},
+            "terms": {q.value: term.to_json() for q, term in self.terms.items()},
             NUM_DIGITS: self.num_digits, CLIPPED: self.clipped,
             "decoders": None if self.decoders is None else vars(self.decoders),
             "error": self.error,
@@ -460,7 +461,7 @@ class EpochRecord:
             vinfo.setdefault(split, {})[str(layer)] = result.to_json()
         return {
             "epoch": self.epoch, "train_step_loss": self.train_step_loss,
-            "stop_reason": self.stop_reason,
+            "stop_reason": self.stop_reason and self.stop_reason.value,
             "splits": {split: report.to_json() for split, report in self.reports()},
             "vinfo": vinfo,
         }  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from raycompress import compute
+from raycompress import compute, storage
 from raycompress.definition import (
     Sweep,
     UsageError,
@@ -50,7 +50,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped sweeps and exit")
     p.add_argument("--dry-run", action="store_true", help="print the trials; start nothing")
     p.add_argument("--address", help="join this Ray cluster (default: an embedded local Ray)")
-    p.add_argument("--storage-path", default=str(Path.home() / "raycompress_results"))
+    p.add_argument(
+        "--storage-path", default=str(Path.home() / "raycompress_results"),
+        help="a local folder, or object storage: s3://BUCKET/PREFIX, gs://BUCKET/PREFIX",
+    )  # fmt: skip
     p.add_argument("--name", help="experiment folder name (default: the sweep's name)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     p.add_argument("--data-dir", help="folder with (or for) the torchvision files")
@@ -118,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             dry_run(sweep)
             return 0
         check_trials(sweep, remote=bool(args.address))
+        if storage.is_uri(args.storage_path):
+            storage.check(args.storage_path)
         return launch(sweep, args)
-    except UsageError as err:
+    except (UsageError, storage.StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -11,8 +11,9 @@ when a trial is restarted.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,13 @@ from raycompress.schema import EpochRecord, Placement, VInfoResult
 from raycompress.training import Run
 from raycompress.trial import Trial
 
+
+class UntrustedCheckpointError(Exception):
+    """A checkpoint's state file holds more than tensors and plain data: it is not restored."""
+
+
 # Errors that a retry cannot fix: a trial that meets one ends at once with its message.
-PERMANENT = (DataNotFoundError, ValueError)
+PERMANENT = (DataNotFoundError, ValueError, UntrustedCheckpointError)
 
 
 def ray_device() -> tuple[str, str]:
@@ -111,12 +117,17 @@ def train_trial(
     """The Tune function trainable. `config` is a flat trial configuration (`trial.SETTINGS`);
     `resources` and the sweep's own networks `models` are bound by `tune.with_parameters`.
 
-    Resume first: the checkpoint, when there is one, is asked for before anything is built, and
-    a finished run ends there; otherwise it restores the run and its history. An error that a
-    retry cannot fix (bad settings, missing data) ends the trial with one report that says so,
-    instead of failing it into Tune's retries.
+    Resume first: the checkpoint, when there is one, is read (its state as data only, see
+    `load_state`) before anything is built, and a finished run ends there; otherwise it restores
+    the run and its history. An error that a retry cannot fix (bad settings, missing data, a
+    checkpoint that holds code) ends the trial with one report that says so, instead of failing
+    it into Tune's retries.
     """
-    state, history = resumed(tune.get_checkpoint())
+    try:
+        state, history = resumed(tune.get_checkpoint())
+    except PERMANENT as err:  # every retry would restore the same checkpoint
+        tune.report(record.failed_summary(f"{type(err).__name__}: {err}"))
+        return
     if history and history[-1].stop_reason:
         return
     resources = resources or Resources()
@@ -132,7 +143,7 @@ def train_trial(
     measurer = RayVInfo(resources.decoder_cpu, resources.decoder_gpu, resources.decoder_retries)
     run = Run(model, data, trial.train, trial.collapse, trial.vinfo, measure_vinfo=measurer)
     if state is not None:
-        run.load_state_dict(torch.load(state, map_location=device, weights_only=False))
+        run.load_state_dict(state)  # copies the CPU tensors onto the run's device
     inject_failure(config, run.epoch)
     ran = {"device": device, "device_note": note}
     while True:
@@ -144,14 +155,34 @@ def train_trial(
         inject_failure(config, run.epoch)
 
 
-def resumed(checkpoint: tune.Checkpoint | None) -> tuple[io.BytesIO | None, list[EpochRecord]]:
-    """The run's saved state (bytes, loaded once the model exists) and its history; (None, [])
-    for a trial that starts afresh."""
+def resumed(checkpoint: tune.Checkpoint | None) -> tuple[dict | None, list[EpochRecord]]:
+    """The run's saved state (`load_state`: data only, tensors on the CPU) and its history;
+    (None, []) for a trial that starts afresh."""
     if checkpoint is None:
         return None, []
     with checkpoint.as_directory() as folder:
-        state = io.BytesIO((Path(folder) / record.STATE_FILE).read_bytes())
+        scheme = checkpoint.filesystem.type_name  # "local", "s3", "gcs", …
+        stored = checkpoint.path if scheme == "local" else f"{scheme}://{checkpoint.path}"
+        state = load_state(Path(folder) / record.STATE_FILE, f"{stored}/{record.STATE_FILE}")
         return state, record.read_history(Path(folder))
+
+
+def load_state(path: Path, shown: str | None = None) -> dict:
+    """A state file (`Run.state_dict`) loaded as data: tensors (on the CPU) and plain
+    containers, numbers and strings. Checkpoints may come from a shared
+    bucket, so nothing else is unpickled: a file that holds anything else (an object that would
+    run code as it is rebuilt) is refused, in one line naming it (`shown`: where it is stored),
+    before any of it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))  # the class or function it names
+        what = f" ({found.group(1)})" if found else ""
+        raise UntrustedCheckpointError(
+            f"refused to restore {shown or path}: it holds more than tensors and plain data"
+            f"{what}, and loading it could run code; restore only checkpoints you wrote or "
+            "trust, and to train this trial afresh run its sweep again under a new --name"
+        ) from None
 
 
 def report(run: Run, history: list[EpochRecord], model: dict[str, Any]) -> None:

@@ -78,7 +78,7 @@ def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path, precision
     first.step()
     torch.save(first.state_dict(), tmp_path / "state.pt")
     resumed = Run(build_model(spec, seed=99), small, config)  # other weights, then restored
-    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     continued = [resumed.step() for _ in range(2)]
     assert [dataclasses.asdict(r) for r in continued] == [
         dataclasses.asdict(r) for r in expected[1:]
