@@ -141,35 +141,6 @@ def test_demo_on_a_two_node_cluster_runs_tasks_on_both(tmp_path: Path) -> None:
     assert len(nodes) == 2
 
 
-def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    argv = ["demo", "--storage-path", str(tmp_path), *FAST, "--epochs", "4"]
-    # Its own session, so that SIGKILL reaches the driver and the Ray processes it started.
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "raycompress.sweep", *argv],
-        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not list((tmp_path / "demo").glob("*/checkpoint_000001")):
-            assert driver.poll() is None and time.monotonic() < deadline
-            time.sleep(1)
-        time.sleep(3)  # let Tune snapshot its experiment state
-    finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
-    assert main([*argv, "--resume"]) == 0
-    frame = load(tmp_path / "demo")
-    counts = frame[frame.metric == "loss"].groupby(["trial_id", "epoch"]).size()
-    assert counts.index.get_level_values("epoch").tolist() == [1, 2, 3, 4] * 2  # no gap
-    assert (counts == 2).all()  # no duplicate: each epoch once per split
-
-
 def test_a_diverged_trial_stops_with_its_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,7 +1,8 @@
 """Results in object storage, end to end, against a real S3 API server on loopback (moto in
 server mode, started and stopped here; credentials and endpoint for this process only): a
-demo sweep written to s3:// and interrupted resumes from the URI, loads back field for field
-equal to the same sweep on a local disk, and renders; bad storage is one line before Ray."""
+demo sweep written to s3:// whose driver is killed resumes from the URI with nothing lost or
+repeated (the resume test of the sweep), loads back field for field equal to the same sweep
+on a local disk, and renders; bad storage is one line before Ray."""
 
 from __future__ import annotations
 
@@ -82,6 +83,10 @@ def test_a_sweep_in_object_storage_resumes_loads_and_renders(
         driver.wait()
     assert main([*argv, "--resume"]) == 0  # from the URI, nothing copied by hand
     ours = load(f"{s3}/demo")
+    counts = ours[ours.metric == "loss"].groupby(["trial_id", "epoch"]).size()
+    assert counts.index.get_level_values("epoch").tolist() == [1, 2] * 2  # no gap
+    assert (counts == 2).all()  # no duplicate: each epoch once per split
+    # and every value as the same sweep gave on a local disk, uninterrupted
     pd.testing.assert_frame_equal(comparable(ours), comparable(load(local / "demo")))
     out = tmp_path / "report"
     assert report.main([f"{s3}/demo", "--out", str(out)]) == 0
