@@ -9,7 +9,6 @@ was started with (recorded in its description).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import time
@@ -25,7 +24,7 @@ from ray.tune.search.sample import Function
 from raycompress import record, storage
 from raycompress.definition import Resources, Sweep, UsageError, axes
 from raycompress.record import PARAMS_FILE
-from raycompress.schema import NC, EpochRecord
+from raycompress.schema import NC
 from raycompress.stopping import Stop
 from raycompress.trainable import train_trial
 
@@ -134,19 +133,19 @@ def _nodes_ran_on(result: tune.Result) -> set[str]:
     """The nodes a trial's 𝒱-information tasks ran on, from its newest checkpoint's history."""
     if result.checkpoint is None:
         return set()
-    text = _read(result.checkpoint, record.HISTORY_FILE)
-    epochs = [EpochRecord.from_json(row) for row in json.loads(text)] if text else []
-    return {r.placement.node for e in epochs for r in e.vinfo.values() if r.placement}
+    history = record.read_history(_folder(result.checkpoint))
+    return {r.placement.node for e in history for r in e.vinfo.values() if r.placement}
 
 
-def _read(result: tune.Result | tune.Checkpoint, name: str) -> str:
-    """A file of a trial's folder or checkpoint, wherever the storage is; "" without one."""
-    path = f"{result.path.rstrip('/')}/{name}"
-    try:
-        with result.filesystem.open_input_stream(path) as f:
-            return f.readall().decode(errors="replace")
-    except (FileNotFoundError, OSError):
-        return ""
+def _error_file(result: tune.Result) -> str:
+    """The trial's `TUNE_ERROR_FILE`, wherever the storage is; "" when it has none."""
+    error = _folder(result) / TUNE_ERROR_FILE
+    return error.read_text() if error.is_file() else ""
+
+
+def _folder(of: tune.Result | tune.Checkpoint) -> storage.Remote:
+    """A trial's folder or checkpoint on the filesystem Tune wrote it with (local or not)."""
+    return storage.Remote(of.filesystem, of.path.rstrip("/"), of.path)
 
 
 def _storage(path: str) -> str:
@@ -287,7 +286,7 @@ def summarise(grid: tune.ResultGrid) -> int:
         trial = Path(result.path).name
         metrics = result.metrics or {}
         reason = metrics.get(record.STOP_REASON)
-        failed = failures(_read(result, TUNE_ERROR_FILE))
+        failed = failures(_error_file(result))
         if failed and result.error is None:
             ran_on = _nodes_ran_on(result)
             reasons = [
