@@ -1,22 +1,28 @@
 """The check for the first lent GPU: ≤ 8 minutes on one H200, a summary at the end.
 
-    python benchmarks/gpu_check.py [--data-dir DIR] [--out FILE.json]
-    python benchmarks/gpu_check.py --prepare-data DIR     (here: a small copy of the data)
+    python benchmarks/gpu_check.py --prepare-carry .gpu_carry   (here: Ray, wheels, data; < 64 MiB)
+    python3 benchmarks/gpu_check.py --carry .gpu_carry --out FILE.json        (on the GPU machine)
+    python benchmarks/gpu_check.py --carry .gpu_carry --parts sweep --fake-gpus 1   (a rehearsal)
 
+0. ray     with --carry: Ray unpacked from the carry (`gpu_carry`), `import ray, ray.tune` and
+           a `ray.init()` whose resources show the GPU
 1. tests   the tests that touch a device (`pytest -m device`), on CUDA
            (RAYCOMPRESS_TEST_DEVICE=cuda)
-2. sweep   the demo sweep with fractional GPU bundles: 0.5 GPU per trial, two 0.25-GPU
-           bundles for its decoder tasks; every task's device is read back from the record
+2. sweep   the demo sweep on three seeds with fractional GPU bundles: 0.25 GPU per trial and
+           two 0.125-GPU bundles for its decoder tasks, so that two trials share one GPU and the
+           third waits; how many trials ran at once, each task's device and placement group,
+           and the values recorded are read back from the records
 3. vinfo   f₊ (cifarnet) 𝒱-information, bf16 + channels_last, heads batched as the device
            batches them (vmap on CUDA, a loop on the CPU): one measurement with every head
            capped at 2 decoder epochs (layers 1–3, both splits) on CUDA and on the CPU, for the
            ratio; then one whole measurement (the default budget) on CUDA, timed
 
-Without CUDA, part 1 runs on the CPU, part 2 is skipped and part 3 runs its CPU half; the
-summary says what was skipped. Data: Fashion-MNIST from --data-dir when its files are there
-(10 000 training images, the whole test split), else the bundled demo subset (the summary
-says which). `--prepare-data DIR` writes a copy small enough to travel with the working tree
-(the first 10 000 training images and the test split, 16 MB).
+Without CUDA, part 1 runs on the CPU, part 2 is skipped unless --fake-gpus gives the embedded
+Ray logical GPUs (the tasks then run on the CPU and say so), and part 3 runs its CPU half; the
+summary says what was skipped. Data: Fashion-MNIST from --data-dir (default: the carry's
+data/, else .gpu_data) when its files are there (10 000 training images, the whole test split),
+else the bundled demo subset (the summary says which). `--prepare-data DIR` writes only the
+data (the first 10 000 training images and the test split, 16 MB).
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import gpu_carry
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +54,10 @@ IDX_FILES = {  # file → (header bytes, bytes per item)
 }
 FRACTIONAL_SWEEP = """
 from ray import tune
-from raycompress.sweeps.demo import PARAM_SPACE
-PARAM_SPACE = {**PARAM_SPACE, "model": "mnistnet", "seed": tune.grid_search([0, 1, 2])}
-RESOURCES = {"trial_cpu": 1, "trial_gpu": 0.5, "decoder_cpu": 1, "decoder_gpu": 0.25,
+PARAM_SPACE = {"dataset": "fashion-mnist-demo", "model": "mnistnet", "train_size": 500,
+               "batch_size": 100, "epochs": 3, "vinfo_schedule": "every", "decoder_epochs": 3,
+               "held_out": True, "seed": tune.grid_search([0, 1, 2])}
+RESOURCES = {"trial_cpu": 0.5, "trial_gpu": 0.25, "decoder_cpu": 0.5, "decoder_gpu": 0.125,
              "decoder_bundles": 2}
 """
 
@@ -91,32 +101,73 @@ def run_tests(cuda: bool) -> dict:
     }  # fmt: skip
 
 
-def run_sweep() -> dict:
-    """The demo sweep on 3 seeds with fractional GPU bundles, through the sweep CLI."""
+def run_sweep(fake_gpus: int | None) -> dict:
+    """`FRACTIONAL_SWEEP` through the sweep CLI (with `fake_gpus` logical GPUs and 4 logical
+    CPUs for the embedded Ray, when given); what its records say about where everything ran."""
     from raycompress import record
+    from raycompress.schema import Quantity
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fractional.py"
         path.write_text(FRACTIONAL_SWEEP)
+        sized = [] if fake_gpus is None else ["--num-gpus", str(fake_gpus), "--num-cpus", "4"]
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "raycompress.sweep", str(path), "--storage-path", folder],
-            cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=240,
+            [sys.executable, "-m", "raycompress.sweep", str(path), "--storage-path", folder,
+             *sized],
+            cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        devices, trials = set(), 0
-        for trial in (Path(folder) / "fractional").glob("train_trial_*"):
-            trials += 1
-            devices.add(("trial", record.newest_model(trial).get("device")))
-            for epoch in record.newest_history(trial):
-                for result in epoch.vinfo.values():
-                    where = result.placement
-                    devices.add(("task", where.device if where else None))
+        found = sorted((Path(folder) / "fractional").glob("train_trial_*"))
+        trials = [trial_facts(trial, record, Quantity.SUFFICIENCY) for trial in found]
+    first = min((t["start"] for t in trials), default=0)
+    for t in trials:  # seconds since the first trial started
+        t["start"], t["end"] = round(t["start"] - first, 1), round(t["end"] - first, 1)
+    # running when another starts; result.json's timestamps are whole seconds, hence the margin
+    at_once = [sum(t["start"] <= s["start"] < t["end"] - 1 for t in trials) for s in trials]
     return {
-        "exit": done.returncode, "trials": trials, "seconds": seconds,
-        "devices": sorted(f"{kind}:{device}" for kind, device in devices),
-        "tail": done.stdout[-800:] if done.returncode else "",
+        "exit": done.returncode, "seconds": seconds, "trials": trials,
+        "most_trials_at_once": max(at_once, default=0),
+        "tail": done.stdout[-800:] + done.stderr[-800:] if done.returncode else "",
     }  # fmt: skip
+
+
+def trial_facts(trial: Path, record: Any, quantity: Any) -> dict:
+    """One trial's device, its tasks' devices and placement groups, the finite values of
+    `quantity` it recorded, and its start and end (result.json's timestamps, whole seconds)."""
+    results = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+    model = record.newest_model(trial)
+    measured = [r for epoch in record.newest_history(trial) for r in epoch.vinfo.values()]
+    places = [r.placement for r in measured if r.placement is not None]
+    return {
+        "device": model.get("device"), "device_note": model.get("device_note"),
+        "tasks": len(measured),
+        "task_devices": sorted({p.device for p in places}),
+        "task_groups": sorted({p.placement_group for p in places}),
+        "values": sum(math.isfinite(r.value(quantity)) for r in measured),
+        "start": results[0]["timestamp"] - results[0]["time_total_s"],
+        "end": results[-1]["timestamp"],
+    }  # fmt: skip
+
+
+def check_ray(fake_gpus: int | None) -> dict:
+    """`import ray, ray.tune` and one `ray.init()` in a fresh interpreter: Ray's version and
+    the resources it sees (GPUs among them)."""
+    code = (
+        "import json, ray, ray.tune\n"
+        f"ray.init(include_dashboard=False, num_gpus={fake_gpus!r})\n"
+        "print(json.dumps({'ray': ray.__version__, 'resources': ray.cluster_resources()}))\n"
+        "ray.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment(), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    if done.returncode:
+        return {"exit": done.returncode, "error": done.stderr[-1500:]}
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"exit": 0, "ray": found["ray"], "gpus": found["resources"].get("GPU", 0),
+            "cpus": found["resources"].get("CPU", 0)}  # fmt: skip
 
 
 def run_vinfo(data_dir: Path, cuda: bool) -> dict:
@@ -168,13 +219,23 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, default=ROOT / ".gpu_data")
+    p.add_argument("--data-dir", type=Path, help="default: the carry's data/, else .gpu_data")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--prepare-data", type=Path, help="write a small copy of the data and exit")
+    p.add_argument("--prepare-carry", type=Path, help="write the carry folder here and exit")
+    p.add_argument("--carry", type=Path, help="install Ray from this carry folder first")
+    p.add_argument("--fake-gpus", type=int, help="logical GPUs for the sweep part (no CUDA)")
     p.add_argument("--parts", default="tests,sweep,vinfo")
     args = p.parse_args()
+    shared = ROOT.parent / "shared" / "data"
     if args.prepare_data:
-        prepare_data(ROOT.parent / "shared" / "data", args.prepare_data)
+        prepare_data(shared, args.prepare_data)
+        return 0
+    if args.prepare_carry:
+        sizes = gpu_carry.prepare_carry(args.prepare_carry, lambda d: prepare_data(shared, d))
+        print(json.dumps(sizes, indent=1))
+        print(f"carry {args.prepare_carry}: {sizes['total_bytes'] / 2**20:.1f} MiB with the "
+              f"working tree (limit {gpu_carry.LIMIT >> 20} MiB)")  # fmt: skip
         return 0
     cuda = torch.cuda.is_available()
     parts = args.parts.split(",")
@@ -182,19 +243,28 @@ def main() -> int:
         "cuda": torch.cuda.get_device_name() if cuda else None, "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(), "skipped": [],
     }  # fmt: skip
+    if args.carry:
+        summary["site"] = str(gpu_carry.use_carry(args.carry))
+    data_dir = args.data_dir or (args.carry / gpu_carry.DATA if args.carry else ROOT / ".gpu_data")
     has_ray = importlib.util.find_spec("ray") is not None
+    if has_ray:
+        summary["ray"] = check_ray(args.fake_gpus)
+        print("ray:", summary["ray"], flush=True)
+    sweep = (cuda or args.fake_gpus is not None) and has_ray
     if not cuda:
-        summary["skipped"] += ["tests on CUDA (ran on the CPU)", "sweep", "vinfo on CUDA"]
-    elif not has_ray:
-        summary["skipped"] += ["sweep: Ray is not installed here"]
+        summary["skipped"] += ["tests on CUDA (ran on the CPU)", "vinfo on CUDA"]
+    if not has_ray:
+        summary["skipped"] += ["sweep: Ray is not installed here (bring it: --carry)"]
+    elif not sweep:
+        summary["skipped"] += ["sweep: no GPU (rehearse with --fake-gpus 1)"]
     if "tests" in parts:
         summary["tests"] = run_tests(cuda)
         print("tests:", summary["tests"]["summary"], flush=True)
-    if "sweep" in parts and cuda and has_ray:
-        summary["sweep"] = run_sweep()
-        print("sweep:", summary["sweep"]["exit"], summary["sweep"]["devices"], flush=True)
+    if "sweep" in parts and sweep:
+        summary["sweep"] = run_sweep(args.fake_gpus)
+        print("sweep:", json.dumps(summary["sweep"]), flush=True)
     if "vinfo" in parts:
-        summary["vinfo"] = run_vinfo(args.data_dir, cuda)
+        summary["vinfo"] = run_vinfo(data_dir, cuda)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))

@@ -27,8 +27,16 @@ The library, one concern per module (the mathematics in `metrics`, Ray and files
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 try:
     __version__ = version("raycompress")
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "unknown"
+
+# Installed, raycompress.sweeps and raycompress.analysis are the source tree's top-level sweeps/
+# and analysis/ (pyproject's package-dir); imported straight from a source tree (a copy on
+# PYTHONPATH, as on the GPU machine), they are found there too.
+_tree = Path(__file__).resolve().parents[1]
+if not Path(__file__).with_name("sweeps").is_dir() and (_tree / "sweeps" / "__init__.py").is_file():
+    __path__.append(str(_tree))

@@ -200,8 +200,8 @@ def launch(sweep: Sweep, args: argparse.Namespace) -> int:
             connect(args.address)
         else:
             ray.init(
-                address="local", num_cpus=args.num_cpus, include_dashboard=False,
-                object_store_memory=OBJECT_STORE_BYTES,
+                address="local", num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
             )  # fmt: skip
     try:
         return _fit(sweep, args)

@@ -60,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override every trial's epoch cap")
     p.add_argument("--max-concurrent", type=int, default=0, help="0: as many as fit")
     p.add_argument("--num-cpus", type=int, help="CPUs of the embedded local Ray")
+    p.add_argument(
+        "--num-gpus", type=int,
+        help="GPUs of the embedded local Ray (default: those it finds; more are logical only)",
+    )  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trial setting (JSON values), e.g. --set lr=0.001")  # fmt: skip
     return p
@@ -107,6 +111,15 @@ def check_trials(sweep: Sweep, remote: bool) -> None:
             raise UsageError(str(err)) from None
 
 
+def check_local_ray(args: argparse.Namespace) -> None:
+    """--num-cpus and --num-gpus size the embedded Ray: non-negative, and not for a cluster."""
+    for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+        if value is not None and args.address:
+            raise UsageError(f"{flag} sizes the embedded local Ray; drop it with --address")
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             dry_run(sweep)
             return 0
+        check_local_ray(args)
         check_trials(sweep, remote=bool(args.address))
         if storage.is_uri(args.storage_path):
             storage.check(args.storage_path)

@@ -108,3 +108,15 @@ def test_the_measures_import_no_record_and_the_record_no_torch() -> None:
     for module in ("record", "schema"):
         source = (ROOT / "raycompress" / f"{module}.py").read_text()
         assert "TYPE_CHECKING" not in source and "import torch" not in source
+
+
+def test_a_source_tree_never_installed_imports_its_sweep_catalogue(tmp_path: Path) -> None:
+    """As on the GPU machine: the tree on PYTHONPATH, no site packages (so no editable
+    install's finder): raycompress.sweeps is the top-level sweeps/, as pyproject maps it."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", "import raycompress.sweeps as s; print(s.__file__)"],
+        cwd=tmp_path, env={"PYTHONPATH": str(root)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == root / "sweeps" / "__init__.py"

@@ -120,6 +120,25 @@ def test_a_missing_dataset_is_reported_before_ray_starts(
     assert "no Ray cluster answers at a:1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--num-gpus", "1", "--address", "a:1"], "--num-gpus sizes the embedded local Ray"),
+        (["--num-cpus", "2", "--address", "a:1"], "--num-cpus sizes the embedded local Ray"),
+        (["--num-gpus", "-1"], "--num-gpus must be 0 or more, got -1"),
+    ],
+)
+def test_sizing_the_embedded_ray_wrongly_is_one_line_before_ray_starts(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    assert main(["demo", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not ray.is_initialized()
+
+
 def test_bf16_on_a_cpu_without_it_is_reported_before_ray_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
