@@ -1,21 +1,26 @@
 """Which 𝒱-information measurements an epoch makes, written once for every executor.
 
     plan(depth, splits, seed, epoch, layer0)  →  [Measurement(layer, split, seed), …]
-    gather(plan, results, layer0)             →  {(layer, split): result}, layer 0 filled in
+    gather(plan, results, layer0, warm)       →  {(layer, split): result}, layer 0 filled in
 
 An epoch's measurement covers every layer l = 0..L−1 on every split, each with its own seed
 derived from the run's seed by (epoch, layer, split). Layer 0 (the empty encoder, h^0 = x)
 never changes during training: it is measured at the first measurement of a run and kept in
 `layer0` — only once it succeeded, so that a failed layer-0 measurement is tried again at the
-next one. The executors run the planned measurements and nothing else: `measure_in_process`
-here, `trainable.RayVInfo` as Ray tasks; both call `measure_layer`.
+next one. Under warm starts (the converged protocol), each measurement starts its decoders
+from `warm[(layer, split)]`, the last decoder state that (layer, split) returned, and `gather`
+moves each result's new state there (the run keeps the latest only, in its checkpoint). The
+executors run the planned measurements and nothing else: `measure_in_process` here,
+`trainable.RayVInfo` as Ray tasks; both call `measure_layer`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,13 +57,26 @@ def plan(
     ]
 
 
+# (layer, split) → the decoder state its last measurement returned (warm starts)
+WarmStates = dict[tuple[int, str], Any]
+
+
 def gather(
-    planned: list[Measurement], results: list[VInfoResult], layer0: dict[str, VInfoResult]
+    planned: list[Measurement],
+    results: list[VInfoResult],
+    layer0: dict[str, VInfoResult],
+    warm: WarmStates | None = None,
 ) -> dict[tuple[int, str], VInfoResult]:
     """The epoch's values by (layer, split): the measured ones and the kept layer 0. A layer-0
-    measurement that succeeded (no error) is kept in `layer0` for the rest of the run."""
+    measurement that succeeded (no error) is kept in `layer0` for the rest of the run; a
+    result's decoder state moves into `warm` (a failed one leaves the last state there; layer
+    0's and, without `warm`, every one is dropped)."""
     out = {(0, split): result for split, result in layer0.items()}
     for m, result in zip(planned, results, strict=True):
+        if result.decoder_state is not None:
+            if warm is not None and m.layer > 0:  # layer 0 is measured once: never continued
+                warm[m.layer, m.split] = result.decoder_state
+            result = dataclasses.replace(result, decoder_state=None)
         out[m.layer, m.split] = result
         if m.layer == 0 and not result.error:
             layer0[m.split] = result
@@ -72,14 +90,17 @@ def measure_layer(
     split: Split,
     config: VInfoConfig,
     device: torch.device | str = "cpu",
+    warm: Any = None,
 ) -> VInfoResult:
-    """One planned measurement from plain inputs (the model's spec and weights): what every
-    executor runs, so that a seed gives the same values in this process and in a Ray task."""
+    """One planned measurement from plain inputs (the model's spec and weights, the decoder
+    state to start from): what every executor runs, so that a seed gives the same values in
+    this process and in a Ray task."""
     model = build_model(spec)
     model.load_state_dict(state)
     return measure_vinfo(
         model.encoder(m.layer), partial(model.fresh_decoder, m.layer), split,
         spec.num_classes, config, m.seed, device, label=f"𝒱-information l={m.layer} {m.split}",
+        warm=warm,
     )  # fmt: skip
 
 
@@ -90,12 +111,18 @@ def measure_in_process(
     run_seed: int,
     epoch: int,
     layer0: dict[str, VInfoResult],
+    warm: WarmStates | None = None,
 ) -> dict[tuple[int, str], VInfoResult]:
-    """Every planned (layer, split) of `model` in this process, one after another."""
+    """Every planned (layer, split) of `model` in this process, one after another (from and
+    into `warm`, see `gather`)."""
+    starts = warm or {}
     device = next(model.parameters()).device
     state = {k: v.detach() for k, v in model.state_dict().items()}
     planned = plan(model.depth, splits, run_seed, epoch, layer0)
     results = [
-        measure_layer(model.spec, state, m, splits[m.split], config, device) for m in planned
+        measure_layer(
+            model.spec, state, m, splits[m.split], config, device, starts.get((m.layer, m.split))
+        )
+        for m in planned
     ]
-    return gather(planned, results, layer0)
+    return gather(planned, results, layer0, warm)

@@ -18,7 +18,7 @@ from raycompress import protocol
 from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
 from raycompress.models import MODEL_NAMES, batch_norm_regime
-from raycompress.schema import EpochRecord, Quantity
+from raycompress.schema import EpochRecord, Quantity, VInfoResult
 from raycompress.training import run_epochs
 from raycompress.trial import DEFAULTS, THESIS_RECIPE, Trial
 
@@ -59,6 +59,18 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
+        "--vinfo-protocol", default=DEFAULTS["vinfo_protocol"],
+        help="thesis (the fixed recipe) or converged (decoders trained until certified)",
+    )  # fmt: skip
+    p.add_argument(
+        "--certify-from", type=int, default=DEFAULTS["decoder_certify_from"],
+        help="converged: the first scored decoder epoch; the cap must be a doubling of it",
+    )  # fmt: skip
+    p.add_argument(
+        "--warm-start", action="store_true",
+        help="converged: continue each measurement's decoders from the previous one's",
+    )  # fmt: skip
+    p.add_argument(
         "--input-scale", type=float, default=DEFAULTS["input_scale"],
         help="inputs (pixels in [0, 1]) times this; 255: the thesis' code's 0..255 pixels",
     )  # fmt: skip
@@ -92,6 +104,19 @@ def format_row(record: EpochRecord, seconds: float) -> str:
     )
 
 
+def format_vinfo(result: VInfoResult) -> str:
+    """Sufficiency and minimality in bits, each with its verdict under the converged
+    protocol, and the error if any."""
+    parts = []
+    for q, name in ((Quantity.SUFFICIENCY, "sufficiency"), (Quantity.MINIMALITY, "minimality")):
+        term = result.terms.get(q)
+        verdict = {None: "", True: " (certified)", False: " (NOT certified)"}[
+            term.certified if term else None
+        ]
+        parts.append(f"{name} {result.value(q):.3f} bits{verdict}")
+    return ", ".join(parts) + (f"  ({result.error})" if result.error else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = {
@@ -103,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         "loss_threshold": args.loss_threshold, "nc_method": args.nc_method,
         "vinfo_schedule": args.vinfo, "decoder_epochs": args.decoder_epochs,
         "decoder_budgets": args.decoder_budgets,
-        "held_out": args.held_out, "precision": args.precision,
+        "held_out": args.held_out, "vinfo_protocol": args.vinfo_protocol,
+        "decoder_warm_start": args.warm_start, "decoder_certify_from": args.certify_from,
+        "precision": args.precision,
         "channels_last": args.channels_last, "compile": args.compile,
         "input_scale": args.input_scale,
     } | (THESIS_RECIPE if args.thesis_recipe else {})  # fmt: skip
@@ -126,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):
         print(format_row(record, time.perf_counter() - start), flush=True)
         for (layer, split), result in sorted(record.vinfo.items()):
-            note = f"  ({result.error})" if result.error else ""
-            print(
-                f"      𝒱-info l={layer} {split:5s}: sufficiency "
-                f"{result.value(Quantity.SUFFICIENCY):.3f} bits, minimality "
-                f"{result.value(Quantity.MINIMALITY):.3f} bits{note}"
-            )
+            print(f"      𝒱-info l={layer} {split:5s}: {format_vinfo(result)}")
         start = time.perf_counter()
         if record.stop_reason:
             print(f"stopped: {record.stop_reason}")

@@ -169,6 +169,11 @@ class Quantity(StrEnum):
         """The metric of the convergence indicator: bits gained between the last two budgets."""
         return f"{self}_last_gain"
 
+    @property
+    def certified(self) -> str:
+        """The metric of the converged protocol's verdict: 1 when every decoder is certified."""
+        return f"{self}_certified"
+
 
 HEADLINE = (Quantity.SUFFICIENCY, Quantity.MINIMALITY)  # what every measurement reports
 MC_MEAN, MC_STD = "v_min_mc_mean", "v_min_mc_std"  # minimality over Monte-Carlo relabellings
@@ -200,11 +205,15 @@ def digit_metrics(j: int) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class HeadFit:
-    """How one decoder's training ended: epochs used, the reason, its last epoch loss (nats)."""
+    """How one decoder's training ended: epochs used, the reason, its last epoch loss (nats);
+    under the converged protocol also whether it is certified and its scored gain over its
+    last doubling of epochs (bits; None before its second budget). None under the thesis'."""
 
     epochs: int
     stop: Stop
     train_loss: float
+    certified: bool | None = None
+    last_gain: float | None = None
 
     @property
     def converged(self) -> bool:
@@ -225,11 +234,15 @@ class Head:
         return {
             "name": self.name, "epochs": self.fit.epochs, "stop": self.fit.stop.value,
             "train_loss": self.fit.train_loss, "entropy": self.entropy, "bits": self.bits,
+            "certified": self.fit.certified, "last_gain": self.fit.last_gain,
         }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Head:
-        fit = HeadFit(data["epochs"], Stop(data["stop"]), data["train_loss"])
+        fit = HeadFit(
+            data["epochs"], Stop(data["stop"]), data["train_loss"], data.get("certified"),
+            data.get("last_gain"),
+        )  # fmt: skip
         return cls(data["name"], fit, data["entropy"], data["bits"])
 
 
@@ -260,6 +273,15 @@ class Term:
         if len(budgets) < 2:
             return None
         return self.curve[budgets[-1]] - self.curve[budgets[-2]]
+
+    @property
+    def certified(self) -> bool | None:
+        """Whether every decoder of the term is certified (the converged protocol); None
+        where they were not judged (the thesis protocol)."""
+        verdicts = [h.fit.certified for h in self.heads]
+        if not verdicts or None in verdicts:
+            return None
+        return all(verdicts)
 
     @property
     def entropy(self) -> float:
@@ -305,6 +327,8 @@ class Term:
         values.append((q, self.value, noted))
         if (gain := self.last_gain) is not None:
             values.append((q.last_gain, gain, noted))
+        if (certified := self.certified) is not None:
+            values.append((q.certified, float(certified), noted))
         if self.monte_carlo is not None:
             values += [(MC_MEAN, self.monte_carlo[0], noted), (MC_STD, self.monte_carlo[1], noted)]
         out: list[Row] = [(*key, metric, None, float(v), note) for metric, v, note in values]
@@ -347,6 +371,9 @@ class VInfoResult:
     decoders: Decoders | None = None
     error: str = ""
     placement: Placement | None = None
+    # The trained decoders (name → tensors, per fit) for the next measurement's warm start:
+    # never written to the history; the trial checkpoint keeps the latest (`training.Run`).
+    decoder_state: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def failed(cls, error: str) -> VInfoResult:

@@ -33,6 +33,7 @@ class Stream(StrEnum):
     RELABELLING = "relabelling"  # (m): Monte-Carlo relabelling m's within-class orders
     HALVES = "held_out_halves"  # the stratified half a held-out decoder fits on
     HELD_OUT_FIT = "held_out_fit"  # the seed of the held-out decoder's own streams
+    VALIDATION = "held_out_validation"  # the part of that half that early-stops it (converged)
 
 
 RUN_STREAMS = tuple(Stream)[: tuple(Stream).index(Stream.VINFO) + 1]

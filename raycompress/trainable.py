@@ -27,7 +27,7 @@ from raycompress.data import DataNotFoundError
 from raycompress.definition import Resources
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import Builder, LayeredNet, ModelSpec, describe
-from raycompress.plan import Measurement, gather, measure_layer, plan
+from raycompress.plan import Measurement, WarmStates, gather, measure_layer, plan
 from raycompress.sampling import Split
 from raycompress.schema import EpochRecord, Placement, VInfoResult
 from raycompress.training import Run
@@ -54,12 +54,16 @@ def ray_device() -> tuple[str, str]:
 
 @ray.remote
 def _vinfo_task(
-    spec: ModelSpec, state: dict, m: Measurement, split: Split, config: VInfoConfig
+    spec: ModelSpec, state: dict, m: Measurement, split: Split, config: VInfoConfig, warm: Any
 ) -> VInfoResult:
     if os.environ.get("RAYCOMPRESS_FAIL_VINFO_LAYER") == str(m.layer):  # test hook
         raise RuntimeError(f"injected 𝒱-information failure at layer {m.layer}")
+    once = os.environ.get("RAYCOMPRESS_FAIL_VINFO_ONCE")  # test hook: the first task fails
+    if once and not Path(once).exists():
+        Path(once).write_text(f"{m.layer} {m.split}")
+        raise RuntimeError("injected 𝒱-information failure, once")
     device, note = ray_device()
-    result = measure_layer(spec, state, m, split, config, device)
+    result = measure_layer(spec, state, m, split, config, device, warm)
     context = ray.get_runtime_context()
     where = Placement(context.get_node_id(), device, note, context.get_placement_group_id() or "")
     return dataclasses.replace(result, placement=where)
@@ -86,6 +90,7 @@ class RayVInfo:
         run_seed: int,
         epoch: int,
         layer0: dict[str, VInfoResult],
+        warm: WarmStates | None = None,
     ) -> dict[tuple[int, str], VInfoResult]:
         for name, split in splits.items():  # the splits never change: ship them once
             if name not in self._splits:
@@ -96,10 +101,14 @@ class RayVInfo:
             max_retries=self.max_retries, retry_exceptions=True,
         )  # fmt: skip
         planned = plan(model.depth, splits, run_seed, epoch, layer0)
+        starts = warm or {}
         pending = [
-            task.remote(model.spec, state, m, self._splits[m.split], config) for m in planned
+            task.remote(
+                model.spec, state, m, self._splits[m.split], config, starts.get((m.layer, m.split))
+            )
+            for m in planned
         ]
-        return gather(planned, [self._result(ref) for ref in pending], layer0)
+        return gather(planned, [self._result(ref) for ref in pending], layer0, warm)
 
     def _result(self, ref: ray.ObjectRef) -> VInfoResult:
         try:

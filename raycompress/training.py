@@ -26,7 +26,7 @@ from raycompress.data import Dataset
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
 from raycompress.models import LayeredNet
-from raycompress.plan import measure_in_process
+from raycompress.plan import WarmStates, measure_in_process
 from raycompress.sampling import Split, batch_indices
 from raycompress.schema import SPLITS, EpochRecord, VInfoResult
 from raycompress.seeds import Stream, derive_seed
@@ -81,9 +81,9 @@ def train_epoch(
     return float(total) / len(split)
 
 
-# (model, splits, config, run seed, epoch, layer0) → {(layer, split): result}; see `plan`
+# (model, splits, config, run seed, epoch, layer0, warm) → {(layer, split): result}; see `plan`
 VInfoMeasurer = Callable[
-    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, VInfoResult]],
+    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, VInfoResult], WarmStates],
     dict[tuple[int, str], VInfoResult],
 ]
 
@@ -121,6 +121,7 @@ class Run:
         self.generator = torch.Generator().manual_seed(derive_seed(config.seed, Stream.TRAIN_ORDER))
         self.epoch = 0
         self.layer0: dict[str, VInfoResult] = {}
+        self.warm: WarmStates = {}  # the latest decoders of each (layer, split): warm starts
 
     def step(self) -> EpochRecord:
         """Train the next epoch, then measure both splits with its final weights."""
@@ -147,7 +148,7 @@ class Run:
         if self.vinfo and due and not diverged:
             splits = dict(zip(SPLITS, (data.train, data.test), strict=True))
             values = self.measure_vinfo(
-                measured, splits, self.vinfo, config.seed, self.epoch, self.layer0
+                measured, splits, self.vinfo, config.seed, self.epoch, self.layer0, self.warm
             )
         return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
 
@@ -162,6 +163,7 @@ class Run:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "layer0": {split: result.to_json() for split, result in self.layer0.items()},
+            "decoders": {f"{layer}/{split}": s for (layer, split), s in self.warm.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -170,6 +172,11 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.layer0 = {s: VInfoResult.from_json(r) for s, r in state["layer0"].items()}
+        self.warm = {
+            (int(layer), split): decoders
+            for key, decoders in state.get("decoders", {}).items()
+            for layer, split in [key.split("/")]
+        }
 
 
 def run_epochs(

@@ -107,6 +107,12 @@ SETTINGS: dict[str, Setting] = {
     # None: protocol.DECODER_BUDGETS below the cap, and the cap
     "decoder_budgets": Setting(None, "null or a list of increasing integers", _optional(_integers)),
     "held_out": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    # thesis: the thesis' fixed recipe; converged: decoders train until certified (protocol)
+    "vinfo_protocol": Setting("thesis", " or ".join(protocol.VINFO_PROTOCOLS), _text),
+    "decoder_tolerance": Setting(protocol.CERTIFY_TOLERANCE, "a number (bits)", _number),
+    "decoder_certify_from": Setting(protocol.CERTIFY_FROM, "an integer", _integer),
+    "decoder_warm_start": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    "decoder_lr": Setting(None, "null or a positive number", _optional(_positive)),  # None: lr
     "monte_carlo": Setting(0, "an integer", _integer),
 }
 DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
@@ -182,15 +188,20 @@ class Trial:
             method=c["nc_method"],
             feature_budget_bytes=int(c["nc_feature_budget_mib"] * 2**20),
         )  # fmt: skip
+        decoder_lr = c["lr"] if c["decoder_lr"] is None else c["decoder_lr"]
         decoder = DecoderConfig(
-            lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["decoder_epochs"],
+            lr=decoder_lr, batch_size=c["batch_size"], max_epochs=c["decoder_epochs"],
             patience=c["decoder_patience"], weight_decay=c["weight_decay"],
             compute=how.for_decoders(),
             budgets=None if c["decoder_budgets"] is None else tuple(c["decoder_budgets"]),
+            protocol=c["vinfo_protocol"], tolerance=c["decoder_tolerance"],
+            certify_from=c["decoder_certify_from"],
         )  # fmt: skip
+        converged = decoder.converged  # its held-out halves stay fixed for the run
         vinfo = VInfoConfig(
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
-            monte_carlo=int(c["monte_carlo"]),
+            monte_carlo=int(c["monte_carlo"]), warm_start=c["decoder_warm_start"],
+            halves_seed=derive_seed(c["seed"], Stream.HALVES) if converged else None,
         )  # fmt: skip
         return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo, dict(models or {}))
 

@@ -24,16 +24,29 @@ from raycompress.plan import gather, measure_layer, plan
 from raycompress.training import Run, TrainConfig
 
 
-def layer0_only(model, splits, config, run_seed, epoch, layer0):
-    """`plan.measure_in_process` restricted to layer 0, the only 𝒱-information a state file
-    keeps (the other layers' decoders, the affine optimum above all, would cost minutes here)."""
-    device = next(model.parameters()).device
-    state = {k: v.detach() for k, v in model.state_dict().items()}
-    planned = [m for m in plan(model.depth, splits, run_seed, epoch, layer0) if m.layer == 0]
-    results = [
-        measure_layer(model.spec, state, m, splits[m.split], config, device) for m in planned
-    ]
-    return gather(planned, results, layer0)
+def layers_up_to(deepest: int):
+    """`plan.measure_in_process` restricted to layers 0..deepest (the deeper ones' decoders,
+    the affine optimum above all, would cost minutes here)."""
+
+    def measure(model, splits, config, run_seed, epoch, layer0, warm=None):
+        device = next(model.parameters()).device
+        state = {k: v.detach() for k, v in model.state_dict().items()}
+        planned = plan(model.depth, splits, run_seed, epoch, layer0)
+        planned = [m for m in planned if m.layer <= deepest]
+        results = [
+            measure_layer(
+                model.spec, state, m, splits[m.split], config, device,
+                (warm or {}).get((m.layer, m.split)),
+            )
+            for m in planned
+        ]  # fmt: skip
+        return gather(planned, results, layer0, warm)
+
+    return measure
+
+
+# layer 0, the only 𝒱-information a state file keeps under the thesis protocol
+layer0_only = layers_up_to(0)
 
 
 def test_a_real_state_file_restores_as_data_and_its_run_continues_exactly(
@@ -155,3 +168,40 @@ def test_the_trainable_ends_a_refused_trial_with_one_report(
     assert summary[record.STOP_REASON] == "error"
     assert summary[record.ERROR].startswith("UntrustedCheckpointError: refused to restore ")
     assert "\n" not in summary[record.ERROR] and not marker.exists()
+
+
+def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under converged with warm starts the state file also holds each (layer, split)'s latest
+    decoders, as data; a run restored from it measures its next epoch exactly as the run that
+    was never interrupted."""
+    data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
+    config = TrainConfig(batch_size=100, max_epochs=3)
+    decoder = DecoderConfig(batch_size=100, max_epochs=4, certify_from=2, protocol="converged")
+    vinfo = VInfoConfig(decoder, "every", held_out=True, warm_start=True, halves_seed=5)
+    spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(32, 32))
+
+    def started(seed: int = 0) -> Run:
+        model = build_model(spec, seed=seed)
+        return Run(model, data, config, vinfo=vinfo, measure_vinfo=layers_up_to(1))
+
+    straight = started()
+    expected = [straight.step() for _ in range(3)]
+    first = started()
+    history = [first.step(), first.step()]
+    written = tmp_path / "checkpoint_000001"
+    monkeypatch.setattr(
+        tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
+    )
+    trainable.report(first, history, {"model": "mlp"})
+    plain = torch.load(written / record.STATE_FILE, weights_only=True)
+    assert set(plain["decoders"]) == {"1/train", "1/test"}  # the latest only; never layer 0
+    assert set(plain["decoders"]["1/train"]) == {"in_sample", "held_out"}
+    state, _ = trainable.resumed(tune.Checkpoint.from_directory(written))
+    restored = started(seed=99)
+    restored.load_state_dict(state)
+    assert json.dumps(restored.step().to_json()) == json.dumps(expected[2].to_json())
+    for key, tensors in straight.warm.items():
+        for part, named in tensors.items():
+            assert all(torch.equal(t, restored.warm[key][part][n]) for n, t in named.items())

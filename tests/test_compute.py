@@ -188,24 +188,22 @@ def test_decoders_train_in_bf16_on_float32_channels_last_features_and_score_in_f
         return base, forward
 
     monkeypatch.setattr(decoders, "shared_forward", watched)
-    phases = {}
+    phases: dict[str, set] = {"step": set(), "score_heads": set()}
 
-    def then_take(phase: str):
-        run_phase = getattr(vinfo_module, phase)
-
+    def attributed(phase: str, run_phase):  # what the convolutions saw inside each call
         def wrapped(*args, **kwargs):
+            watches[-1].take()
             out = run_phase(*args, **kwargs)
-            phases[phase] = watches[-1].take()
+            phases[phase] |= watches[-1].take()
             return out
 
         return wrapped
 
-    for phase in ("train_heads", "score_heads"):
-        monkeypatch.setattr(vinfo_module, phase, then_take(phase))
+    monkeypatch.setattr(decoders.Steps, "step", attributed("step", decoders.Steps.step))
+    scoring = attributed("score_heads", vinfo_module.score_heads)  # budgets and the end
+    monkeypatch.setattr(vinfo_module, "score_heads", scoring)
     values = vinfo(small, 1, Compute("bf16"), device=device)
-    assert phases == {
-        "train_heads": {(torch.bfloat16, True)}, "score_heads": {(torch.float32, True)},
-    }  # fmt: skip
+    assert phases == {"step": {(torch.bfloat16, True)}, "score_heads": {(torch.float32, True)}}
     assert values.decoders.compute == "bf16 autocast, channels_last"
 
 

@@ -111,3 +111,50 @@ def test_both_executors_give_identical_values() -> None:
     for key, result in here.items():
         assert there[key].placement is not None and result.placement is None
         assert dataclasses.replace(there[key], placement=None) == result, key
+
+
+def test_warm_started_executors_agree_and_a_retried_task_continues_exactly(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under converged with warm starts, a second measurement continues from the first one's
+    decoders in this process and as Ray tasks alike, bit for bit, also when a task fails
+    once and Ray runs it again from the same state; each executor hands back the new states."""
+    import ray
+
+    from raycompress.trainable import RayVInfo
+
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    model = build_model(make_spec("mlp", data.input_shape, 10, widths=(32, 16)), seed=3)
+    splits = {"train": data.train, "test": data.test}
+    decoder = DecoderConfig(batch_size=100, max_epochs=4, certify_from=2, protocol="converged")
+    config = VInfoConfig(decoder, held_out=True, warm_start=True, halves_seed=11)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a Ray task with one CPU: the same reduction order
+    try:
+        first: plan.WarmStates = {}
+        plan.measure_in_process(model, splits, config, 7, 1, {}, first)
+        assert set(first) == {(k, s) for k in (1, 2) for s in SPLITS}  # not layer 0: kept
+        # layer 2 is affine: its in-sample values need no trained decoders, its held-out does
+        assert all(set(first[2, s]) == {"held_out"} for s in SPLITS)
+        here_warm = dict(first)
+        here = plan.measure_in_process(model, splits, config, 7, 2, {}, here_warm)
+    finally:
+        torch.set_num_threads(threads)
+    marker = tmp_path / "failed_once"
+    monkeypatch.setenv("RAYCOMPRESS_FAIL_VINFO_ONCE", str(marker))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 << 20)
+    try:
+        there_warm = dict(first)
+        there = RayVInfo(num_cpus=1)(model, splits, config, 7, 2, {}, there_warm)
+    finally:
+        ray.shutdown()
+    assert marker.exists()  # one task failed and was retried
+    for key, result in here.items():
+        assert not result.error, key
+        assert dataclasses.replace(there[key], placement=None) == result, key
+        assert "warm" in result.terms[Quantity.SUFFICIENCY].protocol or key[0] != 1
+    for key, state in here_warm.items():
+        assert state is not first[key]  # the new decoders replaced the old ones
+        for part, tensors in state.items():
+            for name, tensor in tensors.items():
+                assert torch.equal(tensor, there_warm[key][part][name]), (key, part, name)

@@ -82,3 +82,22 @@ def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixtu
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_vinfo_line_gives_each_value_with_its_verdict() -> None:
+    from raycompress.run import format_vinfo
+    from raycompress.schema import Head, HeadFit, Quantity, Term, VInfoResult
+    from raycompress.stopping import Stop
+
+    def term(q: Quantity, bits: float, certified: bool | None) -> Term:
+        head = Head("h", HeadFit(50, Stop.MAX_EPOCHS, 0.1, certified), 3.3, bits)
+        return Term(q, bits, bits, "p", (head,), {})
+
+    judged = VInfoResult({Quantity.SUFFICIENCY: term(Quantity.SUFFICIENCY, 3.2, True),
+                          Quantity.MINIMALITY: term(Quantity.MINIMALITY, 2.45, False)})  # fmt: skip
+    assert format_vinfo(judged) == (
+        "sufficiency 3.200 bits (certified), minimality 2.450 bits (NOT certified)"
+    )
+    thesis = VInfoResult({Quantity.SUFFICIENCY: term(Quantity.SUFFICIENCY, 3.2, None)})
+    assert format_vinfo(thesis) == "sufficiency 3.200 bits, minimality nan bits"
+    assert format_vinfo(VInfoResult.failed("boom")).endswith("nan bits  (boom)")

@@ -21,13 +21,14 @@ def test_no_two_streams_of_a_run_start_in_the_same_state() -> None:
     states = []
     for run_seed in range(4):  # neighbouring seeds, as a sweep over seeds uses
         states += [derive_seed(run_seed, s) for s in RUN_STREAMS if s != Stream.VINFO]
+        states.append(derive_seed(run_seed, Stream.HALVES))  # converged: the run's fixed halves
         for epoch, layer, split in itertools.product((1, 2), (0, 1, 2), ("train", "test")):
             seed = measurement_seed(run_seed, epoch, layer, split)
             states.append(seed)
             states += [derive_seed(seed, s) for s in MEASUREMENT_STREAMS if s != Stream.RELABELLING]
             states += [derive_seed(seed, Stream.RELABELLING, m) for m in range(3)]
     generators = {bytes(torch.Generator().manual_seed(s).get_state().tolist()) for s in states}
-    assert len(generators) == len(states) == 4 * (6 + 12 * (1 + 6 + 3))
+    assert len(generators) == len(states) == 4 * (7 + 12 * (1 + 7 + 3))
     assert set(RUN_STREAMS) | set(MEASUREMENT_STREAMS) == set(Stream)
 
 

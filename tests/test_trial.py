@@ -61,3 +61,11 @@ def test_the_feature_budget_default_is_collapse_configs() -> None:
     assert (
         Trial.from_config({}).collapse.feature_budget_bytes == CollapseConfig().feature_budget_bytes
     )
+
+
+def test_the_decoders_learning_rate_is_the_runs_unless_set() -> None:
+    assert Trial.from_config({}).vinfo.decoder.lr == protocol.LR
+    trial = Trial.from_config({"decoder_lr": 1e-2})
+    assert trial.vinfo.decoder.lr == 1e-2 and trial.train.lr == protocol.LR
+    with pytest.raises(ValueError, match="setting 'decoder_lr' takes null or a positive number"):
+        Trial.from_config({"decoder_lr": 0})

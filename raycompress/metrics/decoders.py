@@ -7,10 +7,16 @@ stacked parameters is K independent optimisers. A head stops on its own (train-l
 plateau, divergence or the epoch cap); its weights are kept from that moment and it leaves the
 batched forward, so the remaining heads train on without it.
 
-Budget curves: at each of the config's budgets (decoder epochs) the heads still training are
-handed to a callback, which scores them (`score_heads` on a subset); a head that stopped earlier
-already holds its final weights. Scoring does not touch the training's random streams or
-weights, so the final values do not depend on the budgets.
+Budget curves: at each of the config's budgets (decoder epochs) the heads that trained that
+epoch are handed to a callback, which scores them (`score_heads` on a subset) and returns their
+bits; a head that stopped earlier already holds its final weights. Scoring does not touch the
+training's random streams or weights, so the final values do not depend on the budgets.
+
+Two protocols (`DecoderConfig.protocol`). "thesis": the thesis' recipe, a head stops at the
+loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified —
+its training loss meets the threshold, or its scored value gained at most `tolerance` bits over
+the last doubling of its epochs (the budgets are certify_from · 2^k) — or until the cap, where
+it stops uncertified; its last gain is recorded either way.
 
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
@@ -34,7 +40,7 @@ from raycompress import compute, protocol
 from raycompress.compute import Compiled, Compute
 from raycompress.sampling import batch_indices
 from raycompress.schema import HeadFit
-from raycompress.stopping import stop_reason
+from raycompress.stopping import Stop, stop_reason
 
 
 @dataclass(frozen=True)
@@ -63,20 +69,89 @@ class DecoderConfig:
     # "Deterministic batching"). So the mode follows the device, never a timing, and a seed
     # reproduces its bits.
     batching: str = "auto"
+    # "constant" (the thesis'), or "cosine": a linear warm-up over the first 5 % of the cap,
+    # then a cosine decay that would reach 0 one epoch after the cap (thesis protocol only)
+    lr_schedule: str = "constant"
+    tolerance: float = protocol.CERTIFY_TOLERANCE  # converged: bits over a doubling
+    certify_from: int = protocol.CERTIFY_FROM  # converged: the first scored epoch
+    protocol: str = "thesis"  # or "converged" (the module docstring); after the module's use
 
     def __post_init__(self) -> None:
-        for name in ("lr", "batch_size", "max_epochs", "patience"):
+        for name in ("lr", "batch_size", "max_epochs", "patience", "certify_from"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
-        if self.budgets is not None:
-            check_budgets(self.budgets, self.max_epochs)
         if self.batching not in ("auto", "vmap", "loop"):
             raise ValueError(f"decoder batching must be auto, vmap or loop, got {self.batching!r}")
+        if self.protocol not in protocol.VINFO_PROTOCOLS:
+            raise ValueError(
+                f"unknown 𝒱-information protocol {self.protocol!r}: use "
+                f"{' or '.join(protocol.VINFO_PROTOCOLS)}"
+            )
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"decoder lr_schedule must be constant or cosine, got {self.lr_schedule!r}"
+            )
+        if self.converged:
+            self._check_converged()
+        elif self.budgets is not None:
+            check_budgets(self.budgets, self.max_epochs)
+
+    @property
+    def converged(self) -> bool:
+        return self.protocol == "converged"
+
+    def _check_converged(self) -> None:
+        if not self.tolerance > 0:
+            raise ValueError(f"the certification tolerance must be > 0 bits, got {self.tolerance}")
+        if self.lr_schedule != "constant":
+            raise ValueError(
+                "a cosine schedule needs a fixed horizon: under converged use constant"
+            )
+        if self.budgets is not None:
+            raise ValueError(
+                "decoder budgets belong to the thesis protocol; under converged every head is "
+                f"scored at {self.certify_from}·2^k epochs: drop decoder_budgets"
+            )
+        caps = [self.certify_from * 2**k for k in range(1, 5)]
+        if self.max_epochs not in doublings(self.certify_from, self.max_epochs)[1:]:
+            raise ValueError(
+                f"under converged the decoder epoch cap must be a doubling of {self.certify_from} "
+                f"epochs, e.g. {', '.join(map(str, caps))}; got {self.max_epochs}"
+            )
 
     def curve(self) -> tuple[int, ...]:
-        """The budgets at which every head is scored: ascending, ending at the epoch cap."""
+        """The budgets at which every head is scored: ascending, ending at the epoch cap (under
+        converged: certify_from, its doublings, …, the cap)."""
+        if self.converged:
+            return tuple(doublings(self.certify_from, self.max_epochs))
         budgets = self.budgets or [b for b in protocol.DECODER_BUDGETS if b < self.max_epochs]
         return tuple(sorted({*budgets, self.max_epochs}))
+
+    def recipe(self, warm: bool) -> str:
+        """How a head was trained, in words: recorded beside every value."""
+        start = "warm (continued from the previous measurement's decoders)" if warm else "fresh"
+        return (
+            f"{start}, AdamW lr {self.lr:g} {self.lr_schedule}, weight decay "
+            f"{self.weight_decay:g}, batch {self.batch_size}"
+        )
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of decoder epoch `epoch` (1-based) under `lr_schedule`."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        warmup = max(1, round(0.05 * self.max_epochs))
+        if epoch <= warmup:
+            return self.lr * epoch / warmup
+        progress = (epoch - warmup) / (self.max_epochs - warmup + 1)
+        return self.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def doublings(first: int, cap: int) -> list[int]:
+    """first, 2·first, 4·first, … up to cap."""
+    out = [first]
+    while out[-1] * 2 <= cap:
+        out.append(out[-1] * 2)
+    return out
 
 
 def check_budgets(budgets: tuple[int, ...], max_epochs: int) -> None:
@@ -105,26 +180,41 @@ class Progress:
     every: float = 20.0
     clock: Callable[[], float] = time.monotonic
     write: Callable[..., None] = print  # called as print(line, flush=True)
+    certified: list[int] | None = None  # under the converged protocol
 
     def __post_init__(self) -> None:
         self.start = self.last = self.clock()
 
     def update(
-        self, epoch: int, max_epochs: int, training: Tensor, heads: int, batch: str = ""
+        self,
+        epoch: int,
+        max_epochs: int,
+        training: Tensor,
+        heads: int,
+        batch: str = "",
+        certified: list[int] | None = None,
     ) -> None:
         """In or after decoder epoch `epoch`: `training` are the heads (of `heads`) still
-        training; `batch` ("b/B") says how far into the epoch, empty once it is done."""
+        training; `batch` ("b/B") says how far into the epoch, empty once it is done;
+        `certified`, under the converged protocol, the heads certified so far (kept for the
+        lines inside later epochs)."""
+        if certified is not None:
+            self.certified = certified
         now = self.clock()
         if now - self.last < self.every:
             return
         self.last = now
         where = f"decoder epoch {epoch}/{max_epochs}" + (f", batch {batch}" if batch else "")
+        done = "" if self.certified is None else f", certified {_listed(self.certified)}"
         self.write(  # flushed: a Ray task's output reaches the sweep's console as it comes
-            f"{self.label}: {where}, heads training "
-            f"{', '.join(map(str, training.tolist())) or 'none'} of 0..{heads - 1}, "
-            f"{now - self.start:.0f} s",
+            f"{self.label}: {where}, heads training {_listed(training.tolist())} of "
+            f"0..{heads - 1}{done}, {now - self.start:.0f} s",
             flush=True,
         )
+
+
+def _listed(heads: list[int]) -> str:
+    return ", ".join(map(str, heads)) or "none"
 
 
 class StackedDecoders:
@@ -208,35 +298,43 @@ def train_heads(
     config: DecoderConfig,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
-    at_budget: Callable[[int, Tensor], None] | None = None,
+    at_budget: Callable[[int, Tensor], Tensor] | None = None,
     progress: Progress | None = None,
 ) -> list[HeadFit]:
     """Fit head k on (features, targets[:, k]); features (N, ...) may live on the host.
 
     After each epoch that is one of `config.curve()`, `at_budget(epoch, heads)` gets the heads
-    still training (their weights as of that epoch); `progress` hears of every epoch.
-    Returns one HeadFit per head; the stacked parameters end as each head stopped.
+    that trained that epoch (their weights as of then) and returns their scored bits, which
+    certify heads under the converged protocol (it needs `at_budget`); `progress` hears of
+    every epoch. Returns one HeadFit per head; the stacked parameters end as each head stopped.
     """
+    if config.converged and at_budget is None:
+        raise ValueError("the converged protocol certifies heads by their scores: pass at_budget")
     curve = set(config.curve())
     optimizer = torch.optim.AdamW(
         stack.params.values(), lr=config.lr, weight_decay=config.weight_decay
     )
     steps = Steps(stack, optimizer, config, device, progress)
     stopping = HeadStopping(len(stack), config)
+    if progress is not None and config.converged:
+        progress.certified = []
     kept: dict[int, dict[str, Tensor]] = {}  # a stopped head's weights, from its last epoch
     stack.mode = "loop" if stack.running_stats else batching_mode(config.batching, device)
     stack.train()
     for epoch in range(1, config.max_epochs + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(epoch)
         heads = stopping.training()
         losses = steps.epoch(epoch, features, targets, heads, generator)
+        if at_budget is not None and epoch in curve:
+            stopping.scored(heads, at_budget(epoch, heads))
+            stack.train()
         for k in stopping.update(epoch, heads, losses):
             kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
         training = stopping.training()
         if progress is not None:
-            progress.update(epoch, config.max_epochs, training, len(stack))
-        if at_budget is not None and epoch in curve and training.numel():
-            at_budget(epoch, training)
-            stack.train()
+            certified = stopping.certified() if config.converged else None
+            progress.update(epoch, config.max_epochs, training, len(stack), certified=certified)
         if not training.numel():
             break
     with torch.no_grad():
@@ -249,14 +347,18 @@ def train_heads(
 @dataclass
 class HeadStopping:
     """Each head's stopping state: its best epoch loss, the epochs since it improved by a
-    relative `min_delta`, and its fit once it stopped (`stopping.stop_reason`, the rule of the
-    main network too)."""
+    relative `min_delta`, its scored bits at the last budget and its gain since the one
+    before, and its fit once it stopped (`stopping.stop_reason`, the rule of the main network
+    too; under the converged protocol no plateau, and a gain ≤ tolerance certifies)."""
 
     num_heads: int
     config: DecoderConfig
     best: Tensor = field(init=False)
     stale: Tensor = field(init=False)
     stopped: dict[int, HeadFit] = field(default_factory=dict)
+    bits: dict[int, float] = field(default_factory=dict)  # at the last budget
+    gain: dict[int, float] = field(default_factory=dict)  # since the budget before
+    gained_now: set[int] = field(default_factory=set)  # heads whose gain this epoch measured
 
     def __post_init__(self) -> None:
         self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
@@ -266,6 +368,14 @@ class HeadStopping:
         """The heads still training, ascending."""
         active = [k for k in range(self.num_heads) if k not in self.stopped]
         return torch.tensor(active, dtype=torch.int64)
+
+    def scored(self, heads: Tensor, bits: Tensor) -> None:
+        """Each of `heads`' scored bits at this epoch's budget (and its gain since the last)."""
+        for k, value in zip(heads.tolist(), bits.tolist(), strict=True):
+            if k in self.bits:
+                self.gain[k] = value - self.bits[k]
+                self.gained_now.add(k)
+            self.bits[k] = value
 
     def update(self, epoch: int, heads: Tensor, losses: Tensor) -> list[int]:
         """Record epoch `epoch`'s mean loss (nats) of each of `heads`; returns those that stop."""
@@ -277,12 +387,25 @@ class HeadStopping:
                 self.stale[k] += 1
             stop = stop_reason(
                 loss, epoch, loss_threshold=config.loss_threshold, max_epochs=config.max_epochs,
-                stale=int(self.stale[k]), patience=config.patience,
+                stale=int(self.stale[k]), patience=None if config.converged else config.patience,
             )  # fmt: skip
+            certifies = k in self.gained_now and self.gain[k] <= config.tolerance
+            if config.converged and stop in (None, Stop.MAX_EPOCHS) and certifies:
+                stop = Stop.CERTIFIED
             if stop is not None:
-                self.stopped[k] = HeadFit(epoch, stop, loss)
+                self.stopped[k] = self._fit(k, epoch, stop, loss)
                 stopping.append(k)
+        self.gained_now.clear()
         return stopping
+
+    def _fit(self, k: int, epoch: int, stop: Stop, loss: float) -> HeadFit:
+        if not self.config.converged:
+            return HeadFit(epoch, stop, loss)
+        certified = stop in (Stop.LOSS_THRESHOLD, Stop.CERTIFIED)
+        return HeadFit(epoch, stop, loss, certified, self.gain.get(k))
+
+    def certified(self) -> list[int]:
+        return [k for k, fit in sorted(self.stopped.items()) if fit.certified]
 
     def fits(self) -> list[HeadFit]:
         return [self.stopped[k] for k in range(self.num_heads)]

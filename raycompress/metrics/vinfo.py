@@ -78,6 +78,7 @@ LN2 = math.log(2)  # nats → bits
 IN_SAMPLE = "in_sample: fit on the split, scored on it"
 AT_OPTIMUM = "the affine decoder at its optimum (L-BFGS, float64)"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
+IN_SAMPLE_STATE, HELD_OUT_STATE = "in_sample", "held_out"  # the decoder states of a measurement
 
 
 def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
@@ -119,10 +120,19 @@ class VInfoConfig:
     monte_carlo: int = 0  # extra relabellings with seeded within-class orders
     clip_negative: bool = False  # clip v_suff / v_min at 0 (raw per-head values are kept)
     cache_bytes: int = 2 << 30  # cached features above this size stay in host memory
+    # converged only: continue each measurement's decoders from the previous measurement's
+    warm_start: bool = False
+    # the held-out halves' seed, fixed for a run (None: from each measurement's seed)
+    halves_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.monte_carlo < 0:
             raise ValueError(f"monte_carlo must be ≥ 0, got {self.monte_carlo}")
+        if self.warm_start and not self.decoder.converged:
+            raise ValueError(
+                "warm starts belong to the converged protocol: set vinfo_protocol=converged "
+                "or drop decoder_warm_start"
+            )
         schedule_epochs(self.schedule, 1)  # validates the spelling before any training
 
 
@@ -174,6 +184,43 @@ class Fitted:
     batching: str
     compute: str  # how the decoders trained (`Compute.describe`, and a compile fall-back)
     curves: dict[int, list[float]]  # budget → every head's raw bits after that many epochs
+    state: DecoderState  # the trained decoders, for a warm start of the next measurement
+
+
+# A stack's parameters and buffers by name ("params.<name>", "buffers.<name>"), on the CPU.
+DecoderState = dict[str, Tensor]
+
+
+def stack_state(stack: StackedDecoders) -> DecoderState:
+    return {name: t.detach().cpu().clone() for name, t in _tensors(stack).items()}
+
+
+def head_state(stack: StackedDecoders, k: int) -> DecoderState:
+    """Head k's own slice of the stack's parameters and buffers (a copy)."""
+    return {name: t[k].detach().clone() for name, t in _tensors(stack).items()}
+
+
+@torch.no_grad()
+def load_head(stack: StackedDecoders, k: int, state: DecoderState) -> None:
+    for name, tensor in _tensors(stack).items():
+        tensor[k] = state[name]
+
+
+def _tensors(stack: StackedDecoders) -> dict[str, Tensor]:
+    tensors = {f"params.{n}": p for n, p in stack.params.items()}
+    return tensors | {f"buffers.{n}": b for n, b in stack.buffers.items()}
+
+
+@torch.no_grad()
+def load_stack(stack: StackedDecoders, state: DecoderState) -> None:
+    """Start `stack` from a state of the same decoders (a warm start); a one-line ValueError
+    when the state is of other decoders."""
+    mine = _tensors(stack)
+    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    if shapes != {n: tuple(t.shape) for n, t in mine.items()}:
+        raise ValueError("a warm start's decoder state is of other decoders (names or shapes)")
+    for name, tensor in mine.items():
+        tensor.copy_(state[name])
 
 
 def fit_and_score(
@@ -185,40 +232,59 @@ def fit_and_score(
     seed: int,
     device: torch.device | str,
     progress: Progress | None = None,
+    warm: DecoderState | None = None,
+    select: tuple[Tensor, Tensor] | None = None,
 ) -> Fitted:
-    """Train one fresh decoder per target column of fit = (features (N, ...), targets (N, K))
-    as one batched stack, and score each on `score` (at every budget, then at the end)."""
+    """Train one decoder per target column of fit = (features (N, ...), targets (N, K)) as one
+    batched stack — fresh, or continuing from `warm` — and score each on `score` (at every
+    budget, then at the end). With `select` (a validation set), the budgets are scored on it
+    instead and each head ends with its weights of its best budget there."""
     features, targets = fit
     compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
     stack = StackedDecoders(decoders, device, compile=compute.compile)
+    if warm is not None:
+        load_stack(stack, warm)
     generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
     order = derive_seed(seed, Stream.SCORE_ORDER)
     batch = config.decoder.batch_size
+    entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
+    checked = select or score
+    checked_entropy = [entropy_bits(t.cpu(), num_classes) for t in checked[1].T]
     scored: dict[int, dict[int, float]] = {}  # budget → {head training then: CE in bits}
+    best: dict[int, tuple[float, DecoderState]] = {}  # with `select`: head → its best budget
 
-    def at_budget(budget: int, heads: Tensor) -> None:
-        ce = score_heads(stack, *score, batch, order, device, heads) / LN2
+    def at_budget(budget: int, heads: Tensor) -> Tensor:
+        ce = score_heads(stack, *checked, batch, order, device, heads) / LN2
         scored[budget] = dict(zip(heads.tolist(), ce.tolist(), strict=True))
+        bits = torch.tensor([checked_entropy[k] for k in heads.tolist()], dtype=torch.float64)
+        bits -= ce
+        if select is not None:
+            for k, value in zip(heads.tolist(), bits.tolist(), strict=True):
+                if k not in best or value > best[k][0]:
+                    best[k] = (value, head_state(stack, k))
+        return bits
 
     fits = train_heads(
         stack, features, targets, config.decoder, generator, device, at_budget, progress
     )
+    for k, (_, weights) in best.items():
+        load_head(stack, k, weights)
+    state = stack_state(stack)
     ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
-    entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
     bits = [
         h - c if f.stop != Stop.DIVERGED and math.isfinite(h - c) else math.nan
         for h, c, f in zip(entropy, ce, fits, strict=True)
     ]
     curves = {  # a head that stopped before a budget holds its final weights there
         budget: [
-            entropy[k] - scored[budget][k] if k in scored.get(budget, {}) else bits[k]
+            checked_entropy[k] - scored[budget][k] if k in scored.get(budget, {}) else bits[k]
             for k in range(len(bits))
         ]
         for budget in config.decoder.curve()
     }
     ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
-    return Fitted(fits, entropy, bits, stack.mode, ran, curves)
+    return Fitted(fits, entropy, bits, stack.mode, ran, curves, state)
 
 
 def at_optimum(
@@ -299,6 +365,27 @@ def minimality(
     return Term(Quantity.MINIMALITY, raw, raw, protocol, heads, curve, spread)
 
 
+VALIDATION = 0.2  # converged held-out: the part of the fit half that early-stops the decoder
+
+
+def held_out_parts(y: Tensor, seed: int, validation: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Indices (fit, validation, scored) of a split with labels y (N,): a seeded, stratified
+    half is fitted on, the other half scored; with `validation`, a stratified VALIDATION part
+    of the fit half is held back to early-stop the decoder (else empty). Disjoint."""
+    halves = torch.Generator().manual_seed(derive_seed(seed, Stream.HALVES))
+    half = stratified_subset(y, y.numel() // 2, halves)
+    rest = torch.ones(y.numel(), dtype=torch.bool)
+    rest[half] = False
+    scored = torch.nonzero(rest).flatten()
+    if not validation:
+        return half, half[:0], scored
+    parts = torch.Generator().manual_seed(derive_seed(seed, Stream.VALIDATION))
+    held = half[stratified_subset(y[half], round(VALIDATION * half.numel()), parts)]
+    keep = torch.ones(y.numel(), dtype=torch.bool)
+    keep[held] = False
+    return half[keep[half]], held, scored
+
+
 def held_out_sufficiency(
     make_decoder: Callable[[int], nn.Module],
     features: Tensor,
@@ -308,25 +395,36 @@ def held_out_sufficiency(
     seed: int,
     device: torch.device | str,
     progress: Progress | None = None,
-) -> tuple[Term, list[str]]:
+    warm: DecoderState | None = None,
+) -> tuple[Term, list[str], DecoderState]:
     """Sufficiency fitted on a seeded, stratified half of the split and scored on the other
-    half; returns the term and any error."""
-    halves = torch.Generator().manual_seed(derive_seed(seed, Stream.HALVES))
-    half = stratified_subset(y.cpu(), y.numel() // 2, halves)
-    rest = torch.ones(y.numel(), dtype=torch.bool)
-    rest[half] = False
-    other = torch.nonzero(rest).flatten()
-    fit_set = (features[half.to(features.device)], y[half.to(y.device)][:, None])
-    score_set = (features[other.to(features.device)], y[other.to(y.device)][:, None])
-    fit_seed = derive_seed(seed, Stream.HELD_OUT_FIT)
+    half; under the converged protocol, early-stopped on a validation part of the fit half
+    (the best of its budgets; the term's curve is its validation value). Returns the term, any
+    error and the decoder's state."""
+    converged = config.decoder.converged
+    halves = seed if config.halves_seed is None else config.halves_seed
+    fit, validation, scored = held_out_parts(y.cpu(), halves, converged)
+
+    def part(index: Tensor) -> tuple[Tensor, Tensor]:
+        return features[index.to(features.device)], y[index.to(y.device)][:, None]
+
     fitted = fit_and_score(
-        make_decoder, fit_set, score_set, num_classes, config, fit_seed, device, progress
-    )
+        make_decoder, part(fit), part(scored), num_classes, config,
+        derive_seed(seed, Stream.HELD_OUT_FIT), device, progress, warm,
+        select=part(validation) if converged else None,
+    )  # fmt: skip
     curve = {b: bits[0] for b, bits in fitted.curves.items()}
     bits = fitted.bits[0]
     heads = _heads(fitted, [HELD_OUT_HEAD])
-    term = Term(Quantity.HELD_OUT, bits, bits, HELD_OUT_HALVES, heads, curve)
-    return term, _diverged(fitted, ["the held-out sufficiency decoder"])
+    protocol = HELD_OUT_HALVES
+    if converged:
+        protocol = (
+            f"held_out: fit on {1 - VALIDATION:.0%} of a seeded half, early-stopped on the "
+            f"other {VALIDATION:.0%} (its best budget; the curve is that validation value), "
+            f"scored on the other half; {config.decoder.recipe(warm is not None)}"
+        )
+    term = Term(Quantity.HELD_OUT, bits, bits, protocol, heads, curve)
+    return term, _diverged(fitted, ["the held-out sufficiency decoder"]), fitted.state
 
 
 def clipped(term: Term, clip_negative: bool) -> Term:
@@ -366,18 +464,30 @@ def in_sample(
     seed: int,
     device: torch.device | str,
     progress: Progress,
-) -> tuple[list[Term], Decoders, list[str]]:
+    warm: DecoderState | None = None,
+) -> tuple[list[Term], Decoders, list[str], DecoderState]:
     """Sufficiency and minimality, every decoder fitted and scored on the split (the affine
-    optimum at l = L−1); how the decoders ran; and what made a value undefined."""
-    fitted = fit_and_score(
-        make_decoder, (features, columns), (features, columns), num_classes, config, seed,
-        device, progress,
-    )  # fmt: skip
-    protocol = IN_SAMPLE
+    optimum at l = L−1); how the decoders ran; what made a value undefined; the decoders'
+    state. Under the converged protocol the affine optimum needs no trained decoders: its
+    heads are certified by the optimum's own convergence."""
     affine = affine_pre(make_decoder(0))
-    if affine is not None:
+    converged = config.decoder.converged
+    if affine is not None and converged:
+        fitted = optimum_only(affine.to(device), features, columns, num_classes)
+    else:
+        fitted = fit_and_score(
+            make_decoder, (features, columns), (features, columns), num_classes, config, seed,
+            device, progress, warm,
+        )  # fmt: skip
+    protocol = IN_SAMPLE
+    if affine is not None and not converged:
         fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
         protocol = f"{IN_SAMPLE}; {_optimum_note(optima)}"
+    elif affine is not None:
+        protocol = f"{IN_SAMPLE}; {AT_OPTIMUM}, certified by its convergence; no SGD decoders"
+    elif converged:
+        protocol = f"{IN_SAMPLE}; {certification(config.decoder)}; "
+        protocol += config.decoder.recipe(warm is not None)
     names = ["the sufficiency decoder"] + [
         f"minimality decoder {k}" for k in range(1, columns.shape[1])
     ]
@@ -388,7 +498,34 @@ def in_sample(
         sufficiency(fitted, protocol),
         minimality(fitted, num_digits, config.monte_carlo, protocol),
     ]
-    return terms, Decoders(asdict(config.decoder), fitted.batching, fitted.compute), errors
+    decoders = Decoders(asdict(config.decoder), fitted.batching, fitted.compute)
+    return terms, decoders, errors, fitted.state
+
+
+def certification(config: DecoderConfig) -> str:
+    """The converged protocol's rule, in words."""
+    return (
+        f"converged: each decoder trained until certified (training loss ≤ "
+        f"{config.loss_threshold:g} nats, or ≤ {config.tolerance:g} bits gained over its last "
+        f"doubling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
+        f"{config.max_epochs} (uncertified)"
+    )
+
+
+def optimum_only(head: nn.Module, features: Tensor, targets: Tensor, num_classes: int) -> Fitted:
+    """Every head at the affine family's optimum, certified where the optimum converged; no
+    decoder trained, so no budget curve and no state."""
+    with torch.no_grad():
+        z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
+    optima = fit_affine(z, targets.to(z.device), num_classes)
+    entropy = [entropy_bits(t.cpu(), num_classes) for t in targets.T]
+    fits = [
+        HeadFit(0, Stop.CERTIFIED if f.converged else Stop.MAX_EPOCHS, f.ce, f.converged,
+                f.last_gain / LN2)
+        for f in optima
+    ]  # fmt: skip
+    bits = [h - f.ce / LN2 for h, f in zip(entropy, optima, strict=True)]
+    return Fitted(fits, entropy, bits, "none", "float64 L-BFGS", {}, {})
 
 
 def measure_vinfo(
@@ -400,6 +537,7 @@ def measure_vinfo(
     seed: int = 0,
     device: torch.device | str = "cpu",
     label: str = "𝒱-information",
+    warm: dict[str, DecoderState] | None = None,
 ) -> VInfoResult:
     """Sufficiency and minimality (bits) of encoder's features on `split`: features once, the
     targets, the decoders fitted (in-sample, then held-out when asked), the result assembled.
@@ -408,6 +546,10 @@ def measure_vinfo(
     that make a value undefined (a single class, no relabelling digit, a diverged decoder) give
     NaN for that value and a message in the result's error; nothing is raised for them. While
     decoders train, a line tagged `label` reports progress every 20 s (`decoders.Progress`).
+
+    Warm starts (`config.warm_start`, converged only): the decoders start from `warm` — the
+    previous measurement's `decoder_state` of this (layer, split) — and the result carries
+    theirs for the next one.
     """
     present = int((torch.bincount(split.y, minlength=num_classes) > 0).sum())
     if present < 2:
@@ -421,15 +563,17 @@ def measure_vinfo(
     )  # fmt: skip
     columns, num_digits = targets(split, num_classes, config.monte_carlo, seed)
     progress = Progress(label)
-    terms, decoders, errors = in_sample(
+    warm = warm or {}
+    terms, decoders, errors, state = in_sample(
         make_decoder, features, columns.to(features.device), num_digits, num_classes, config,
-        seed, device, progress,
+        seed, device, progress, warm.get(IN_SAMPLE_STATE),
     )  # fmt: skip
+    states = {IN_SAMPLE_STATE: state}
     if config.held_out:
         progress.label = f"{label}, held-out"
-        held_out, held_out_errors = held_out_sufficiency(
+        held_out, held_out_errors, states[HELD_OUT_STATE] = held_out_sufficiency(
             make_decoder, features, split.y.to(features.device), num_classes, config, seed,
-            device, progress,
+            device, progress, warm.get(HELD_OUT_STATE),
         )  # fmt: skip
         terms.append(held_out)
         errors += held_out_errors
@@ -440,4 +584,5 @@ def measure_vinfo(
         clipped=any(r.value != t.value for r, t in zip(reported, terms, strict=True)),
         decoders=decoders,
         error="; ".join(errors),
+        decoder_state={k: v for k, v in states.items() if v} if config.warm_start else None,
     )

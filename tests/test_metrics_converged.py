@@ -1,0 +1,258 @@
+"""The converged 𝒱-information protocol: certification, its bad settings, warm starts, the
+affine optimum without trained decoders, and the early-stopped held-out sufficiency."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from raycompress.metrics.decoders import DecoderConfig, Progress, StackedDecoders, train_heads
+from raycompress.metrics.vinfo import (
+    IN_SAMPLE_STATE,
+    VInfoConfig,
+    held_out_parts,
+    measure_vinfo,
+)
+from raycompress.sampling import Split
+from raycompress.schema import Quantity, VInfoResult
+from raycompress.stopping import Stop
+from raycompress.trial import Trial
+
+CONVERGED = DecoderConfig(
+    lr=1e-2, batch_size=50, max_epochs=8, certify_from=1, protocol="converged", loss_threshold=0
+)
+
+
+def linear_stack(heads: int, dim: int = 4, classes: int = 3) -> StackedDecoders:
+    decoders = []
+    for seed in range(heads):
+        torch.manual_seed(seed)
+        decoders.append(nn.Linear(dim, classes))
+    return StackedDecoders(decoders)
+
+
+def scripted(values: dict[int, list[float]]):
+    """An at_budget that returns head k's next scripted value at each budget."""
+    calls: list[tuple[int, list[int]]] = []
+
+    def at_budget(epoch: int, heads: torch.Tensor) -> torch.Tensor:
+        calls.append((epoch, heads.tolist()))
+        return torch.tensor([values[k].pop(0) for k in heads.tolist()], dtype=torch.float64)
+
+    return at_budget, calls
+
+
+def data(n: int = 100, dim: int = 4, heads: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, dim, generator=g), torch.randint(0, 3, (n, heads), generator=g)
+
+
+def test_a_rising_head_is_not_certified_and_a_flat_one_is() -> None:
+    """Budgets at 1, 2, 4, 8: head 0 keeps gaining 0.5 bit a doubling and ends at the cap
+    uncertified with that last gain; head 1 gains 0.004 bit from 1 to 2 epochs and is certified
+    there; the budgets score only the heads still training."""
+    x, t = data()
+    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.004]})
+    fits = train_heads(
+        linear_stack(2), x, t, CONVERGED, torch.Generator().manual_seed(0), at_budget=at_budget
+    )
+    assert calls == [(1, [0, 1]), (2, [0, 1]), (4, [0]), (8, [0])]
+    rising, flat = fits
+    assert (rising.epochs, rising.stop, rising.certified) == (8, Stop.MAX_EPOCHS, False)
+    assert rising.last_gain == pytest.approx(0.5)
+    assert (flat.epochs, flat.stop, flat.certified) == (2, Stop.CERTIFIED, True)
+    assert flat.last_gain == pytest.approx(0.004)
+    assert flat.converged and not rising.converged
+
+
+def test_a_head_that_meets_the_loss_threshold_is_certified() -> None:
+    x, t = data()
+    config = DecoderConfig(
+        lr=1e-2, batch_size=50, max_epochs=8, certify_from=1, protocol="converged",
+        loss_threshold=100.0,
+    )  # fmt: skip
+    at_budget, _ = scripted({0: [1.0], 1: [1.0]})
+    fits = train_heads(
+        linear_stack(2), x, t, config, torch.Generator().manual_seed(0), at_budget=at_budget
+    )
+    assert all(f.stop is Stop.LOSS_THRESHOLD and f.certified and f.epochs == 1 for f in fits)
+    assert all(f.last_gain is None for f in fits)  # one budget only: no gain measured
+
+
+def test_the_thesis_protocol_judges_nothing() -> None:
+    x, t = data()
+    fits = train_heads(
+        linear_stack(2), x, t, DecoderConfig(batch_size=50, max_epochs=3),
+        torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert all(f.certified is None and f.last_gain is None for f in fits)
+
+
+def test_progress_lines_say_which_heads_are_certified() -> None:
+    x, t = data()
+    ticks = iter(range(0, 10_000, 100))
+    lines: list[str] = []
+    progress = Progress("l=1 train", every=30, clock=lambda: next(ticks),
+                        write=lambda line, flush: lines.append(line))  # fmt: skip
+    at_budget, _ = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.0]})
+    generator = torch.Generator().manual_seed(0)
+    train_heads(linear_stack(2), x, t, CONVERGED, generator, at_budget=at_budget, progress=progress)
+    assert "heads training 0, 1 of 0..1, certified none" in lines[0]  # after epoch 1
+    assert "heads training 0 of 0..1, certified 1," in lines[-2]
+    assert "heads training none of 0..1, certified 1," in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"vinfo_protocol": "best"}, "unknown 𝒱-information protocol 'best': use thesis or "
+         "converged"),
+        ({"vinfo_protocol": "converged", "decoder_tolerance": 0}, "the certification "
+         "tolerance must be > 0 bits, got 0"),
+        ({"vinfo_protocol": "converged", "decoder_epochs": 40}, "under converged the decoder "
+         "epoch cap must be a doubling of 25 epochs, e.g. 50, 100, 200, 400; got 40"),
+        ({"vinfo_protocol": "converged", "decoder_epochs": 25}, "must be a doubling of 25"),
+        ({"vinfo_protocol": "converged", "decoder_budgets": [5, 50]}, "decoder budgets belong "
+         "to the thesis protocol"),
+        ({"decoder_warm_start": True}, "warm starts belong to the converged protocol"),
+        ({"vinfo_protocol": "converged", "decoder_certify_from": 0}, "decoder certify_from "
+         "must be positive, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_converged_settings_are_one_line_before_training(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        Trial.from_config(settings)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_converged_trial_fixes_its_held_out_halves_for_the_run() -> None:
+    trial = Trial.from_config({"vinfo_protocol": "converged", "seed": 3, "held_out": True})
+    again = Trial.from_config({"vinfo_protocol": "converged", "seed": 3, "held_out": True})
+    assert trial.vinfo.decoder.converged and trial.vinfo.halves_seed is not None
+    assert trial.vinfo.halves_seed == again.vinfo.halves_seed
+    assert Trial.from_config({"seed": 3}).vinfo.halves_seed is None  # thesis: per measurement
+
+
+def mnistnet_case(config: VInfoConfig, seed: int = 3, warm=None, layer: int = 1) -> VInfoResult:
+    """Layer `layer` of a small f₋ on 300 demo test images."""
+    from raycompress.data import load_dataset
+    from raycompress.models import build_model, make_spec
+
+    data = load_dataset("fashion-mnist-demo", train_size=300, test_size=300)
+    model = build_model(make_spec("mnistnet", data.input_shape, 10, widths=(4, 8, 8)), seed=0)
+    return measure_vinfo(
+        model.encoder(layer), lambda s: model.fresh_decoder(layer, s), data.test, 10, config,
+        seed=seed, warm=warm,
+    )  # fmt: skip
+
+
+SMALL = DecoderConfig(batch_size=100, max_epochs=8, certify_from=2, protocol="converged")
+
+
+def test_every_converged_value_says_whether_it_is_certified_and_how_it_was_trained() -> None:
+    out = mnistnet_case(VInfoConfig(SMALL, held_out=True))
+    for q, term in out.terms.items():
+        assert term.certified is not None, q
+        assert all(h.fit.certified == (h.fit.stop in (Stop.CERTIFIED, Stop.LOSS_THRESHOLD))
+                   for h in term.heads)  # fmt: skip
+        assert "fresh, AdamW lr 0.002 constant" in term.protocol
+        assert sorted(term.curve) == [b for b in (2, 4, 8) if b <= max(term.curve)]
+    assert (
+        "converged: each decoder trained until certified"
+        in out.terms[Quantity.SUFFICIENCY].protocol
+    )
+    rows = out.rows(1, "test", 1)
+    certified = [r for r in rows if r[3] == Quantity.MINIMALITY.certified]
+    assert len(certified) == 1 and certified[0][5] == float(
+        out.terms[Quantity.MINIMALITY].certified
+    )
+    assert VInfoResult.from_json(out.to_json()).terms == out.terms  # certified, gains kept
+    assert out.decoder_state is None  # no warm starts asked for: nothing carried
+
+
+def test_a_warm_start_continues_the_previous_decoders() -> None:
+    """The second measurement starts from the first one's decoders: its heads' values start
+    where the first ones ended (a budget of 2 epochs beats 2 fresh epochs), and the same state
+    gives the same values bit for bit."""
+    config = VInfoConfig(SMALL, warm_start=True)
+    first = mnistnet_case(config)
+    assert set(first.decoder_state) == {IN_SAMPLE_STATE}
+    warm = mnistnet_case(config, seed=4, warm=first.decoder_state)
+    again = mnistnet_case(config, seed=4, warm=first.decoder_state)
+    fresh = mnistnet_case(config, seed=4)
+    suff = Quantity.MINIMALITY
+    assert warm.terms == again.terms  # bit-exact from the same state
+    assert warm.terms[suff].curve[2] > fresh.terms[suff].curve[2]
+    assert "warm (continued from the previous measurement's decoders)" in warm.terms[suff].protocol
+    with pytest.raises(ValueError, match="a warm start's decoder state is of other decoders"):
+        mnistnet_case(config, warm=first.decoder_state, layer=2)
+
+
+def test_the_affine_layer_needs_no_trained_decoders_under_converged() -> None:
+    out = mnistnet_case(VInfoConfig(SMALL), layer=3)  # the head alone: affine
+    thesis = mnistnet_case(VInfoConfig(DecoderConfig(batch_size=100, max_epochs=4)), layer=3)
+    for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY):
+        term = out.terms[q]
+        assert term.certified and all(h.fit.epochs == 0 for h in term.heads)
+        assert "no SGD decoders" in term.protocol and term.curve == {}
+        # the same optimum as the thesis protocol reports (it also trains decoders beside it)
+        assert term.raw == pytest.approx(thesis.terms[q].raw, abs=1e-9)
+
+
+def test_held_out_parts_are_disjoint_stratified_and_fixed_by_their_seed() -> None:
+    y = torch.arange(4).repeat(50)
+    fit, validation, scored = held_out_parts(y, 7, validation=True)
+    assert fit.numel() + validation.numel() + scored.numel() == y.numel()
+    assert len(set(fit.tolist()) | set(validation.tolist()) | set(scored.tolist())) == y.numel()
+    assert validation.numel() == 20 and scored.numel() == 100
+    assert torch.bincount(y[validation]).tolist() == [5] * 4  # stratified
+    again = held_out_parts(y, 7, validation=True)
+    assert all(torch.equal(a, b) for a, b in zip(again, (fit, validation, scored), strict=True))
+    half, none, rest = held_out_parts(y, 7, validation=False)  # the thesis' halves
+    assert none.numel() == 0 and torch.equal(rest, scored)
+    assert sorted(half.tolist()) == sorted(fit.tolist() + validation.tolist())
+
+
+def test_the_held_out_decoder_never_sees_the_half_it_is_scored_on() -> None:
+    """Replacing the scored half's features with noise changes the score, not the training."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat(100)
+    x = torch.randn(400, 6, generator=g) + 2 * nn.functional.one_hot(labels, 6)
+    decoder = DecoderConfig(lr=1e-2, batch_size=50, max_epochs=16, certify_from=2,
+                            protocol="converged")  # fmt: skip
+    config = VInfoConfig(decoder, held_out=True, halves_seed=5)
+
+    def held_out(features: torch.Tensor):
+        def make(seed: int) -> nn.Module:
+            torch.manual_seed(seed)
+            return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+
+        out = measure_vinfo(nn.Identity(), make, Split(features, labels), 4, config, seed=1)
+        return out.terms[Quantity.HELD_OUT]
+
+    _, _, scored = held_out_parts(labels, 5, validation=True)
+    noisy = x.clone()
+    noisy[scored] = torch.randn(scored.numel(), 6, generator=g)
+    clean, spoiled = held_out(x), held_out(noisy)
+    assert clean.heads[0].fit == spoiled.heads[0].fit  # the same training, epoch for epoch
+    assert clean.curve == spoiled.curve  # early stopping saw only the validation part
+    assert clean.raw > 0.5 and spoiled.raw < clean.raw - 0.5
+    assert math.isfinite(clean.heads[0].fit.last_gain or math.nan)
+    assert "early-stopped on the other 20%" in clean.protocol
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_cap() -> None:
+    config = DecoderConfig(lr=1e-2, max_epochs=40, lr_schedule="cosine")  # warm-up: 2 epochs
+    assert [config.lr_at(e) for e in (1, 2)] == [5e-3, 1e-2]
+    assert config.lr_at(21) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 19 / 39)))
+    assert config.lr_at(40) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 38 / 39)))
+    assert all(config.lr_at(e) > config.lr_at(e + 1) for e in range(2, 40))
+    assert DecoderConfig(lr=3e-3).lr_at(17) == 3e-3  # constant: the thesis'
+    with pytest.raises(ValueError, match="lr_schedule must be constant or cosine, got 'step'"):
+        DecoderConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="a cosine schedule needs a fixed horizon"):
+        DecoderConfig(lr_schedule="cosine", protocol="converged")
