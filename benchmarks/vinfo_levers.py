@@ -13,8 +13,8 @@ minimality, `measure_vinfo`, one thread pair: this CPU's 2 threads). Variants:
                     against decoder epochs
     cosine_1e-2     a 5 % linear warm-up, then a cosine decay (to 0 one epoch after the 50th)
     batch100        lr 2e-3 at batch 100
-    converged       the converged protocol, fresh: certified or capped at 200 epochs
-    warm            the converged protocol continuing, on this encoder, the decoders that the
+    converged …     the converged protocol, fresh: certified or capped at 200 epochs
+    warm …          the converged protocol continuing, on this encoder, the decoders that the
                     previous epoch's encoder trained for 50 epochs (certify from 2 epochs, cap 64)
 
 Each variant records its value and curve, whether each head was certified, its epochs, and
@@ -55,9 +55,13 @@ VARIANTS: dict[str, DecoderConfig] = {
     "cosine_1e-2": DecoderConfig(lr=1e-2, lr_schedule="cosine", **NO_STOP),
     "batch100": DecoderConfig(batch_size=100, **NO_STOP),
     "converged": DecoderConfig(protocol="converged", max_epochs=200),
+    "converged_5e-3": DecoderConfig(lr=5e-3, protocol="converged", max_epochs=200),
 }
 PREVIOUS = DecoderConfig(protocol="converged", max_epochs=50)  # 25 → 50: ≈ the thesis' 50
-WARM = DecoderConfig(protocol="converged", certify_from=2, max_epochs=64)
+WARMS = {  # the warm variants: their continuing decoders
+    "warm": DecoderConfig(protocol="converged", certify_from=2, max_epochs=64),
+    "warm_5e-3": DecoderConfig(lr=5e-3, protocol="converged", certify_from=2, max_epochs=64),
+}
 
 
 def encoders(model_name: str, epochs: int) -> tuple[dict, dict, object]:
@@ -100,7 +104,7 @@ def main() -> int:
     p.add_argument("--model", default="mnistnet")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--layers", default="1,2,3")
-    p.add_argument("--variants", default=",".join([*VARIANTS, "warm"]))
+    p.add_argument("--variants", default=",".join([*VARIANTS, *WARMS]))
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     before, after, data = encoders(args.model, args.epochs)
@@ -113,10 +117,10 @@ def main() -> int:
         decoder = lambda seed, layer=layer: model.fresh_decoder(layer, seed)  # noqa: E731
         for name in args.variants.split(","):
             key = f"{args.model}/l{layer}/{name}"
-            if name == "warm":
+            if name in WARMS:
                 config = VInfoConfig(PREVIOUS, warm_start=True)
                 prior, cpu0, wall0 = timed(previous.encoder(layer), decoder, data.train, config)
-                config = VInfoConfig(WARM, warm_start=True)
+                config = VInfoConfig(WARMS[name], warm_start=True)
                 got, cpu, wall = timed(
                     model.encoder(layer), decoder, data.train, config, prior.decoder_state
                 )

@@ -1,5 +1,6 @@
 """Sweeps on Ray Tune end to end (launch and trainable): the demo on an embedded local Ray,
-its results, resume, injected failures, errors that are not retried, a two-node cluster."""
+its results, resume, injected failures, errors that are not retried
+(two-node clusters: tests/test_cluster.py)."""
 
 from __future__ import annotations
 
@@ -112,33 +113,6 @@ def test_a_failed_decoder_task_is_recorded_and_the_trial_goes_on(
     assert len(lost) == 4 and lost.value.isna().all()
     assert lost.note.str.contains("injected 𝒱-information failure at layer 2").all()
     assert kept.value.map(math.isfinite).all()
-
-
-def test_demo_on_a_two_node_cluster_runs_tasks_on_both(tmp_path: Path) -> None:
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "include_dashboard": False,
-            "object_store_memory": 100 << 20,
-        },
-    )
-    try:
-        cluster.add_node(num_cpus=1, object_store_memory=100 << 20)
-        cluster.connect()  # the sweep uses the connected cluster instead of starting its own Ray
-        assert main(["demo", "--storage-path", str(tmp_path), *FAST[:-2]]) == 0
-        assert len({n["NodeID"] for n in ray.nodes() if n["Alive"]}) == 2
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    nodes = set()
-    for trial in (tmp_path / "demo").glob("train_trial_*"):
-        for epoch in record.newest_history(trial):
-            nodes |= {result.placement.node for result in epoch.vinfo.values()}
-    assert len(nodes) == 2
 
 
 def test_a_diverged_trial_stops_with_its_reason(

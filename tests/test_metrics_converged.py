@@ -161,10 +161,11 @@ def test_every_converged_value_says_whether_it_is_certified_and_how_it_was_train
                    for h in term.heads)  # fmt: skip
         assert "fresh, AdamW lr 0.002 constant" in term.protocol
         assert sorted(term.curve) == [b for b in (2, 4, 8) if b <= max(term.curve)]
-    assert (
-        "converged: each decoder trained until certified"
-        in out.terms[Quantity.SUFFICIENCY].protocol
-    )
+    suff, mini = out.terms[Quantity.SUFFICIENCY], out.terms[Quantity.MINIMALITY]
+    assert "converged: each decoder trained until certified" in suff.protocol
+    # each decoder is kept at its best budget: no value below a point of its curve
+    assert suff.raw == max(suff.curve.values())
+    assert mini.raw >= max(mini.curve.values()) - 1e-12
     rows = out.rows(1, "test", 1)
     certified = [r for r in rows if r[3] == Quantity.MINIMALITY.certified]
     assert len(certified) == 1 and certified[0][5] == float(

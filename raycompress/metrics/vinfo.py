@@ -475,9 +475,11 @@ def in_sample(
     if affine is not None and converged:
         fitted = optimum_only(affine.to(device), features, columns, num_classes)
     else:
+        # converged: each decoder ends at its best budget (every budget's decoder bounds the
+        # in-sample supremum from below, so the best of them is the estimate)
         fitted = fit_and_score(
             make_decoder, (features, columns), (features, columns), num_classes, config, seed,
-            device, progress, warm,
+            device, progress, warm, select=(features, columns) if converged else None,
         )  # fmt: skip
     protocol = IN_SAMPLE
     if affine is not None and not converged:
@@ -508,7 +510,7 @@ def certification(config: DecoderConfig) -> str:
         f"converged: each decoder trained until certified (training loss ≤ "
         f"{config.loss_threshold:g} nats, or ≤ {config.tolerance:g} bits gained over its last "
         f"doubling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
-        f"{config.max_epochs} (uncertified)"
+        f"{config.max_epochs} (uncertified), and kept at its best budget"
     )
 
 
