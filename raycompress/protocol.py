@@ -24,7 +24,9 @@ DECODER_BUDGETS = (5, 10, 20, 50)
 # The converged protocol (`vinfo_protocol="converged"`): a decoder trains until it is
 # certified — its training loss meets LOSS_THRESHOLD, or its scored value gained at most
 # CERTIFY_TOLERANCE bits over the last doubling of its epochs (CERTIFY_FROM → 2·CERTIFY_FROM
-# → …) — or until the decoder epoch cap, where it is recorded as uncertified.
+# → …; a warm-started decoder from WARM_CERTIFY_FROM) — or until the decoder epoch cap, where
+# it is recorded as uncertified.
 VINFO_PROTOCOLS = ("thesis", "converged")
 CERTIFY_TOLERANCE = 0.01  # bits
 CERTIFY_FROM = 25  # decoder epochs of the first scored point; the first check is at twice it
+WARM_CERTIFY_FROM = 2  # the same for a decoder that continues the previous measurement's

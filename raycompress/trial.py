@@ -111,6 +111,7 @@ SETTINGS: dict[str, Setting] = {
     "vinfo_protocol": Setting("thesis", " or ".join(protocol.VINFO_PROTOCOLS), _text),
     "decoder_tolerance": Setting(protocol.CERTIFY_TOLERANCE, "a number (bits)", _number),
     "decoder_certify_from": Setting(protocol.CERTIFY_FROM, "an integer", _integer),
+    "decoder_warm_certify_from": Setting(protocol.WARM_CERTIFY_FROM, "an integer", _integer),
     "decoder_warm_start": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "decoder_lr": Setting(None, "null or a positive number", _optional(_positive)),  # None: lr
     "monte_carlo": Setting(0, "an integer", _integer),
@@ -196,6 +197,7 @@ class Trial:
             budgets=None if c["decoder_budgets"] is None else tuple(c["decoder_budgets"]),
             protocol=c["vinfo_protocol"], tolerance=c["decoder_tolerance"],
             certify_from=c["decoder_certify_from"],
+            warm_certify_from=c["decoder_warm_certify_from"],
         )  # fmt: skip
         converged = decoder.converged  # its held-out halves stay fixed for the run
         vinfo = VInfoConfig(

@@ -3,6 +3,7 @@ affine optimum without trained decoders, and the early-stopped held-out sufficie
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -69,6 +70,27 @@ def test_a_rising_head_is_not_certified_and_a_flat_one_is() -> None:
     assert flat.converged and not rising.converged
 
 
+def test_only_a_doubling_certifies_and_a_cap_that_is_none_is_scored_too() -> None:
+    """Cap 6 with budgets at 1, 2, 4 and 6: the head is flat from 4 to 6, but 4 → 6 is not a
+    doubling, so it ends at the cap uncertified, its last gain that of 2 → 4."""
+    x, t = data(heads=1)
+    config = dataclasses.replace(CONVERGED, max_epochs=6)
+    assert config.curve() == (1, 2, 4, 6)
+    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.0]})
+    (fit,) = train_heads(
+        linear_stack(1), x, t, config, torch.Generator().manual_seed(0), at_budget=at_budget
+    )
+    assert [epoch for epoch, _ in calls] == [1, 2, 4, 6]
+    assert (fit.epochs, fit.stop, fit.certified) == (6, Stop.MAX_EPOCHS, False)
+    assert fit.last_gain == pytest.approx(0.5)
+
+
+def test_a_warm_start_certifies_from_its_own_first_budget() -> None:
+    config = DecoderConfig(protocol="converged", max_epochs=400)
+    assert config.curve() == (25, 50, 100, 200, 400)
+    assert config.warm().curve() == (2, 4, 8, 16, 32, 64, 128, 256, 400)
+
+
 def test_a_head_that_meets_the_loss_threshold_is_certified() -> None:
     x, t = data()
     config = DecoderConfig(
@@ -113,9 +135,11 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
          "converged"),
         ({"vinfo_protocol": "converged", "decoder_tolerance": 0}, "the certification "
          "tolerance must be > 0 bits, got 0"),
-        ({"vinfo_protocol": "converged", "decoder_epochs": 40}, "under converged the decoder "
-         "epoch cap must be a doubling of 25 epochs, e.g. 50, 100, 200, 400; got 40"),
-        ({"vinfo_protocol": "converged", "decoder_epochs": 25}, "must be a doubling of 25"),
+        ({"vinfo_protocol": "converged", "decoder_epochs": 40}, "the decoder epoch cap 40 is "
+         "below the first doubling (50 epochs), where a decoder can first be certified: raise "
+         "decoder_epochs or lower decoder_certify_from"),
+        ({"vinfo_protocol": "converged", "decoder_epochs": 20, "decoder_certify_from": 5,
+          "decoder_warm_certify_from": 15}, "cap 20 is below the first doubling (30 epochs)"),
         ({"vinfo_protocol": "converged", "decoder_budgets": [5, 50]}, "decoder budgets belong "
          "to the thesis protocol"),
         ({"decoder_warm_start": True}, "warm starts belong to the converged protocol"),
@@ -257,3 +281,28 @@ def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_cap() -> None:
         DecoderConfig(lr_schedule="step")
     with pytest.raises(ValueError, match="a cosine schedule needs a fixed horizon"):
         DecoderConfig(lr_schedule="cosine", protocol="converged")
+
+
+def test_a_head_that_stops_between_budgets_keeps_its_final_weights_when_they_score_best() -> None:
+    """Budgets at 2, 4, 8; the threshold stops the head at epoch 6, between two of them: the
+    converged value is that of its final weights (what the thesis' protocol reports for the
+    same training), not the lower one of its last budget."""
+    from raycompress.metrics.vinfo import fit_and_score
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat(30)
+    x = nn.functional.one_hot(y, 3).float() + 0.3 * torch.randn(90, 3, generator=g)
+
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Linear(3, 3)
+
+    shared = {"lr": 0.05, "batch_size": 30, "max_epochs": 8, "loss_threshold": 0.5}
+    converged = DecoderConfig(certify_from=2, protocol="converged", **shared)
+    thesis = DecoderConfig(budgets=(2, 4, 8), patience=100, **shared)
+    split = (x, y[:, None])
+    ours = fit_and_score(make, split, split, 3, VInfoConfig(converged), 0, "cpu", select=split)
+    recipe = fit_and_score(make, split, split, 3, VInfoConfig(thesis), 0, "cpu")
+    assert ours.fits[0].epochs == recipe.fits[0].epochs == 6  # not a budget
+    assert ours.fits[0].stop is Stop.LOSS_THRESHOLD and ours.fits[0].certified
+    assert ours.bits == recipe.bits and ours.bits[0] > ours.curves[4][0]

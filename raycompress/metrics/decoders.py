@@ -15,8 +15,11 @@ training's random streams or weights, so the final values do not depend on the b
 Two protocols (`DecoderConfig.protocol`). "thesis": the thesis' recipe, a head stops at the
 loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified —
 its training loss meets the threshold, or its scored value gained at most `tolerance` bits over
-the last doubling of its epochs (the budgets are certify_from · 2^k) — or until the cap, where
-it stops uncertified; its last gain is recorded either way.
+the last doubling of its epochs (the budgets are certify_from · 2^k, and the cap) — or until the
+cap, where it stops uncertified; its last gain is recorded either way. A fresh head's early
+epochs can be flat (a minimality head memorises slowly at first), so doubling starts late
+(certify_from, 25); a warm-started one continues a trained decoder and starts early
+(warm_certify_from, 2).
 
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
@@ -26,6 +29,7 @@ weights are arguments, not constants). Scoring always runs in float32.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -74,10 +78,13 @@ class DecoderConfig:
     lr_schedule: str = "constant"
     tolerance: float = protocol.CERTIFY_TOLERANCE  # converged: bits over a doubling
     certify_from: int = protocol.CERTIFY_FROM  # converged: the first scored epoch
+    warm_certify_from: int = protocol.WARM_CERTIFY_FROM  # … of a warm-started head
     protocol: str = "thesis"  # or "converged" (the module docstring); after the module's use
 
     def __post_init__(self) -> None:
-        for name in ("lr", "batch_size", "max_epochs", "patience", "certify_from"):
+        positive = ("lr", "batch_size", "max_epochs", "patience", "certify_from",
+                    "warm_certify_from")  # fmt: skip
+        for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
         if self.batching not in ("auto", "vmap", "loop"):
@@ -112,20 +119,25 @@ class DecoderConfig:
                 "decoder budgets belong to the thesis protocol; under converged every head is "
                 f"scored at {self.certify_from}·2^k epochs: drop decoder_budgets"
             )
-        caps = [self.certify_from * 2**k for k in range(1, 5)]
-        if self.max_epochs not in doublings(self.certify_from, self.max_epochs)[1:]:
+        first = 2 * max(self.certify_from, self.warm_certify_from)
+        if self.max_epochs < first:
             raise ValueError(
-                f"under converged the decoder epoch cap must be a doubling of {self.certify_from} "
-                f"epochs, e.g. {', '.join(map(str, caps))}; got {self.max_epochs}"
+                f"the decoder epoch cap {self.max_epochs} is below the first doubling "
+                f"({first} epochs), where a decoder can first be certified: raise "
+                "decoder_epochs or lower decoder_certify_from"
             )
 
     def curve(self) -> tuple[int, ...]:
         """The budgets at which every head is scored: ascending, ending at the epoch cap (under
         converged: certify_from, its doublings, …, the cap)."""
         if self.converged:
-            return tuple(doublings(self.certify_from, self.max_epochs))
+            return tuple(sorted({*doublings(self.certify_from, self.max_epochs), self.max_epochs}))
         budgets = self.budgets or [b for b in protocol.DECODER_BUDGETS if b < self.max_epochs]
         return tuple(sorted({*budgets, self.max_epochs}))
+
+    def warm(self) -> DecoderConfig:
+        """This configuration for decoders that continue trained ones (converged)."""
+        return dataclasses.replace(self, certify_from=self.warm_certify_from)
 
     def recipe(self, warm: bool) -> str:
         """How a head was trained, in words: recorded beside every value."""
@@ -327,7 +339,7 @@ def train_heads(
         heads = stopping.training()
         losses = steps.epoch(epoch, features, targets, heads, generator)
         if at_budget is not None and epoch in curve:
-            stopping.scored(heads, at_budget(epoch, heads))
+            stopping.scored(epoch, heads, at_budget(epoch, heads))
             stack.train()
         for k in stopping.update(epoch, heads, losses):
             kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
@@ -356,9 +368,9 @@ class HeadStopping:
     best: Tensor = field(init=False)
     stale: Tensor = field(init=False)
     stopped: dict[int, HeadFit] = field(default_factory=dict)
-    bits: dict[int, float] = field(default_factory=dict)  # at the last budget
-    gain: dict[int, float] = field(default_factory=dict)  # since the budget before
-    gained_now: set[int] = field(default_factory=set)  # heads whose gain this epoch measured
+    bits: dict[int, tuple[int, float]] = field(default_factory=dict)  # last budget: epoch, bits
+    gain: dict[int, float] = field(default_factory=dict)  # over its last doubling of epochs
+    gained_now: set[int] = field(default_factory=set)  # heads whose doubling ended this epoch
 
     def __post_init__(self) -> None:
         self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
@@ -369,13 +381,14 @@ class HeadStopping:
         active = [k for k in range(self.num_heads) if k not in self.stopped]
         return torch.tensor(active, dtype=torch.int64)
 
-    def scored(self, heads: Tensor, bits: Tensor) -> None:
-        """Each of `heads`' scored bits at this epoch's budget (and its gain since the last)."""
+    def scored(self, epoch: int, heads: Tensor, bits: Tensor) -> None:
+        """Each of `heads`' scored bits at this epoch's budget, and its gain since the budget
+        before when that was half as many epochs (a doubling; the cap may not end one)."""
         for k, value in zip(heads.tolist(), bits.tolist(), strict=True):
-            if k in self.bits:
-                self.gain[k] = value - self.bits[k]
+            if k in self.bits and 2 * self.bits[k][0] == epoch:
+                self.gain[k] = value - self.bits[k][1]
                 self.gained_now.add(k)
-            self.bits[k] = value
+            self.bits[k] = (epoch, value)
 
     def update(self, epoch: int, heads: Tensor, losses: Tensor) -> list[int]:
         """Record epoch `epoch`'s mean loss (nats) of each of `heads`; returns those that stop."""

@@ -237,8 +237,9 @@ def fit_and_score(
 ) -> Fitted:
     """Train one decoder per target column of fit = (features (N, ...), targets (N, K)) as one
     batched stack — fresh, or continuing from `warm` — and score each on `score` (at every
-    budget, then at the end). With `select` (a validation set), the budgets are scored on it
-    instead and each head ends with its weights of its best budget there."""
+    budget, then at the end). With `select` (a validation set, or the fit set itself), the
+    budgets are scored on it instead and each head ends with the best there of its budgets'
+    weights and its final ones."""
     features, targets = fit
     compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
@@ -265,11 +266,14 @@ def fit_and_score(
                     best[k] = (value, head_state(stack, k))
         return bits
 
-    fits = train_heads(
-        stack, features, targets, config.decoder, generator, device, at_budget, progress
-    )
-    for k, (_, weights) in best.items():
-        load_head(stack, k, weights)
+    decoder = config.decoder.warm() if warm is not None else config.decoder
+    fits = train_heads(stack, features, targets, decoder, generator, device, at_budget, progress)
+    if select is not None:  # the final weights compete too: a head stops between budgets
+        final = torch.tensor(checked_entropy, dtype=torch.float64)
+        final -= score_heads(stack, *checked, batch, order, device) / LN2
+        for k, (value, weights) in best.items():
+            if value > final[k]:
+                load_head(stack, k, weights)
     state = stack_state(stack)
     ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
     bits = [
@@ -281,7 +285,7 @@ def fit_and_score(
             checked_entropy[k] - scored[budget][k] if k in scored.get(budget, {}) else bits[k]
             for k in range(len(bits))
         ]
-        for budget in config.decoder.curve()
+        for budget in decoder.curve()
     }
     ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
     return Fitted(fits, entropy, bits, stack.mode, ran, curves, state)
@@ -475,7 +479,7 @@ def in_sample(
     if affine is not None and converged:
         fitted = optimum_only(affine.to(device), features, columns, num_classes)
     else:
-        # converged: each decoder ends at its best budget (every budget's decoder bounds the
+        # converged: each decoder ends at the best of its budgets and its end (each bounds the
         # in-sample supremum from below, so the best of them is the estimate)
         fitted = fit_and_score(
             make_decoder, (features, columns), (features, columns), num_classes, config, seed,
@@ -488,7 +492,8 @@ def in_sample(
     elif affine is not None:
         protocol = f"{IN_SAMPLE}; {AT_OPTIMUM}, certified by its convergence; no SGD decoders"
     elif converged:
-        protocol = f"{IN_SAMPLE}; {certification(config.decoder)}; "
+        rule = certification(config.decoder.warm() if warm is not None else config.decoder)
+        protocol = f"{IN_SAMPLE}; {rule}; "
         protocol += config.decoder.recipe(warm is not None)
     names = ["the sufficiency decoder"] + [
         f"minimality decoder {k}" for k in range(1, columns.shape[1])
@@ -510,7 +515,7 @@ def certification(config: DecoderConfig) -> str:
         f"converged: each decoder trained until certified (training loss ≤ "
         f"{config.loss_threshold:g} nats, or ≤ {config.tolerance:g} bits gained over its last "
         f"doubling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
-        f"{config.max_epochs} (uncertified), and kept at its best budget"
+        f"{config.max_epochs} (uncertified), and kept at the best of its budgets and its end"
     )
 
 
