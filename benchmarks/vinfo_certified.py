@@ -3,9 +3,10 @@ ever fall below the thesis' recipe? Both protocols on one encoder, side by side.
 
     python benchmarks/vinfo_certified.py [--layers 1,2,3,0] [--splits train,test]
 
-The encoder: f₋ (or --model) trained with the thesis' protocol on the real Fashion-MNIST
-(10 000 training images, the whole test split; seed 0) until it stops (training loss ≤ 0.02
-or 50 epochs), its weights kept in benchmarks/out/ for a rerun. At each layer and split, the
+The encoder: f₋ (or --model, at --precision: f₊ in bf16 as thesis_fmnist trains it) trained
+with the thesis' protocol on the real Fashion-MNIST (10 000 training images, the whole test
+split; seed 0) until it stops (training loss ≤ 0.02 or 50 epochs), its weights kept in
+benchmarks/out/ for a rerun. At each layer and split, the
 thesis' recipe (`DecoderConfig()`) and the converged protocol (fresh decoders, `--cap`
 epochs at most) measure in-sample sufficiency and minimality with the same measurement
 seed; each result records every term's value, certification, decoder epochs and CPU and wall
@@ -26,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from raycompress.compute import Compute  # noqa: E402
 from raycompress.data import load_dataset  # noqa: E402
 from raycompress.metrics.decoders import DecoderConfig  # noqa: E402
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo  # noqa: E402
@@ -36,13 +38,13 @@ from raycompress.training import Run, TrainConfig  # noqa: E402
 OUT = ROOT / "benchmarks" / "out" / "vinfo_certified.json"
 
 
-def stopped_encoder(model_name: str, data, weights: Path) -> tuple[dict, int]:
+def stopped_encoder(model_name: str, data, weights: Path, how: Compute) -> tuple[dict, int]:
     """The network's weights where the thesis' protocol stops it, and that epoch (cached)."""
     if weights.exists():
         saved = torch.load(weights, weights_only=True)
         return saved["model"], saved["epoch"]
     model = build_model(make_spec(model_name, data.input_shape, data.num_classes), seed=0)
-    run = Run(model, data, TrainConfig())
+    run = Run(model, data, TrainConfig(compute=how))
     while (record := run.step()).stop_reason is None:
         print(f"epoch {record.epoch}: step loss {record.train_step_loss:.4f}", flush=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -57,18 +59,22 @@ def main() -> int:
     p.add_argument("--layers", default="1,2,3,0")
     p.add_argument("--splits", default="train,test")
     p.add_argument("--cap", type=int, default=400)
+    p.add_argument("--precision", default="fp32", help="training and decoders (f₊: bf16)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     data = load_dataset(
         "fashion-mnist", ROOT.parent / "shared" / "data", download=False, train_size=10_000
     )
     weights = args.out.with_name(f"{args.out.stem}_{args.model}_weights.pt")
-    state, epoch = stopped_encoder(args.model, data, weights)
+    how = Compute(args.precision)
+    state, epoch = stopped_encoder(args.model, data, weights, how)
     model = build_model(make_spec(args.model, data.input_shape, data.num_classes))
     model.load_state_dict(state)
     protocols = {
-        "thesis": DecoderConfig(),
-        "converged": DecoderConfig(protocol="converged", max_epochs=args.cap),
+        "thesis": DecoderConfig(compute=how.for_decoders()),
+        "converged": DecoderConfig(
+            protocol="converged", max_epochs=args.cap, compute=how.for_decoders()
+        ),
     }
     results: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     for layer in map(int, args.layers.split(",")):

@@ -223,6 +223,7 @@ def test_the_affine_layer_needs_no_trained_decoders_under_converged() -> None:
     for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY):
         term = out.terms[q]
         assert term.certified and all(h.fit.epochs == 0 for h in term.heads)
+        assert all(h.fit.last_gain is None for h in term.heads)  # certified by the optimum
         assert "no SGD decoders" in term.protocol and term.curve == {}
         # the same optimum as the thesis protocol reports (it also trains decoders beside it)
         assert term.raw == pytest.approx(thesis.terms[q].raw, abs=1e-9)

@@ -526,9 +526,9 @@ def optimum_only(head: nn.Module, features: Tensor, targets: Tensor, num_classes
         z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
     optima = fit_affine(z, targets.to(z.device), num_classes)
     entropy = [entropy_bits(t.cpu(), num_classes) for t in targets.T]
-    fits = [
+    fits = [  # a certified optimum has its certificate; a stalled one its last chunk's gain
         HeadFit(0, Stop.CERTIFIED if f.converged else Stop.MAX_EPOCHS, f.ce, f.converged,
-                f.last_gain / LN2)
+                None if f.converged else f.last_gain / LN2)
         for f in optima
     ]  # fmt: skip
     bits = [h - f.ce / LN2 for h, f in zip(entropy, optima, strict=True)]
