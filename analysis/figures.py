@@ -18,8 +18,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-from raycompress.analysis import tables
+from raycompress.analysis import generalisation, tables
 from raycompress.analysis.tables import SPLITS, V_MIN, V_SUFF
+from raycompress.results import axis_columns
 from raycompress.schema import ACCURACY, BUDGET, LOSS, NC
 
 NC_TRACE = r"$\mathrm{tr}(\Sigma_W \Sigma_B^{+})$"  # axis labels; captions (HTML) use plain text
@@ -290,6 +291,54 @@ def nc_statistics(frame: pd.DataFrame) -> Figure:
         "(penultimate layer), NC4 nearest-class-mean agreement."
     )
     return Figure("nc_statistics", caption, grid, data)
+
+
+BEST_RANKED = 3  # measures drawn against the gap
+GENERALISATION = "generalisation"  # that figure's name (and the report's ranking table's)
+
+
+def generalisation_measures(frame: pd.DataFrame) -> Figure:
+    """The best-ranked measures (by |Ψ|, `generalisation.rank_measures`) against the
+    generalisation gap at the common point, one point per configuration (seeds averaged), one
+    column per swept axis, coloured by that axis' value."""
+    trials = generalisation.trial_values(frame)
+    config = axis_columns(frame)
+    axes = generalisation.grid_axes(trials, config)
+    if not axes:
+        raise NothingToPlot("one configuration: nothing to rank across")
+    names = generalisation.measures(trials, config)
+    ranked = generalisation.rank_measures(frame, resamples=0).measure[:BEST_RANKED]
+    conf = generalisation.configurations(trials, axes, names)
+    rows = []
+    for measure, axis in itertools.product(ranked, axes):
+        levels = sorted(conf[axis].unique(), key=_numeric_first)
+        rows.append(conf.assign(
+            measure=measure, axis=axis, value=conf[measure],
+            level=conf[axis].map({v: f"{i + 1}/{len(levels)}" for i, v in enumerate(levels)}),
+        ))  # fmt: skip
+    data = pd.concat(rows, ignore_index=True)
+    grid = sns.relplot(
+        data, x=generalisation.GAP, y="value", row="measure", col="axis", hue="level",
+        hue_order=sorted(data.level.unique()), kind="scatter", height=2.4, aspect=1.2,
+        facet_kws={"sharex": True, "sharey": "row"},
+    )  # fmt: skip
+    grid.set_titles("{row_name} · by {col_name}")
+    grid.set_axis_labels("generalisation gap (test − train loss, nats)", "measure")
+    grid.legend.set_title("axis value (low → high)")
+    caption = (
+        f"The {len(ranked)} best-ranked measures (by |Ψ|) against the generalisation gap at the "
+        "common point, one point per configuration (seeds averaged); each column colours the "
+        "points by one swept axis, its values from lowest to highest."
+    )
+    return Figure(GENERALISATION, caption, grid, data)
+
+
+def _numeric_first(value: str) -> tuple:
+    """Sort key of an axis value kept as text: numbers by value, then the rest as text."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
 
 
 FIGURES: dict[str, Callable[[pd.DataFrame], Figure]] = {

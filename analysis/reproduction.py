@@ -1,13 +1,15 @@
 """The thesis' Fashion-MNIST findings checked against a sweep's results (docs/reproduction.md).
 
-    python -m raycompress.analysis.reproduction RESULTS --page docs/reproduction.md
+    python -m raycompress.analysis.reproduction RESULTS --page docs/reproduction.md \
+        [--converged CONVERGED_RESULTS]
 
 RESULTS is an experiment folder or a tidy frame saved as CSV; the command rewrites the tables
 between the page's markers: the claims (`<!-- claims -->`), and the 𝒱-information claims judged
 again at every decoder budget of the budget curves (`<!-- budget verdicts -->`, one row per
-claim and model, and `<!-- budget values -->`, the numbers behind them). Each check states its
-rule; `verdict` is "reproduced", "not reproduced", "not measured", or "context" (our numbers
-where the thesis states the claim for the other model only).
+claim and model, and `<!-- budget values -->`, the numbers behind them) and, given the same
+sweep under the converged protocol, under both protocols (`<!-- protocols -->`). Each check
+states its rule; `verdict` is "reproduced", "not reproduced", "not measured", or "context"
+(our numbers where the thesis states the claim for the other model only).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ MILD_CORRELATION = 0.5  # |Pearson r| below this: "only mildly correlated, if at
 MARKER = "<!-- claims -->"
 BUDGET_VERDICTS = "<!-- budget verdicts -->"
 BUDGET_VALUES = "<!-- budget values -->"
+PROTOCOLS = "<!-- protocols -->"
 
 
 def _verdict(ok: bool) -> str:
@@ -292,6 +295,55 @@ def budget_verdicts(by_budget: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else ["claim", "model", "depends on the budget"])
 
 
+def _judged(frame: pd.DataFrame, model: str, point: str) -> tuple[str, str]:
+    """(our numbers, verdict) of a claim for `model`'s trial in `frame`; not measured when the
+    frame has none."""
+    trials = dict(_trials(frame))
+    if model not in trials:
+        return "—", "not measured"
+    return CHECKS[point](trials[model], model)[1:]
+
+
+def certified_text(frame: pd.DataFrame, model: str) -> str:
+    """How many 𝒱-information terms of `model`'s trial are certified at the measurement the
+    claims read (its last), and over every measurement."""
+    trials = dict(_trials(frame))
+    if model not in trials:
+        return "—"
+    metrics = [V_SUFF.certified, V_MIN.certified]
+    rows = trials[model]
+    rows = rows[rows.metric.isin(metrics)].dropna(subset=["value"])
+    if rows.empty:
+        return "none recorded (thesis protocol)"
+    last = rows[rows.epoch == rows.epoch.max()]
+    return (
+        f"{int(last.value.sum())} of {len(last)} at epoch {last.epoch.max()}; "
+        f"{int(rows.value.sum())} of {len(rows)} over epochs "
+        f"{', '.join(map(str, sorted(set(rows.epoch))))}"
+    )
+
+
+def protocol_claims(thesis: pd.DataFrame, converged: pd.DataFrame) -> pd.DataFrame:
+    """The 𝒱-information claims under both protocols, one row per (claim, model): each
+    protocol's numbers and verdict, the converged run's certified terms, and `changes` where
+    the verdicts differ."""
+    rows = []
+    for point in BUDGET_CLAIMS:
+        for model, name in MODELS.items():
+            ours, verdict = _judged(thesis, model, point)
+            theirs, judged = _judged(converged, model, point)
+            changes = "**changes**" if "not measured" not in (verdict, judged) and (
+                verdict != judged
+            ) else ""  # fmt: skip
+            rows.append((point, name, ours, verdict, theirs, judged,
+                         certified_text(converged, model), changes))  # fmt: skip
+    columns = [
+        "claim", "model", "thesis protocol", "verdict (thesis)", "converged protocol",
+        "verdict (converged)", "certified (converged)", "verdict",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The table in Markdown, its columns as the header, pipes in cells escaped."""
     lines = [
@@ -314,19 +366,24 @@ def with_table(page: str, table: pd.DataFrame, marker: str = MARKER) -> str:
     return f"{head}{marker}\n{markdown(table)}\n{marker}{tail}"
 
 
-def page_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every generated table of the page, by its marker."""
+def page_tables(
+    frame: pd.DataFrame, converged: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every generated table of the page, by its marker; the protocols' comparison when the
+    converged protocol's results are given."""
     by_budget = budget_claims(frame)
+    both = {} if converged is None else {PROTOCOLS: protocol_claims(frame, converged)}
     return {
         MARKER: claims(frame),
         BUDGET_VERDICTS: budget_verdicts(by_budget),
         BUDGET_VALUES: by_budget,
+        **both,
     }
 
 
-def with_tables(page: str, frame: pd.DataFrame) -> str:
-    """The page with all its generated tables rewritten from `frame`."""
-    for marker, table in page_tables(frame).items():
+def with_tables(page: str, frame: pd.DataFrame, converged: pd.DataFrame | None = None) -> str:
+    """The page with all its generated tables rewritten from `frame` (and `converged`)."""
+    for marker, table in page_tables(frame, converged).items():
         page = with_table(page, table, marker)
     return page
 
@@ -345,10 +402,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results", type=Path, help="experiment folder or tidy CSV")
     p.add_argument("--page", type=Path, required=True, help="markdown page to update")
+    p.add_argument(
+        "--converged", type=Path,
+        help="the same sweep's results under the converged protocol (folder or tidy CSV)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     frame = read(args.results)
-    args.page.write_text(with_tables(args.page.read_text(), frame))
-    for table in page_tables(frame).values():
+    converged = None if args.converged is None else read(args.converged)
+    args.page.write_text(with_tables(args.page.read_text(), frame, converged))
+    for table in page_tables(frame, converged).values():
         print(markdown(table), end="\n\n")
     return 0
 

@@ -75,6 +75,9 @@ def hidden_layers(nc: pd.DataFrame) -> pd.DataFrame:
     return nc[nc.layer < nc.trial_id.map(nc.groupby("trial_id").layer.max())]
 
 
+COMPRESSION_GAP = "compression_gap"  # test − train tr(Σ_W Σ_B⁺), per layer
+
+
 def gaps(frame: pd.DataFrame) -> pd.DataFrame:
     """Per trial, epoch and NC layer: the generalisation gap (test loss − train loss, nats)
     and the compression gap (test tr(Σ_W Σ_B⁺) − train tr(Σ_W Σ_B⁺)) — thesis fig. 3.3."""
@@ -84,7 +87,7 @@ def gaps(frame: pd.DataFrame) -> pd.DataFrame:
     nc = frame[frame.metric == NC.TRACE].pivot_table(
         index=["trial_id", "epoch", "layer"], columns="split", values="value"
     )
-    out = pd.DataFrame({"compression_gap": nc["test"] - nc["train"]}, index=nc.index).reset_index()
+    out = pd.DataFrame({COMPRESSION_GAP: nc["test"] - nc["train"]}, index=nc.index).reset_index()
     generalisation = (loss["test"] - loss["train"]).rename("generalisation_gap")
     return out.join(generalisation, on=["trial_id", "epoch"]).dropna()
 

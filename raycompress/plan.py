@@ -1,9 +1,10 @@
 """Which 𝒱-information measurements an epoch makes, written once for every executor.
 
-    plan(depth, splits, seed, epoch, layer0)  →  [Measurement(layer, split, seed), …]
+    plan(depth, splits, seed, epoch, layer0, layers)  →  [Measurement(layer, split, seed), …]
     gather(plan, results, layer0, warm)       →  {(layer, split): result}, layer 0 filled in
 
-An epoch's measurement covers every layer l = 0..L−1 on every split, each with its own seed
+An epoch's measurement covers every layer l = 0..L−1 (or those of `VInfoConfig.layers`,
+`measured_layers`) on every split, each with its own seed
 derived from the run's seed by (epoch, layer, split). Layer 0 (the empty encoder, h^0 = x)
 never changes during training: it is measured at the first measurement of a run and kept in
 `layer0` — only once it succeeded, so that a failed layer-0 measurement is tried again at the
@@ -17,7 +18,7 @@ executors run the planned measurements and nothing else: `measure_in_process` he
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -45,13 +46,33 @@ def measurement_seed(run_seed: int, epoch: int, layer: int, split: str) -> int:
     return derive_seed(run_seed, Stream.VINFO, epoch, layer, split)
 
 
+def measured_layers(layers: Sequence[int] | None, depth: int) -> list[int]:
+    """The layers l of 0..depth−1 that `layers` names (None: all; −k: depth − k), or a
+    one-line ValueError for a layer the network does not have."""
+    if layers is None:
+        return list(range(depth))
+    wrong = [layer for layer in layers if not -depth <= layer < depth]
+    if wrong:
+        raise ValueError(
+            f"vinfo_layers {list(layers)}: this network has 𝒱-information layers 0..{depth - 1} "
+            f"(or −1..−{depth}), not {wrong}"
+        )
+    return sorted({layer % depth for layer in layers})
+
+
 def plan(
-    depth: int, splits: Iterable[str], run_seed: int, epoch: int, layer0: dict[str, VInfoResult]
+    depth: int,
+    splits: Iterable[str],
+    run_seed: int,
+    epoch: int,
+    layer0: dict[str, VInfoResult],
+    layers: Sequence[int] | None = None,
 ) -> list[Measurement]:
-    """The measurements of one epoch: every (layer, split), layer 0 only where not kept."""
+    """The measurements of one epoch: every (layer, split) of `layers` (None: all), layer 0
+    only where not kept."""
     return [
         Measurement(layer, split, measurement_seed(run_seed, epoch, layer, split))
-        for layer in range(depth)
+        for layer in measured_layers(layers, depth)
         for split in splits
         if not (layer == 0 and split in layer0)
     ]
@@ -118,7 +139,7 @@ def measure_in_process(
     starts = warm or {}
     device = next(model.parameters()).device
     state = {k: v.detach() for k, v in model.state_dict().items()}
-    planned = plan(model.depth, splits, run_seed, epoch, layer0)
+    planned = plan(model.depth, splits, run_seed, epoch, layer0, config.layers)
     results = [
         measure_layer(
             model.spec, state, m, splits[m.split], config, device, starts.get((m.layer, m.split))

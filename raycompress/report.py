@@ -21,9 +21,11 @@ matplotlib.use("Agg")  # a command renders files; no display needed
 import pandas as pd
 
 from raycompress import record, storage
-from raycompress.analysis import figures, tables
-from raycompress.results import load, trial_folders, trial_models
+from raycompress.analysis import figures, generalisation, tables
+from raycompress.results import axis_columns, load, trial_folders, trial_models
 from raycompress.storage import Folder, StorageError
+
+GENERALISATION = figures.GENERALISATION  # the ranking's table, figure and section
 
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
@@ -31,16 +33,24 @@ TABLES = {
     "equi_separation_onset": (
         f"Epoch from which |Pearson r| ≥ {tables.EQUI_SEPARATION_THRESHOLD} holds to the end"
     ),
+    GENERALISATION: (
+        "Every measure ranked by how it tracks the generalisation gap across the sweep's "
+        "configurations (Kendall τ, ψ per axis, Ψ, CMI, robust sign-error)"
+    ),
     "results": "Every value: the tidy frame of raycompress.results.load",
 }
 
 
 def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     equi = tables.equi_separation(frame)
+    trials = generalisation.trial_values(frame)
+    swept = generalisation.grid_axes(trials, axis_columns(frame))
+    ranking = {GENERALISATION: generalisation.rank_measures(frame)} if swept else {}
     return {
         "final_metrics": tables.final_metrics(frame),
         "equi_separation": equi,
         "equi_separation_onset": tables.equi_separation_onset(equi),
+        **ranking,
         "results": frame,
     }
 
@@ -83,6 +93,11 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
     else:
         drawn, missing = draw(frame, out)
         derived = derived_tables(frame)
+        if GENERALISATION in derived:  # a sweep with two or more configurations
+            figure = figures.generalisation_measures(frame)
+            figure.save(out)
+            figure.close()
+            drawn[GENERALISATION] = figure.caption
     for name, table in derived.items():
         table.to_csv(out / f"{name}.csv", index=False)
     (out / "index.html").write_text(index_html(results_dir, frame, drawn, missing, derived))
@@ -117,6 +132,31 @@ def _wide(table: str) -> str:
     return f"<div class='wide'>{table}</div>"
 
 
+def _generalisation_section(ranking: pd.DataFrame | None, drawn: dict[str, str]) -> list[str]:
+    """'Does compression track generalisation?': the ranking and its figure, for a sweep with
+    two or more configurations (nothing otherwise)."""
+    if ranking is None:
+        return []
+    figure = (
+        [f"<figure><img src='{GENERALISATION}.png' alt='{GENERALISATION}'><figcaption>"
+         f"{html.escape(drawn[GENERALISATION])}</figcaption></figure>"]
+        if GENERALISATION in drawn else []
+    )  # fmt: skip
+    return [
+        "<h2>Does compression track generalisation?</h2>",
+        "<p>Each measure at the common point (the epoch where training met the loss threshold; "
+        "the last epoch of a run that never met it), against the generalisation gap (test − "
+        "train loss), across the sweep's configurations (seeds averaged): Kendall τ with a "
+        "bootstrap interval over seeds, ψ per swept axis and their mean Ψ (Jiang et al. 2020), "
+        "the conditional-mutual-information score (× 100, PGDL), and the robust sign-error "
+        "over environments (worst, mean, 90th percentile; Dziugaite et al. 2020). A statistic "
+        "the sweep is too small for is empty, with the reason in <code>gaps</code> "
+        f"(<a href='{GENERALISATION}.csv'>CSV</a>).</p>",
+        _wide(ranking.to_html(index=False, na_rep="", float_format="{:.3g}".format)),
+        *figure,
+    ]
+
+
 def index_html(
     results_dir: Folder,
     frame: pd.DataFrame,
@@ -145,11 +185,13 @@ def index_html(
         if final is None
         else "<p>One column per trial, one row per quantity (metric/split/layer).</p>"
         + _wide(final.set_index("trial_id").T.to_html(na_rep="", float_format="{:.4g}".format)),
+        *_generalisation_section(derived.get(GENERALISATION), drawn),
         "<h2>Figures</h2>",
         *(
             f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "
             f"(<a href='{name}.svg'>SVG</a>)</figcaption></figure>"
             for name, caption in drawn.items()
+            if name != GENERALISATION  # shown in its own section
         ),
         *(
             f"<p><b>{name}</b>: not drawn ({html.escape(why)}).</p>"

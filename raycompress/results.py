@@ -80,7 +80,11 @@ def load(path: str | Path | Remote) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=COLUMNS)
         frame.insert(0, TRIAL_ID, _trial_id(trial))
         for i, key in enumerate(keys):
-            frame.insert(1 + i, key, params.get(key))
+            value = params.get(key)
+            # a list-valued setting (widths) as a tuple: one hashable value a trial groups by
+            frame.insert(
+                1 + i, key, [tuple(value) if isinstance(value, list) else value] * len(frame)
+            )
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     out["layer"] = out["layer"].astype("Int64")

@@ -39,6 +39,18 @@ Row = tuple[int, str, int | None, str, int | None, float, str]
 TRAIN_STEP_LOSS, LOSS, ACCURACY = "train_step_loss", "loss", "accuracy"
 
 
+class Baseline(StrEnum):
+    """The literature's generalisation measures (`metrics.baselines`), measured once per run,
+    on the training split at the epoch where training stops: whole-network rows."""
+
+    SUM_SQUARED_WEIGHTS = "gm_sum_squared_weights"
+    DISTANCE_FROM_INIT = "gm_distance_from_init"
+    LOG_SPECTRAL_PRODUCT = "gm_log_spectral_product"
+    PATH_NORM = "gm_path_norm"
+    MARGIN = "gm_margin_p10"
+    PAC_BAYES_FLATNESS = "gm_pac_bayes_flatness"  # magnitude-aware
+
+
 def _joined(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
@@ -466,7 +478,8 @@ def _from_flat(values: dict[str, Any]) -> VInfoResult:
 class EpochRecord:
     """One epoch: the stopping loss (nats), both splits measured at the final weights (None
     once the loss diverged: there is nothing left to measure), why training stopped (None
-    while it goes on) and the 𝒱-information measurements made, by (layer, split)."""
+    while it goes on), the 𝒱-information measurements made, by (layer, split), and the
+    baseline generalisation measures (value, note), measured where training stops."""
 
     epoch: int
     train_step_loss: float
@@ -474,6 +487,7 @@ class EpochRecord:
     test: CollapseReport | None
     stop_reason: Stop | None
     vinfo: dict[tuple[int, str], VInfoResult] = field(default_factory=dict)
+    baselines: dict[Baseline, tuple[float, str]] = field(default_factory=dict)
 
     def reports(self) -> Iterator[tuple[str, CollapseReport]]:
         """(split, report) of each split measured."""
@@ -491,6 +505,7 @@ class EpochRecord:
             "stop_reason": self.stop_reason and self.stop_reason.value,
             "splits": {split: report.to_json() for split, report in self.reports()},
             "vinfo": vinfo,
+            "baselines": {name: list(measured) for name, measured in self.baselines.items()},
         }  # fmt: skip
 
     @classmethod
@@ -505,6 +520,7 @@ class EpochRecord:
         return cls(
             data["epoch"], data["train_step_loss"], splits.get("train"), splits.get("test"),
             Stop(reason) if reason else None, dict(sorted(vinfo.items())),
+            {Baseline(k): (v, note) for k, (v, note) in data.get("baselines", {}).items()},
         )  # fmt: skip
 
     def rows(self) -> list[Row]:
@@ -516,4 +532,7 @@ class EpochRecord:
             out += report.rows(e, split)
         for (layer, split), result in self.vinfo.items():
             out += result.rows(e, split, layer)
+        out += [
+            (e, "train", None, name, None, v, note) for name, (v, note) in self.baselines.items()
+        ]
         return out

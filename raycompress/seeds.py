@@ -24,6 +24,7 @@ class Stream(StrEnum):
     TEST_SUBSET = "test_subset"  # the stratified test subset, when test_size is set
     IMBALANCE = "imbalance"  # which training samples an imbalance profile keeps
     NC_ORDER = "nc_order"  # the batch order of the neural-collapse passes
+    FLATNESS = "flatness"  # the baselines' batch orders, flatness subset and weight noise
     VINFO = "vinfo"  # (epoch, layer, split): the seed of one 𝒱-information measurement
     # A 𝒱-information measurement's, from its seed.
     ENCODE_ORDER = "encode_order"  # the batch order in which the frozen encoder runs once

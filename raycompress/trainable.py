@@ -100,7 +100,7 @@ class RayVInfo:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus,
             max_retries=self.max_retries, retry_exceptions=True,
         )  # fmt: skip
-        planned = plan(model.depth, splits, run_seed, epoch, layer0)
+        planned = plan(model.depth, splits, run_seed, epoch, layer0, config.layers)
         starts = warm or {}
         pending = [
             task.remote(

@@ -23,6 +23,7 @@ from torch import Tensor
 from raycompress import compute, protocol
 from raycompress.compute import Compiled, Compute
 from raycompress.data import Dataset
+from raycompress.metrics.baselines import measure_baselines
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
 from raycompress.models import LayeredNet
@@ -93,7 +94,8 @@ class Run:
 
     Neural collapse is measured every epoch, with the training batch size unless `collapse`
     says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
-    where training stops, layer 0 once per run (`plan`). `measure_vinfo` executes the plan:
+    where training stops, layer 0 once per run (`plan`); the baseline generalisation
+    measures (`metrics.baselines`) where training stops. `measure_vinfo` executes the plan:
     in this process by default (`plan.measure_in_process`); the Tune trainable passes one that
     ships each (layer, split) to a Ray task.
     """
@@ -115,6 +117,9 @@ class Run:
         self.scheduled = (
             schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
         )
+        # w⁰ of the distance from initialisation (the model arrives freshly initialised); a
+        # checkpoint carries it, since a resumed run may be built with other weights
+        self.initial = {name: p.detach().float().clone() for name, p in model.named_parameters()}
         compute.prepare(model, config.compute)
         self.forward = Compiled(model, config.compute.compile)
         self.optimizer = make_optimizer(model, config)
@@ -150,7 +155,12 @@ class Run:
             values = self.measure_vinfo(
                 measured, splits, self.vinfo, config.seed, self.epoch, self.layer0, self.warm
             )
-        return EpochRecord(self.epoch, step_loss, *reports, stop_reason=reason, vinfo=values)
+        baselines = {}
+        if reason is not None and not diverged:
+            baselines = measure_baselines(
+                measured, self.initial, data.train, config.batch_size, config.seed
+            )
+        return EpochRecord(self.epoch, step_loss, *reports, reason, values, baselines)
 
     def describe_compute(self) -> str:
         """How the training steps ran (`Compute.describe`), with a compile fall-back's reason."""
@@ -162,6 +172,7 @@ class Run:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "initial": self.initial,
             "layer0": {split: result.to_json() for split, result in self.layer0.items()},
             "decoders": {f"{layer}/{split}": s for (layer, split), s in self.warm.items()},
         }
@@ -171,6 +182,7 @@ class Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.initial = state.get("initial", self.initial)  # absent before the baselines
         self.layer0 = {s: VInfoResult.from_json(r) for s, r in state["layer0"].items()}
         self.warm = {
             (int(layer), split): decoders

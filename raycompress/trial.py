@@ -36,6 +36,7 @@ from raycompress.models import (
     check_model,
     make_spec,
 )
+from raycompress.plan import measured_layers
 from raycompress.seeds import Stream, derive_seed
 from raycompress.training import TrainConfig
 
@@ -102,6 +103,8 @@ SETTINGS: dict[str, Setting] = {
         "a schedule (every, every:K, log:N, none) or a list of epochs",
         lambda v: _text(v) or _integers(v),
     ),
+    # None: every layer l = 0..L−1; negative counts from L (−1: the last hidden layer)
+    "vinfo_layers": Setting(None, "null or a list of integers", _optional(_integers)),
     "decoder_epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
     "decoder_patience": Setting(protocol.DECODER_PATIENCE, "an integer", _integer),
     # None: protocol.DECODER_BUDGETS below the cap, and the cap
@@ -202,6 +205,7 @@ class Trial:
         converged = decoder.converged  # its held-out halves stay fixed for the run
         vinfo = VInfoConfig(
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
+            layers=None if c["vinfo_layers"] is None else tuple(c["vinfo_layers"]),
             monte_carlo=int(c["monte_carlo"]), warm_start=c["decoder_warm_start"],
             halves_seed=derive_seed(c["seed"], Stream.HALVES) if converged else None,
         )  # fmt: skip
@@ -234,4 +238,6 @@ class Trial:
         c = self.config
         spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"], self.models)
         initialised = derive_seed(self.train.seed, Stream.MODEL_INIT)
-        return data, build_model(spec, seed=initialised).to(device)
+        model = build_model(spec, seed=initialised)
+        measured_layers(self.vinfo.layers, model.depth)  # a layer it lacks: one line, now
+        return data, model.to(device)

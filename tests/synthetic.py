@@ -76,3 +76,39 @@ def synthetic_frame() -> pd.DataFrame:
     frame["layer"] = frame["layer"].astype("Int64")
     frame["value"] = frame["value"].astype(float)
     return frame
+
+
+def tidy_from_wide(wide: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """The tidy frame of trials given one row each: the axes, `seed`, `gap`, `accuracy_gap`
+    and measure columns named as `analysis.generalisation.measure_name` writes them (`metric`
+    or `metric/lL/split`). Every trial stops at epoch 3 on the loss threshold, its measures
+    on that epoch's rows; epoch 2 carries other values, which must be ignored."""
+    measures = [c for c in wide.columns if c not in {*axes, "seed", "gap", "accuracy_gap"}]
+    rows = []
+    for i, trial in wide.reset_index(drop=True).iterrows():
+        key = (f"t{i}", *(trial[a] for a in axes), trial["seed"])
+        for epoch in (2, 3):
+            last = epoch == 3
+            shift = 0.0 if last else 100.0
+            values = [
+                ("train", pd.NA, "train_step_loss", 0.01, "loss_threshold" if last else ""),
+                ("train", pd.NA, "loss", 0.01 + shift, ""),
+                ("test", pd.NA, "loss", 0.01 + shift + trial["gap"], ""),
+                ("train", pd.NA, "accuracy", 1.0, ""),
+                ("test", pd.NA, "accuracy", 1.0 - trial["accuracy_gap"], ""),
+            ]
+            for name in measures:
+                metric, *where = name.split("/")
+                layer = int(where[0][1:]) if where else pd.NA
+                split = where[1] if where else "train"
+                values.append((split, layer, metric, trial[name] + shift, ""))
+            rows += [
+                (*key, epoch, split, layer, metric, pd.NA, float(value), note)
+                for split, layer, metric, value, note in values
+            ]
+    columns = ["trial_id", *axes, "seed", "epoch", "split", "layer", "metric", "budget",
+               "value", "note"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["layer"] = frame["layer"].astype("Int64")
+    frame["budget"] = frame["budget"].astype("Int64")
+    return frame

@@ -268,3 +268,24 @@ def test_minimality_ties_within_the_stopping_loss_are_not_an_increase() -> None:
         saturated.loc[h1, "value"] += rise
         row = reproduction.claims(saturated).set_index("claim").loc["minimality drops with depth"]
         assert row.verdict == verdict, rise
+
+
+def test_both_protocols_side_by_side_flag_a_changed_verdict() -> None:
+    thesis = one_trial()
+    converged = thesis.copy()
+    minimality = converged.metric == reproduction.V_MIN
+    # minimality now rises with depth at the last measurement: that claim's verdict flips
+    converged.loc[minimality, "value"] = converged.loc[minimality, "layer"].astype(float)
+    certified = converged[minimality].assign(metric=reproduction.V_MIN.certified, value=1.0)
+    converged = pd.concat([converged, certified], ignore_index=True)
+    table = reproduction.protocol_claims(thesis, converged).set_index(["claim", "model"])
+    drop = table.loc[("minimality drops with depth", "f₋")]
+    assert (drop["verdict (thesis)"], drop["verdict (converged)"]) == (
+        "reproduced",
+        "not reproduced",
+    )
+    assert drop.verdict == "**changes**"
+    assert table.loc[("sufficiency of l = 0–2 saturates", "f₋"), "verdict"] == ""
+    assert drop["certified (converged)"].startswith(f"{int(certified.epoch.eq(4).sum())} of ")
+    plus = table.loc[("minimality drops with depth", "f₊")]  # no f₊ trial in either frame
+    assert plus["verdict (converged)"] == "not measured" and plus.verdict == ""

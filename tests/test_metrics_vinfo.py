@@ -192,6 +192,7 @@ def test_undefined_values_give_messages_not_crashes() -> None:
     ("every:20", {20, 40}),
     ("log:5", {1, 3, 7, 19, 50}),
     ("none", set()),
+    ("stop", {50}),  # and wherever training stops earlier (training.Run)
     ((1, 5, 9), {1, 5, 9}),
 ])  # fmt: skip
 def test_schedules(schedule: str | tuple[int, ...], expected: set[int]) -> None:

@@ -33,6 +33,23 @@ def test_the_plan_covers_every_layer_and_split_with_its_own_seed() -> None:
     assert [(m.layer, m.split) for m in kept][:1] == [(0, "test")] and len(kept) == 7
 
 
+def test_a_plan_of_chosen_layers_counts_negative_ones_from_the_top() -> None:
+    planned = plan.plan(4, SPLITS, 0, 3, {}, layers=(-1, 1))
+    assert [(m.layer, m.split) for m in planned] == [(k, s) for k in (1, 3) for s in SPLITS]
+    assert planned == [m for m in plan.plan(4, SPLITS, 0, 3, {}) if m.layer in (1, 3)]
+    with pytest.raises(ValueError, match=r"layers 0..3 \(or −1..−4\), not \[4, -5\]"):
+        plan.measured_layers((4, -5, 2), 4)
+
+
+def test_a_run_measuring_at_its_stop_only_measures_the_layers_asked_for() -> None:
+    data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
+    model = build_model(make_spec("mnistnet", data.input_shape, data.num_classes), seed=0)
+    decoder = DecoderConfig(batch_size=100, max_epochs=2)
+    config = VInfoConfig(decoder, schedule="stop", layers=(-1,))
+    records = list(run_epochs(model, data, TrainConfig(batch_size=100, max_epochs=2), None, config))
+    assert [sorted(r.vinfo) for r in records] == [[], [(3, "test"), (3, "train")]]
+
+
 def test_layer_zero_is_kept_only_after_it_succeeded() -> None:
     layer0: dict = {}
     planned = plan.plan(2, SPLITS, 0, 1, layer0)

@@ -120,6 +120,8 @@ def test_a_written_record_reads_back_field_for_field(tmp_path: Path) -> None:
             for j, head in enumerate(result.terms[Quantity.MINIMALITY].heads):
                 check((*key, f"v_min_digit{j}_raw", None), head.bits)
                 check((*key, f"h_digit{j}_bits", None), head.entropy)
+        for name, (value, note) in epoch.baselines.items():
+            check((e, "train", None, name, None), value, note)
     assert len(frame) == seen  # nothing more, nothing less (one budget: no convergence row)
     assert frame.lr.unique().tolist() == [0.1]  # the swept axis from the description
 
@@ -175,7 +177,10 @@ def test_todays_records_have_the_rows_of_the_old_ones() -> None:
         return sorted(str(tuple(None if pd.isna(v) else int(v) if isinstance(v, float) else v
                                 for v in row)) for row in columns.values)  # fmt: skip
 
-    assert keys(pd.DataFrame(rows, columns=list(schema.COLUMNS))) == keys(old_frame())
+    today = pd.DataFrame(rows, columns=list(schema.COLUMNS))
+    added = today.metric.isin(list(schema.Baseline))  # since: the baselines where it stops
+    assert set(today[added].epoch) == {2} and added.sum() == len(schema.Baseline)
+    assert keys(today[~added]) == keys(old_frame())
 
 
 def test_the_description_records_the_code(tmp_path: Path) -> None:

@@ -33,7 +33,14 @@ def test_report_of_the_demo_sweep_draws_every_figure(
     assert f"Code: <code>raycompress {__version__}, commit " in page  # the code that made it
     assert "resources: decoder_cpu" in page and "_resources" not in page
     assert "block1 → block2 → block3 → head" in page and "batch statistics" in page  # the nets
-    assert "One column per trial" in page and page.count("<div class='wide'>") == 2
+    assert "One column per trial" in page and page.count("<div class='wide'>") == 3
+    # two models: a sweep with a swept axis gets the ranking, each gap in it stated
+    assert "<h2>Does compression track generalisation?</h2>" in page
+    assert (tmp_path / "generalisation.png").stat().st_size > 5_000
+    assert page.count("src='generalisation.png'") == 1  # in its section, not among the thesis'
+    ranking = pd.read_csv(tmp_path / "generalisation.csv", keep_default_na=False)
+    assert {"nc_trace/l1/train", "gm_path_norm", "v_min/l1/test"} <= set(ranking.measure)
+    assert ranking.gaps.str.contains("CMI needs ≥ 3 swept axes, the sweep has 1").all()
 
 
 def partial_copy(storage: Path, destination: Path) -> Path:

@@ -60,6 +60,15 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     assert frame.budget.dtype == pd.Int64Dtype()
 
 
+def test_a_list_valued_axis_is_one_hashable_value_per_trial(tmp_path: Path) -> None:
+    record.write_description(tmp_path, {"axes": ["widths"]})
+    for name, widths in (("train_trial_aaaaa", [8, 16]), ("train_trial_bbbbb", [16, 32])):
+        write_trial(tmp_path, name, {"dataset": "d", "model": "mlp", "widths": widths}, history(1))
+    frame = load(tmp_path)
+    assert set(frame.widths) == {(8, 16), (16, 32)}
+    assert frame.groupby("widths").trial_id.nunique().to_dict() == {(8, 16): 1, (16, 32): 1}
+
+
 def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> None:
     rows = history(2)
     write_trial(tmp_path, "train_trial_aaaaa", {"dataset": "fashion-mnist-demo"}, rows)

@@ -28,7 +28,7 @@ def test_no_two_streams_of_a_run_start_in_the_same_state() -> None:
             states += [derive_seed(seed, s) for s in MEASUREMENT_STREAMS if s != Stream.RELABELLING]
             states += [derive_seed(seed, Stream.RELABELLING, m) for m in range(3)]
     generators = {bytes(torch.Generator().manual_seed(s).get_state().tolist()) for s in states}
-    assert len(generators) == len(states) == 4 * (7 + 12 * (1 + 7 + 3))
+    assert len(generators) == len(states) == 4 * (8 + 12 * (1 + 7 + 3))
     assert set(RUN_STREAMS) | set(MEASUREMENT_STREAMS) == set(Stream)
 
 

@@ -11,6 +11,7 @@ import torch
 from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.models import build_model, make_spec
+from raycompress.schema import Baseline
 from raycompress.training import Run, TrainConfig, run_epochs
 
 
@@ -84,3 +85,18 @@ def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path, precision
         dataclasses.asdict(r) for r in expected[1:]
     ]
     assert continued[-1].stop_reason == "max_epochs"
+
+
+def test_the_baselines_are_measured_once_where_training_stops(small) -> None:
+    model, records = run(small)
+    assert records[0].baselines == {}
+    assert set(records[-1].baselines) == set(Baseline)
+    initial = build_model(make_spec("mnistnet", small.input_shape, small.num_classes), seed=0)
+    distance = math.sqrt(sum(
+        float(((p.detach().double() - q.detach().double()) ** 2).sum())
+        for p, q in zip(model.parameters(), initial.parameters(), strict=True)
+    ))  # fmt: skip
+    value, _ = records[-1].baselines[Baseline.DISTANCE_FROM_INIT]
+    assert value == pytest.approx(distance, rel=1e-9) and value > 0
+    rows = [row for row in records[-1].rows() if row[3] in set(Baseline)]
+    assert len(rows) == len(Baseline) and all(row[1:3] == ("train", None) for row in rows)

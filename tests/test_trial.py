@@ -69,3 +69,12 @@ def test_the_decoders_learning_rate_is_the_runs_unless_set() -> None:
     assert trial.vinfo.decoder.lr == 1e-2 and trial.train.lr == protocol.LR
     with pytest.raises(ValueError, match="setting 'decoder_lr' takes null or a positive number"):
         Trial.from_config({"decoder_lr": 0})
+
+
+def test_a_layer_the_network_lacks_is_one_line_before_training() -> None:
+    trial = Trial.from_config({"vinfo_layers": [-1, 4], "train_size": 100, "test_size": 100})
+    with pytest.raises(ValueError) as err:
+        trial.build()
+    assert "vinfo_layers [-1, 4]: this network has 𝒱-information layers 0..3" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert Trial.from_config({"vinfo_layers": [-1]}).vinfo.layers == (-1,)

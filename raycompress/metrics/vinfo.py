@@ -85,7 +85,9 @@ def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset
     """The epochs at which 𝒱-information is measured.
 
     "every" (default), "every:K" (K, 2K, …), "log:N" (N log-spaced epochs from 1 to
-    max_epochs, rounded, duplicates merged), "none", or an explicit list of epochs.
+    max_epochs, rounded, duplicates merged), "stop" (only where training stops: a run also
+    measures at its stopping epoch whatever the schedule), "none", or an explicit list of
+    epochs.
     """
     if not isinstance(schedule, str):
         epochs = frozenset(int(e) for e in schedule)
@@ -103,10 +105,13 @@ def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset
         return frozenset(int(e) for e in grid.round().tolist())
     if schedule == "every":
         return frozenset(range(1, max_epochs + 1))
+    if schedule == "stop":
+        return frozenset({max_epochs})
     if schedule == "none":
         return frozenset()
     raise ValueError(
-        f"unknown 𝒱-information schedule {schedule!r}: use every, every:K, log:N, none or a list"
+        f"unknown 𝒱-information schedule {schedule!r}: use every, every:K, log:N, stop, none or "
+        "a list"
     )
 
 
@@ -116,6 +121,7 @@ class VInfoConfig:
 
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     schedule: str | tuple[int, ...] = "every"  # see schedule_epochs
+    layers: tuple[int, ...] | None = None  # None: every l = 0..L−1; −1: L−1 (plan.measured_layers)
     held_out: bool = False  # also measure sufficiency fitted on one half, scored on the other
     monte_carlo: int = 0  # extra relabellings with seeded within-class orders
     clip_negative: bool = False  # clip v_suff / v_min at 0 (raw per-head values are kept)

@@ -1,0 +1,445 @@
+"""Does a measure track generalisation? The generalisation-measure literature's statistics,
+across a sweep's networks rather than across one run's epochs.
+
+    rank_measures(frame) -> DataFrame   one row per measure (see RANKING)
+
+Every network is compared at one common point (`common_point`): the epoch where its training
+met the loss threshold, the thesis' stop, or its last epoch for a run that never met it
+(`met_threshold` False). There each measure μ — every neural-collapse statistic per layer and
+split, the compression gap of each layer (test − train tr(Σ_W Σ_B⁺), the thesis' fig. 3.3),
+𝒱-information per layer and split, the baselines of `schema.Baseline` — is set against
+the generalisation gap g (test − train loss, nats; or the accuracy gap, train − test). Seeds of
+one configuration θ are averaged first (`configurations`), except by the robust sign-error,
+which keeps them apart as repeats.
+
+    τ        Kendall (Jiang et al. 2020): 1/(N(N−1)) Σ_{i≠j} sgn(μ_i − μ_j) sgn(g_i − g_j)
+    ψ_a, Ψ   τ over the configurations that differ in axis a only, averaged over every setting
+             of the other axes; Ψ = the mean of ψ_a over the axes
+    CMI      min over axis pairs S of I(V_μ; V_g | U_S) / H(V_g | U_S), V = 1[x(θ) > x(θ′)] over
+             ordered pairs, U_S both networks' values of S, each cell of U_S weighted alike
+             (the PGDL scorer); × 100 as PGDL reports it; needs a complete grid, ≥ 3 axes
+    robust   Dziugaite et al. 2020: environments are ordered pairs of configurations differing
+             in one axis; in each, the sign-error (1 − sgn Δμ sgn Δg)/2 averaged over seed pairs
+             with Hoeffding weights (w − ½)₊, w = max(0, 1 − 2 exp(−2 n (Δe/2)²))² (Δe: the
+             pair's difference of error gaps, n test points); an environment counts when its
+             effective sample size (Σw)²/Σw² ≥ min_ess; worst case, mean and 90th percentile
+
+A statistic a sweep is too small for is NaN with its reason in the `gaps` column. Pure pandas
+and numpy: no torch, no Ray, no files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from raycompress.analysis.tables import COMPRESSION_GAP, SEED
+from raycompress.results import TRIAL_ID, axis_columns
+from raycompress.schema import ACCURACY, LOSS, NC, TRAIN_STEP_LOSS, Baseline, Quantity
+from raycompress.stopping import Stop
+
+GAP, ACCURACY_GAP = "gap", "accuracy_gap"  # test − train loss (nats); train − test accuracy
+EPOCH, MET_THRESHOLD, SEEDS = "epoch", "met_threshold", "seeds"
+# The statistics of NC measured per layer; the rank and tolerance are decisions, not measures.
+NC_MEASURES = [stat for stat in NC if stat not in (NC.RANK, NC.EIG_TOL, NC.TRACE_RATIO)]
+VINFO_MEASURES = [Quantity.SUFFICIENCY, Quantity.MINIMALITY, Quantity.HELD_OUT]
+MIN_ESS = 12.0  # Dziugaite et al.'s minimum effective sample size of an environment
+TEST_POINTS = 10_000  # n of the Hoeffding weights: Fashion-MNIST's (and CIFAR-10's) test set
+BOOTSTRAP = 200  # resamples of the seeds behind τ's interval
+MIN_SEEDS = 3  # seeds in every configuration before τ gets a bootstrap interval
+
+
+def measure_name(metric: str, layer: int | None = None, split: str | None = None) -> str:
+    """A measure's column: `nc_trace/l2/train`, `v_min/l0/test`, `compression_gap/l2`,
+    `gm_path_norm`."""
+    return "/".join(
+        [metric, *([] if layer is None else [f"l{layer}"]), *([split] if split else [])]
+    )
+
+
+# ------------------------------------------------------------------- one value per network
+
+
+def common_point(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per trial: the epoch where training met the loss threshold, else its last epoch, and
+    whether it met it (index trial_id; columns `epoch`, `met_threshold`)."""
+    steps = frame[frame.metric == TRAIN_STEP_LOSS].sort_values(EPOCH)
+    last = steps.groupby(TRIAL_ID).tail(1).set_index(TRIAL_ID)
+    return pd.DataFrame({EPOCH: last.epoch, MET_THRESHOLD: last.note == Stop.LOSS_THRESHOLD})
+
+
+def _at_point(rows: pd.DataFrame, point: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows.epoch == rows.trial_id.map(point.epoch)]
+
+
+def trial_values(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial at its common point: its configuration, `epoch`, `met_threshold`,
+    both gaps, and one column per measure (`measure_name`). 𝒱-information of layer 0 (the
+    input, measured once per run) is taken wherever it was measured; every other value at the
+    common point itself, so a value not measured there is NaN."""
+    point = common_point(frame)
+    config = frame.groupby(TRIAL_ID)[axis_columns(frame)].first()
+    out = config.join(point)
+    whole = _at_point(frame[frame.layer.isna() & frame.metric.isin([LOSS, ACCURACY])], point)
+    split = whole.pivot_table(index=TRIAL_ID, columns=["metric", "split"], values="value")
+    out[GAP] = split[(LOSS, "test")] - split[(LOSS, "train")]
+    out[ACCURACY_GAP] = split[(ACCURACY, "train")] - split[(ACCURACY, "test")]
+    columns = {}
+    nc = _at_point(frame[frame.metric.isin(NC_MEASURES)], point)
+    vinfo = frame[frame.metric.isin(VINFO_MEASURES) & frame.budget.isna()]
+    vinfo = pd.concat([_at_point(vinfo[vinfo.layer != 0], point), vinfo[vinfo.layer == 0]])
+    for (metric, layer, split_), rows in pd.concat([nc, vinfo]).groupby(
+        ["metric", "layer", "split"]
+    ):
+        columns[measure_name(metric, int(layer), split_)] = rows.groupby(TRIAL_ID).value.last()
+    # the compression gap of the thesis' fig. 3.3, test − train tr(Σ_W Σ_B⁺), per layer
+    trace = nc[nc.metric == NC.TRACE].pivot_table(
+        index=[TRIAL_ID, "layer"], columns="split", values="value"
+    )
+    if {"train", "test"} <= set(trace.columns):
+        for layer, rows in (trace["test"] - trace["train"]).dropna().groupby(level="layer"):
+            columns[measure_name(COMPRESSION_GAP, int(layer))] = rows.droplevel("layer")
+    baselines = _at_point(frame[frame.metric.isin(list(Baseline))], point)
+    for metric, rows in baselines.groupby("metric"):
+        columns[measure_name(metric)] = rows.set_index(TRIAL_ID).value
+    return out.join(pd.DataFrame(columns)).dropna(axis=1, how="all")
+
+
+def grid_axes(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
+    """The configuration columns (`config`) that take two or more values, the seed left out."""
+    return [c for c in config if c != SEED and trials[c].astype(str).nunique() > 1]
+
+
+def measures(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
+    """The measure columns of `trial_values`' table (configuration columns `config`)."""
+    fixed = {*config, EPOCH, MET_THRESHOLD, GAP, ACCURACY_GAP, SEEDS}
+    return [c for c in trials.columns if c not in fixed]
+
+
+def configurations(trials: pd.DataFrame, axes: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
+    """Seeds averaged: one row per configuration (the axes as columns) with the gaps and the
+    measures `names`, `seeds` the count, `met_threshold` True when every seed met it."""
+    keyed = trials.astype({a: str for a in axes}) if axes else trials.assign(_all="")
+    keys = list(axes) or ["_all"]
+    numeric = [GAP, ACCURACY_GAP, *names]
+    grouped = keyed.groupby(keys, sort=True)
+    out = grouped[numeric].mean()
+    out[MET_THRESHOLD] = grouped[MET_THRESHOLD].all()
+    out[SEEDS] = grouped.size()
+    return out.reset_index().drop(columns=["_all"], errors="ignore")
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def kendall_tau(mu: np.ndarray, g: np.ndarray) -> float:
+    """1/(N(N−1)) Σ_{i≠j} sgn(μ_i − μ_j) sgn(g_i − g_j); ties count 0; NaN below 2 points."""
+    mu, g = np.asarray(mu, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    keep = np.isfinite(mu) & np.isfinite(g)
+    mu, g = mu[keep], g[keep]
+    n = len(mu)
+    if n < 2:
+        return math.nan
+    # argsort-free O(N²) in blocks: a grid of a few thousand configurations stays in memory
+    total, block = 0.0, max(1, 2**22 // n)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        total += float(
+            (np.sign(mu[start:stop, None] - mu) * np.sign(g[start:stop, None] - g)).sum()
+        )
+    return total / (n * (n - 1))
+
+
+@dataclass(frozen=True)
+class AxisPairs:
+    """For each axis a: the unordered pairs of configurations that differ in a only (equal on
+    every other axis), each with its group (one setting of the other axes)."""
+
+    pairs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    @classmethod
+    def of(cls, conf: pd.DataFrame, axes: Sequence[str]) -> AxisPairs:
+        out = {}
+        for axis in axes:
+            others = [a for a in axes if a != axis]
+            group = conf.groupby(others, sort=False).ngroup().to_numpy() if others else None
+            group = np.zeros(len(conf), dtype=np.int64) if group is None else group
+            order = np.argsort(group, kind="stable")
+            sizes = np.bincount(group)
+            first, second = [], []
+            for start, size in zip(np.cumsum(sizes) - sizes, sizes, strict=True):
+                i, j = np.triu_indices(size, 1)
+                first.append(order[start + i])
+                second.append(order[start + j])
+            p, q = np.concatenate(first), np.concatenate(second)
+            out[axis] = (p, q, group[p])
+        return cls(out)
+
+
+def granulated_tau(mu: np.ndarray, g: np.ndarray, pairs: AxisPairs) -> dict[str, float]:
+    """ψ_a for each axis a: τ over the configurations that vary only a, averaged over every
+    setting of the other axes (settings with fewer than two measured configurations skipped)."""
+    finite = np.isfinite(mu) & np.isfinite(g)
+    out = {}
+    for axis, (p, q, group) in pairs.pairs.items():
+        both = finite[p] & finite[q]
+        product = np.where(both, np.sign(mu[p] - mu[q]) * np.sign(g[p] - g[q]), 0.0)
+        groups = group.max() + 1 if len(group) else 0
+        total = np.bincount(group, product, groups)
+        count = np.bincount(group, both.astype(np.float64), groups)  # pairs of measured ones
+        taus = total[count > 0] / count[count > 0]
+        out[axis] = float(taus.mean()) if len(taus) else math.nan
+    return out
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=-1)
+
+
+def complete_grid(conf: pd.DataFrame, axes: Sequence[str]) -> str:
+    """Why the CMI score cannot be computed on `conf` ('' when it can): it needs ≥ 3 axes (with
+    two, conditioning on a pair fixes both networks) and every combination of their values."""
+    if len(axes) < 3:
+        return f"CMI needs ≥ 3 swept axes, the sweep has {len(axes)}"
+    size = math.prod(conf[a].nunique() for a in axes)
+    if len(conf) != size:
+        return f"CMI needs a complete grid: {len(conf)} of {size} configurations measured"
+    return ""
+
+
+@dataclass(frozen=True)
+class PairCodes:
+    """The ordered pairs (θ, θ′), θ ≠ θ′, of a configuration table, with each axis pair's cell
+    of U_S (both networks' values of the two axes) as one integer: shared by every measure."""
+
+    first: np.ndarray
+    second: np.ndarray
+    cells: dict[tuple[str, str], np.ndarray]
+
+    @classmethod
+    def of(cls, conf: pd.DataFrame, axes: Sequence[str]) -> PairCodes:
+        n = len(conf)
+        first, second = np.nonzero(~np.eye(n, dtype=bool))
+        codes = {a: pd.factorize(conf[a])[0] for a in axes}
+        cells = {}
+        for a, b in itertools.combinations(axes, 2):
+            ka, kb = codes[a].max() + 1, codes[b].max() + 1
+            value = codes[a] * kb + codes[b]  # the pair's values in one network, < ka·kb
+            cells[(a, b)] = value[first] * (ka * kb) + value[second]
+        return cls(first, second, cells)
+
+
+def cmi_score(mu: np.ndarray, g: np.ndarray, pairs: PairCodes) -> float:
+    """min over axis pairs S of mean_cells I(V_μ; V_g) / mean_cells H(V_g), × 100 (PGDL)."""
+    v_mu = (mu[pairs.first] > mu[pairs.second]).astype(np.int64)
+    v_g = (g[pairs.first] > g[pairs.second]).astype(np.int64)
+    joint = 2 * v_g + v_mu
+    scores = []
+    for cell in pairs.cells.values():
+        counts = np.bincount(cell * 4 + joint, minlength=4 * (cell.max() + 1)).reshape(-1, 2, 2)
+        counts = counts[counts.sum(axis=(1, 2)) > 0].astype(np.float64)
+        p = counts / counts.sum(axis=(1, 2), keepdims=True)
+        h_g, h_mu = _entropy(p.sum(axis=2)), _entropy(p.sum(axis=1))
+        mutual = h_g + h_mu - _entropy(p.reshape(len(p), 4))
+        denominator = h_g.mean()
+        scores.append(mutual.mean() / denominator if denominator > 0 else math.nan)
+    finite = [s for s in scores if not math.isnan(s)]
+    return 100 * min(finite) if finite else math.nan
+
+
+def hoeffding_weight(delta: np.ndarray, n: int) -> np.ndarray:
+    """max(0, 1 − 2 exp(−2 n (Δ/2)²))²: the chance that two gaps estimated on n test points
+    each differ by more than noise (Dziugaite et al. 2020)."""
+    return np.maximum(0.0, 1 - 2 * np.exp(-2 * n * (np.asarray(delta) / 2) ** 2)) ** 2
+
+
+@dataclass(frozen=True)
+class Environments:
+    """Every ordered pair of configurations differing in exactly one axis, with their seed
+    pairs: row k of `a`/`b` is one seed pair, of environment `env[k]`; its weight (w − ½)₊."""
+
+    a: np.ndarray
+    b: np.ndarray
+    env: np.ndarray
+    weight: np.ndarray
+    count: int
+
+    @classmethod
+    def of(
+        cls, trials: pd.DataFrame, axes: Sequence[str], error_gap: np.ndarray, test_points: int
+    ) -> Environments:
+        codes = np.stack([pd.factorize(trials[a].astype(str))[0] for a in axes], axis=1)
+        config = pd.factorize(pd.Series(map(tuple, codes)))[0]
+        members = [np.flatnonzero(config == k) for k in range(config.max() + 1)]
+        keys = codes[[m[0] for m in members]]
+        a_rows, b_rows, env_rows, env = [], [], [], 0
+        for i in range(len(axes)):
+            others = np.delete(keys, i, axis=1)
+            # configurations equal on every other axis: one group per setting of the others
+            group = pd.factorize(pd.Series(map(tuple, others)))[0] if others.shape[1] else 0
+            for _, same in pd.Series(range(len(keys))).groupby(np.broadcast_to(group, len(keys))):
+                for p, q in itertools.permutations(same.to_numpy(), 2):
+                    grid = np.array(list(itertools.product(members[p], members[q])))
+                    a_rows.append(grid[:, 0])
+                    b_rows.append(grid[:, 1])
+                    env_rows.append(np.full(len(grid), env))
+                    env += 1
+        if not env:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, empty, np.zeros(0), 0)
+        a, b = np.concatenate(a_rows), np.concatenate(b_rows)
+        w = hoeffding_weight(np.abs(error_gap[a] - error_gap[b]), test_points)
+        return cls(a, b, np.concatenate(env_rows), np.where(w > 0.5, w - 0.5, 0.0), env)
+
+    def within_noise(self) -> int:
+        """Environments whose every seed pair has weight 0: gap differences inside the noise."""
+        return int((np.bincount(self.env, self.weight, self.count) == 0).sum())
+
+    def sign_errors(self, mu: np.ndarray, g: np.ndarray, min_ess: float) -> np.ndarray:
+        """Each environment's weighted sign-error, for those whose effective sample size
+        (Σw)²/Σw² reaches min_ess."""
+        measured = np.isfinite(mu[self.a]) & np.isfinite(mu[self.b])  # a failed value: no vote
+        error = (1 - np.sign(mu[self.a] - mu[self.b]) * np.sign(g[self.a] - g[self.b])) / 2
+        weight = np.where(measured, self.weight, 0.0)
+        total = np.bincount(self.env, weight, self.count)
+        squares = np.bincount(self.env, weight**2, self.count)
+        loss = np.bincount(self.env, weight * np.where(measured, error, 0.0), self.count)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ess = np.where(squares > 0, total**2 / squares, 0.0)
+            kept = (ess >= min_ess) | np.isclose(ess, min_ess)
+            return (loss / total)[kept & (total > 0)]
+
+
+def bootstrap_tau(
+    trials: pd.DataFrame, axes: Sequence[str], measure: str, gap: str, resamples: int, seed: int
+) -> tuple[float, float]:
+    """A 95 % interval of τ: each configuration's seeds resampled with replacement, then
+    averaged again (percentiles 2.5 and 97.5 of `resamples` draws)."""
+    rng = np.random.default_rng(seed)
+    config = trials.groupby(list(axes), sort=True).ngroup().to_numpy()
+    order = np.argsort(config, kind="stable")
+    values = trials[[measure, gap]].to_numpy(np.float64)[order]
+    sizes = np.bincount(config)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    slots = np.arange(sizes.max())
+    used = slots < sizes[:, None]  # (configurations, most seeds)
+    taus = []
+    for _ in range(resamples):
+        draw = starts[:, None] + (rng.random(used.shape) * sizes[:, None]).astype(np.int64)
+        means = (values[np.where(used, draw, 0)] * used[..., None]).sum(1) / sizes[:, None]
+        taus.append(kendall_tau(means[:, 0], means[:, 1]))
+    low, high = np.nanpercentile(taus, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# ------------------------------------------------------------------------------- the ranking
+
+# The columns of `rank_measures`, besides one `psi_<axis>` per swept axis.
+RANKING = [
+    "measure", "tau", "tau_low", "tau_high", "Psi", "cmi", "robust_worst", "robust_mean",
+    "robust_p90", "environments", "configurations", "gaps",
+]  # fmt: skip
+
+
+def rank_measures(
+    frame: pd.DataFrame,
+    gap: str = GAP,
+    *,
+    min_ess: float = MIN_ESS,
+    test_points: int = TEST_POINTS,
+    resamples: int = BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Every measure of a sweep's tidy frame ranked by how it tracks `gap` (GAP or
+    ACCURACY_GAP) across the sweep's configurations: one row per measure (RANKING, with
+    `psi_<axis>` per swept axis), sorted by |Ψ| (by |τ| where Ψ is undefined).
+
+    The robust sign-error's Hoeffding weights always use the error gap (train − test
+    accuracy, a difference of two rates estimated on `test_points` samples)."""
+    return rank_trials(
+        trial_values(frame), axis_columns(frame), gap, min_ess=min_ess,
+        test_points=test_points, resamples=resamples, seed=seed,
+    )  # fmt: skip
+
+
+def rank_trials(
+    trials: pd.DataFrame,
+    config: Sequence[str],
+    gap: str = GAP,
+    *,
+    min_ess: float = MIN_ESS,
+    test_points: int = TEST_POINTS,
+    resamples: int = BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """`rank_measures` of a table of `trial_values` whose configuration columns are `config`
+    (what a page generated from committed values reads)."""
+    if gap not in (GAP, ACCURACY_GAP):
+        raise ValueError(f"gap must be {GAP!r} or {ACCURACY_GAP!r}, got {gap!r}")
+    axes = grid_axes(trials, config)
+    names = measures(trials, config)
+    conf = configurations(trials, axes, names)
+    fewest = int(conf[SEEDS].min()) if len(conf) else 0
+    shared: list[str] = []
+    if len(conf) < 2:
+        shared.append(f"τ needs ≥ 2 configurations, the sweep has {len(conf)}")
+    if not axes:
+        shared.append("ψ, Ψ and the robust score need a swept axis")
+    no_cmi = complete_grid(conf, axes)
+    shared += [no_cmi] if no_cmi else []
+    if fewest < MIN_SEEDS:
+        shared.append(f"τ's interval needs ≥ {MIN_SEEDS} seeds per configuration (fewest {fewest})")
+    pairs = None if no_cmi else PairCodes.of(conf, axes)
+    axis_pairs = AxisPairs.of(conf, axes)
+    error_gap = trials[ACCURACY_GAP].to_numpy(dtype=np.float64)
+    envs = Environments.of(trials, axes, error_gap, test_points) if axes else None
+    g_conf, g_trials = conf[gap].to_numpy(np.float64), trials[gap].to_numpy(np.float64)
+    rows = []
+    for name in names:
+        mu = conf[name].to_numpy(np.float64)
+        row: dict = {"measure": name, "configurations": int(np.isfinite(mu).sum())}
+        row["tau"] = kendall_tau(mu, g_conf)
+        psi = granulated_tau(mu, g_conf, axis_pairs)
+        row |= {f"psi_{axis}": value for axis, value in psi.items()}
+        finite = [v for v in psi.values() if not math.isnan(v)]
+        row["Psi"] = float(np.mean(finite)) if finite else math.nan
+        gaps = list(shared)
+        complete = bool(np.isfinite(mu).all() and np.isfinite(g_conf).all())
+        if pairs is not None and complete:
+            row["cmi"] = cmi_score(mu, g_conf, pairs)
+        else:
+            row["cmi"] = math.nan
+            if pairs is not None:
+                gaps.append("CMI needs the measure and the gap in every configuration")
+        errors = np.zeros(0)
+        if envs is not None:
+            errors = envs.sign_errors(trials[name].to_numpy(np.float64), g_trials, min_ess)
+            if not len(errors):
+                most = int(trials.groupby(axes).size().max() ** 2)
+                silent = envs.within_noise()
+                gaps.append(
+                    f"no environment reaches an effective sample size of {min_ess:g} (at most "
+                    f"{most} seed pairs per environment, and in {silent} of {envs.count} every "
+                    f"pair's error gaps differ within the noise of {test_points} test points)"
+                )
+        row["environments"] = len(errors)
+        worst, mean, p90 = (
+            (errors.max(), errors.mean(), np.percentile(errors, 90)) if len(errors)
+            else (math.nan,) * 3
+        )  # fmt: skip
+        row |= {"robust_worst": worst, "robust_mean": mean, "robust_p90": p90}
+        low = high = math.nan
+        if resamples and fewest >= MIN_SEEDS and len(conf) >= 2:
+            low, high = bootstrap_tau(trials, axes, name, gap, resamples, seed)
+        row |= {"tau_low": low, "tau_high": high, "gaps": "; ".join(gaps)}
+        rows.append(row)
+    psi_columns = [f"psi_{axis}" for axis in axes]
+    out = pd.DataFrame(rows, columns=[*RANKING[:5], *psi_columns, *RANKING[5:]])
+    order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1)
+    return out.iloc[np.argsort(-order.to_numpy(), kind="stable")].reset_index(drop=True)

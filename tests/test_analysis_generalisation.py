@@ -1,0 +1,194 @@
+"""The generalisation-measure statistics against independent references and hand-built grids."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau
+
+from raycompress.analysis import generalisation as gen
+from raycompress.analysis.generalisation import ACCURACY_GAP, GAP
+from tests.synthetic import tidy_from_wide
+
+
+def _grid(levels: dict[str, list], seeds: int = 1) -> pd.DataFrame:
+    rows = [
+        dict(zip([*levels, "seed"], values, strict=True))
+        for values in itertools.product(*levels.values(), range(seeds))
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_tau_is_kendalls_tau_on_untied_data_and_counts_ties_as_zero() -> None:
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 300):
+        mu, g = rng.normal(size=n), rng.normal(size=n)
+        assert gen.kendall_tau(mu, g) == pytest.approx(kendalltau(mu, g).statistic, abs=1e-12)
+    # pairs of (1, 1, 2) × (1, 2, 3): (1,2) tied in μ; (1,3) and (2,3) concordant: 2·2 / 6
+    assert gen.kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(4 / 6)
+    assert math.isnan(gen.kendall_tau([1.0], [2.0]))
+
+
+def test_granulated_tau_on_a_grid_with_a_known_answer() -> None:
+    """g = a + 10 b; μ = a − 10 b: with only a varying μ follows g (ψ_a = 1), with only b
+    varying it runs against it (ψ_b = −1), so Ψ = 0 while τ over the grid is carried by b."""
+    conf = _grid({"a": [0, 1, 2], "b": [0, 1]})
+    conf[GAP] = conf.a + 10 * conf.b
+    conf["mu"] = conf.a - 10 * conf.b
+    pairs = gen.AxisPairs.of(conf, ["a", "b"])
+    psi = gen.granulated_tau(conf.mu.to_numpy(float), conf[GAP].to_numpy(float), pairs)
+    assert psi == {"a": pytest.approx(1.0), "b": pytest.approx(-1.0)}
+    # 15 pairs: 6 with equal b (concordant), 9 with different b (discordant)
+    assert gen.kendall_tau(conf.mu, conf[GAP]) == pytest.approx((6 - 9) / 15)
+
+
+def _cmi(conf: pd.DataFrame, measure: str, axes: list[str]) -> float:
+    pairs = gen.PairCodes.of(conf, axes)
+    return gen.cmi_score(conf[measure].to_numpy(), conf[GAP].to_numpy(), pairs)
+
+
+def test_the_conditional_mutual_information_score_on_constructed_cases() -> None:
+    rng = np.random.default_rng(1)
+    axes = ["a", "b", "c"]
+    conf = _grid({"a": [0, 1, 2], "b": [0, 1, 2], "c": [0, 1, 2, 3]})
+    conf[GAP] = conf.a + rng.normal(0, 0.3, len(conf))
+    conf["itself"] = conf[GAP]
+    conf["through_a"] = conf.a.astype(float)  # tracks g only through a
+    assert _cmi(conf, "itself", axes) == pytest.approx(100.0)
+    wide = _grid({"a": [0, 1, 2], "b": [0, 1, 2], "c": list(range(12))})
+    wide[GAP], wide["noise"] = rng.normal(size=(2, len(wide)))
+    assert _cmi(wide, "noise", axes) < 2  # ≈ 0 but for the plug-in estimate's small bias
+    assert gen.kendall_tau(conf.through_a, conf[GAP]) > 0.5  # so τ alone is fooled
+    assert _cmi(conf, "through_a", axes) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_cmi_score_needs_three_axes_and_a_complete_grid() -> None:
+    conf = _grid({"a": [0, 1], "b": [0, 1], "c": [0, 1]})
+    assert gen.complete_grid(conf, ["a", "b", "c"]) == ""
+    assert "≥ 3 swept axes" in gen.complete_grid(conf, ["a", "b"])
+    assert "7 of 8 configurations" in gen.complete_grid(conf.iloc[1:], ["a", "b", "c"])
+
+
+def test_hoeffding_weights_and_a_weighted_sign_error_by_hand() -> None:
+    n = 1000
+    delta = 0.1  # w = (1 − 2 exp(−2 · 1000 · 0.05²))² = (1 − 2 e^−5)²
+    assert gen.hoeffding_weight(np.array([delta]), n)[0] == pytest.approx(
+        (1 - 2 * math.exp(-5)) ** 2
+    )
+    assert gen.hoeffding_weight(np.array([0.0]), n)[0] == 0.0
+    # two configurations differing in a, two seeds each; error gaps 0 / 0.1 (seeds of x) and
+    # 0.3 / 0.3 (y): seed pairs (x0,y0) Δe 0.3, (x0,y1) 0.3, (x1,y0) 0.2, (x1,y1) 0.2
+    trials = pd.DataFrame({"a": ["x", "x", "y", "y"], "seed": [0, 1, 0, 1]})
+    error = np.array([0.0, 0.1, 0.3, 0.3])
+    envs = gen.Environments.of(trials, ["a"], error, n)
+    assert envs.count == 2  # (x, y) and (y, x)
+    w = gen.hoeffding_weight(np.array([0.3, 0.3, 0.2, 0.2]), n) - 0.5
+    # μ agrees with g on the seed pairs with x0 and disagrees on those with x1
+    mu = np.array([0.0, 1.0, 0.5, 0.5])
+    g = error
+    expected = (w[2] + w[3]) / w.sum()
+    errors = envs.sign_errors(mu, g, min_ess=0)
+    assert errors == pytest.approx([expected, expected])
+    ess = w.sum() ** 2 / (w**2).sum()
+    assert len(envs.sign_errors(mu, g, min_ess=ess + 0.01)) == 0
+    assert len(envs.sign_errors(mu, g, min_ess=ess)) == 2
+    assert envs.within_noise() == 0
+    close = gen.Environments.of(trials, ["a"], np.array([0.0, 0.0, 0.001, 0.0]), n)
+    assert close.within_noise() == 2  # 0.001 apart on 1 000 test points: noise
+
+
+def _wide(levels: dict[str, list], seeds: int, rng: np.random.Generator) -> pd.DataFrame:
+    wide = _grid(levels, seeds)
+    wide[GAP] = wide.lr * 2 + wide.width * 0.01 + rng.normal(0, 0.01, len(wide))
+    wide[ACCURACY_GAP] = wide[GAP]
+    wide["nc_trace/l2/train"] = wide[GAP] * 3 + 1
+    wide["v_min/l1/test"] = -wide[GAP]
+    wide["gm_path_norm"] = rng.normal(size=len(wide))
+    return wide
+
+
+def test_rank_measures_reads_the_common_point_and_ranks_every_measure() -> None:
+    rng = np.random.default_rng(2)
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
+    frame = tidy_from_wide(_wide(levels, 4, rng), list(levels))
+    ranking = gen.rank_measures(frame, resamples=50)
+    assert list(ranking.measure[:2]) == ["nc_trace/l2/train", "v_min/l1/test"]
+    first = ranking.set_index("measure").loc["nc_trace/l2/train"]
+    assert first.tau == pytest.approx(1.0) and first.Psi == pytest.approx(1.0)
+    assert first.cmi == pytest.approx(100.0) and first.robust_worst == pytest.approx(0.0)
+    assert first.tau_low == pytest.approx(1.0) and first.configurations == 12
+    minimality = ranking.set_index("measure").loc["v_min/l1/test"]
+    assert minimality.tau == pytest.approx(-1.0) and minimality.robust_mean == pytest.approx(1.0)
+    assert {f"psi_{a}" for a in levels} <= set(ranking.columns)
+    assert (ranking.gaps == "").all()  # a complete grid with 4 seeds: nothing is missing
+
+
+def test_a_sweep_too_small_for_a_statistic_gets_a_stated_gap_not_a_crash() -> None:
+    rng = np.random.default_rng(3)
+    levels = {"lr": [0.01, 0.1], "width": [8]}
+    frame = tidy_from_wide(_wide(levels, 2, rng), list(levels))
+    ranking = gen.rank_measures(frame)
+    row = ranking.iloc[0]
+    assert math.isnan(row.cmi) and math.isnan(row.tau_low) and math.isnan(row.robust_worst)
+    assert "CMI needs ≥ 3 swept axes, the sweep has 1" in row.gaps
+    assert "≥ 3 seeds per configuration (fewest 2)" in row.gaps
+    assert "effective sample size of 12 (at most 4 seed pairs per environment, and in " in row.gaps
+    single = tidy_from_wide(_wide({"lr": [0.1], "width": [8]}, 1, rng), ["lr", "width"])
+    alone = gen.rank_measures(single)
+    assert alone.tau.isna().all() and alone.gaps.str.contains("≥ 2 configurations").all()
+    with pytest.raises(ValueError, match="gap must be 'gap' or 'accuracy_gap'"):
+        gen.rank_measures(frame, gap="loss")
+
+
+def test_a_run_that_never_met_the_threshold_is_marked_and_taken_at_its_last_epoch() -> None:
+    rng = np.random.default_rng(4)
+    frame = tidy_from_wide(_wide({"lr": [0.01, 0.1], "width": [8]}, 1, rng), ["lr", "width"])
+    capped = (frame.trial_id == "t0") & (frame.metric == "train_step_loss") & (frame.epoch == 3)
+    frame.loc[capped, "note"] = "max_epochs"
+    values = gen.trial_values(frame)
+    assert values.loc["t0", "met_threshold"] == False  # noqa: E712 (a numpy bool)
+    assert values.loc["t1", "met_threshold"] == True  # noqa: E712
+    assert (values.epoch == 3).all()
+    assert values.loc["t0", "nc_trace/l2/train"] < 100  # epoch 3's value, not epoch 2's
+
+
+def test_the_page_is_generated_from_a_committed_trial_table(tmp_path) -> None:
+    from raycompress.analysis import generalisation_page as page_of
+
+    rng = np.random.default_rng(5)
+    levels = {"lr": [0.01, 0.1], "width": [8, 16], "batch_size": [100, 400]}
+    frame = tidy_from_wide(_wide(levels, 2, rng), list(levels))
+    gen.trial_values(frame).to_csv(tmp_path / "trials.csv")
+    trials, config = page_of.read_trials(tmp_path / "trials.csv")
+    assert config == [*levels, "seed"]
+    expected = gen.rank_measures(frame)
+    pd.testing.assert_frame_equal(gen.rank_trials(trials, config), expected)
+    markers = [page_of.HEADLINE, page_of.BEST, page_of.ACCURACY, page_of.GAPS]
+    page = "".join(f"{m}\nold\n{m}\n" for m in markers)
+    written = page_of.with_tables(page, trials, config)
+    assert "old" not in written and "| nc_trace/l2/train |" in written
+    assert "| gm_path_norm |" in written and "effective sample size of 12" in written
+
+
+def test_a_run_without_a_gap_at_its_common_point_leaves_gaps_not_a_crash() -> None:
+    rng = np.random.default_rng(6)
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
+    frame = tidy_from_wide(_wide(levels, 1, rng), list(levels))
+    diverged = (frame.trial_id == "t0") & (frame.epoch == 3) & (frame.metric != "train_step_loss")
+    ranking = gen.rank_measures(frame[~diverged]).set_index("measure")
+    assert math.isnan(ranking.loc["nc_trace/l2/train", "cmi"])
+    assert "CMI needs the measure and the gap in every configuration" in ranking.gaps.iloc[0]
+    assert ranking.loc["nc_trace/l2/train", "tau"] == pytest.approx(1.0)  # the other 11
+
+
+def test_the_compression_gap_is_test_minus_train_trace_at_the_common_point() -> None:
+    rng = np.random.default_rng(7)
+    wide = _wide({"lr": [0.01, 0.1], "width": [8]}, 1, rng)
+    wide["nc_trace/l2/test"] = wide["nc_trace/l2/train"] + wide[GAP] * 10
+    values = gen.trial_values(tidy_from_wide(wide, ["lr", "width"]))
+    expected = (wide["nc_trace/l2/test"] - wide["nc_trace/l2/train"]).to_numpy()
+    np.testing.assert_allclose(values["compression_gap/l2"].to_numpy(), expected)
