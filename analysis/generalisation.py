@@ -34,6 +34,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -347,25 +348,11 @@ RANKING = [
 ]  # fmt: skip
 
 
-def rank_measures(
-    frame: pd.DataFrame,
-    gap: str = GAP,
-    *,
-    min_ess: float = MIN_ESS,
-    test_points: int = TEST_POINTS,
-    resamples: int = BOOTSTRAP,
-    seed: int = 0,
-) -> pd.DataFrame:
+def rank_measures(frame: pd.DataFrame, gap: str = GAP, **options: Any) -> pd.DataFrame:
     """Every measure of a sweep's tidy frame ranked by how it tracks `gap` (GAP or
-    ACCURACY_GAP) across the sweep's configurations: one row per measure (RANKING, with
-    `psi_<axis>` per swept axis), sorted by |Ψ| (by |τ| where Ψ is undefined).
-
-    The robust sign-error's Hoeffding weights always use the error gap (train − test
-    accuracy, a difference of two rates estimated on `test_points` samples)."""
-    return rank_trials(
-        trial_values(frame), axis_columns(frame), gap, min_ess=min_ess,
-        test_points=test_points, resamples=resamples, seed=seed,
-    )  # fmt: skip
+    ACCURACY_GAP) across the sweep's configurations: `rank_trials` of its `trial_values`
+    (`options`: min_ess, test_points, resamples, seed)."""
+    return rank_trials(trial_values(frame), axis_columns(frame), gap, **options)
 
 
 def rank_trials(
@@ -378,8 +365,12 @@ def rank_trials(
     resamples: int = BOOTSTRAP,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """`rank_measures` of a table of `trial_values` whose configuration columns are `config`
-    (what a page generated from committed values reads)."""
+    """Every measure of a table of `trial_values` (configuration columns `config`) ranked by
+    how it tracks `gap`: one row per measure (RANKING, with `psi_<axis>` per swept axis),
+    sorted by |Ψ| (by |τ| where Ψ is undefined). The robust sign-error keeps environments of
+    effective sample size ≥ `min_ess`; its Hoeffding weights always use the error gap (train
+    − test accuracy, a difference of two rates estimated on `test_points` samples). τ's
+    interval: `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`."""
     if gap not in (GAP, ACCURACY_GAP):
         raise ValueError(f"gap must be {GAP!r} or {ACCURACY_GAP!r}, got {gap!r}")
     axes = grid_axes(trials, config)

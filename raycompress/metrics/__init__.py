@@ -13,6 +13,10 @@ Information-theoretic — 𝒱-information:
     decoders    K fresh decoders trained at once on cached features, each stopping on its own,
                 scored at every budget along the way
     affine      the affine decoder's optimum (the last hidden layer): a convex problem
+
+Against them — the generalisation-measure literature's baselines:
+    baselines   weight norms, distance from initialisation, spectral product, path norm,
+                margin and PAC-Bayes flatness of a trained network
 """
 
 from raycompress.metrics.accumulate import ClassSums, WithinClassPass, WithinScatter
