@@ -297,17 +297,19 @@ BEST_RANKED = 3  # measures drawn against the gap
 GENERALISATION = "generalisation"  # that figure's name (and the report's ranking table's)
 
 
-def generalisation_measures(frame: pd.DataFrame) -> Figure:
-    """The best-ranked measures (by |Ψ|, `generalisation.rank_measures`) against the
-    generalisation gap at the common point, one point per configuration (seeds averaged), one
-    column per swept axis, coloured by that axis' value."""
+def generalisation_measures(frame: pd.DataFrame, ranking: pd.DataFrame | None = None) -> Figure:
+    """The best-ranked measures (by |Ψ|, `generalisation.rank_measures`, or `ranking` where it
+    is already at hand) against the generalisation gap at the common point, one point per
+    configuration (seeds averaged), one column per swept axis, coloured by that axis' value."""
     trials = generalisation.trial_values(frame)
     config = axis_columns(frame)
     axes = generalisation.grid_axes(trials, config)
     if not axes:
         raise NothingToPlot("one configuration: nothing to rank across")
     names = generalisation.measures(trials, config)
-    ranked = generalisation.rank_measures(frame, resamples=0).measure[:BEST_RANKED]
+    if ranking is None:
+        ranking = generalisation.rank_trials(trials, config, resamples=0)
+    ranked = ranking.measure[:BEST_RANKED]
     conf = generalisation.configurations(trials, axes, names)
     rows = []
     for measure, axis in itertools.product(ranked, axes):

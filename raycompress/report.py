@@ -43,9 +43,9 @@ TABLES = {
 
 def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     equi = tables.equi_separation(frame)
-    trials = generalisation.trial_values(frame)
-    swept = generalisation.grid_axes(trials, axis_columns(frame))
-    ranking = {GENERALISATION: generalisation.rank_measures(frame)} if swept else {}
+    trials, config = generalisation.trial_values(frame), axis_columns(frame)
+    swept = generalisation.grid_axes(trials, config)
+    ranking = {GENERALISATION: generalisation.rank_trials(trials, config)} if swept else {}
     return {
         "final_metrics": tables.final_metrics(frame),
         "equi_separation": equi,
@@ -94,7 +94,7 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
         drawn, missing = draw(frame, out)
         derived = derived_tables(frame)
         if GENERALISATION in derived:  # a sweep with two or more configurations
-            figure = figures.generalisation_measures(frame)
+            figure = figures.generalisation_measures(frame, derived[GENERALISATION])
             figure.save(out)
             figure.close()
             drawn[GENERALISATION] = figure.caption
