@@ -9,11 +9,14 @@ minimality, `measure_vinfo`, one thread pair: this CPU's 2 threads). Variants:
 
     thesis          the thesis' recipe as the product runs it (AdamW 2e-3 constant, batch 400,
                     ≤ 50 epochs with its loss-threshold and plateau stops)
-    const_2e-3 …    constant lr, no early stop, scored at 5, 10, 20, 30, 40, 50 epochs: bits
-                    against decoder epochs
+    const_2e-3 …    constant lr (2e-3 to 2e-2: a range test), no early stop, scored at 5, 10,
+                    20, 30, 40, 50 epochs: bits against decoder epochs
     cosine_1e-2     a 5 % linear warm-up, then a cosine decay (to 0 one epoch after the 50th)
-    batch100        lr 2e-3 at batch 100
-    converged …     the converged protocol, fresh: certified or capped at 200 epochs
+    batch100        lr 2e-3 at batch 100 (encoding and scoring in batches of 100 too)
+    train100 …      only the decoders' training batch smaller: 100 (lr 2e-3 or 5e-3) or 50;
+                    encoded and scored in the network's batches of 400
+    converged …     the converged protocol, fresh: certified or capped at 200 epochs (lr 2e-3,
+                    5e-3 or 1e-2; training batch 400, 100 or 50)
     warm …          the converged protocol continuing, on this encoder, the decoders that the
                     previous epoch's encoder trained for 50 epochs (certify from 2 epochs, cap 64)
 
@@ -52,10 +55,17 @@ VARIANTS: dict[str, DecoderConfig] = {
     "const_2e-3": DecoderConfig(**NO_STOP),
     "const_5e-3": DecoderConfig(lr=5e-3, **NO_STOP),
     "const_1e-2": DecoderConfig(lr=1e-2, **NO_STOP),
+    "const_2e-2": DecoderConfig(lr=2e-2, **NO_STOP),
     "cosine_1e-2": DecoderConfig(lr=1e-2, lr_schedule="cosine", **NO_STOP),
     "batch100": DecoderConfig(batch_size=100, **NO_STOP),
+    "train100": DecoderConfig(train_batch_size=100, **NO_STOP),
+    "train100_5e-3": DecoderConfig(lr=5e-3, train_batch_size=100, **NO_STOP),
+    "train50": DecoderConfig(train_batch_size=50, **NO_STOP),
     "converged": DecoderConfig(protocol="converged", max_epochs=200),
     "converged_5e-3": DecoderConfig(lr=5e-3, protocol="converged", max_epochs=200),
+    "converged_1e-2": DecoderConfig(lr=1e-2, protocol="converged", max_epochs=200),
+    "converged_t100": DecoderConfig(train_batch_size=100, protocol="converged", max_epochs=200),
+    "converged_t50": DecoderConfig(train_batch_size=50, protocol="converged", max_epochs=200),
 }
 PREVIOUS = DecoderConfig(protocol="converged", max_epochs=50)  # 25 → 50: ≈ the thesis' 50
 WARMS = {  # the warm variants: their continuing decoders

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from raycompress import plan  # noqa: E402
 from raycompress.schema import HEADLINE  # noqa: E402
 from raycompress.training import Run  # noqa: E402
 from raycompress.trial import Trial  # noqa: E402
@@ -40,6 +41,9 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=50, help="the run's epoch cap")
     p.add_argument("--layers", help="e.g. 1,2,3 (vinfo_layers; default: every layer)")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--tag", default="", help="appended to the raw file's name")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                   help="further trial settings, e.g. decoder_lr=5e-3")  # fmt: skip
     args = p.parse_args()
     settings = {
         "dataset": "fashion-mnist", "model": "mnistnet", "train_size": 10_000,
@@ -47,10 +51,11 @@ def main() -> int:
         "epochs": args.epochs, "decoder_epochs": 50,
         "vinfo_layers": [int(x) for x in args.layers.split(",")] if args.layers else None,
         **(CONVERGED if args.protocol == "converged" else {}),
+        **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)},
     }  # fmt: skip
     trial = Trial.from_config(settings)
     data, model = trial.build()
-    out = ROOT / "benchmarks" / "out" / f"vinfo_whole_run_{args.protocol}.json"
+    out = ROOT / "benchmarks" / "out" / f"vinfo_whole_run_{args.protocol}{args.tag}.json"
     measured_seconds = {"wall": 0.0, "cpu": 0.0}
 
     def timed(*call_args):  # the measurement's own seconds, wall and CPU
@@ -60,6 +65,16 @@ def main() -> int:
         measured_seconds["cpu"] += time.process_time() - cpu
         return values
 
+    layer_seconds: dict[str, float] = {}  # "l<layer>/<split>" → wall seconds, this epoch
+    measure_layer = plan.measure_layer
+
+    def timed_layer(spec, state, m, *rest):  # each (layer, split)'s own wall seconds
+        start = time.perf_counter()
+        result = measure_layer(spec, state, m, *rest)
+        layer_seconds[f"l{m.layer}/{m.split}"] = time.perf_counter() - start
+        return result
+
+    plan.measure_layer = timed_layer
     run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
     trial_measure, run.measure_vinfo = run.measure_vinfo, timed
     epochs = []
@@ -70,6 +85,9 @@ def main() -> int:
             f"{q}/l{layer}/{split}": {
                 "bits": result.value(q),
                 "certified": result.terms[q].certified if q in result.terms else None,
+                "head_epochs": [h.fit.epochs for h in result.terms[q].heads]
+                if q in result.terms
+                else None,
             }
             for (layer, split), result in record.vinfo.items()
             for q in HEADLINE
@@ -79,7 +97,9 @@ def main() -> int:
             "vinfo_wall_s": measured_seconds["wall"] - measured["wall"],
             "vinfo_cpu_s": measured_seconds["cpu"] - measured["cpu"],
             "step_loss": record.train_step_loss, "stop": record.stop_reason, "terms": terms,
+            "layer_wall_s": dict(layer_seconds),
         })  # fmt: skip
+        layer_seconds.clear()
         print(f"epoch {record.epoch}: {epochs[-1]['seconds']:.0f} s, 𝒱-information "
               f"{epochs[-1]['vinfo_wall_s']:.0f} s, {len(terms)} terms", flush=True)  # fmt: skip
         out.parent.mkdir(parents=True, exist_ok=True)

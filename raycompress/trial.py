@@ -117,6 +117,9 @@ SETTINGS: dict[str, Setting] = {
     "decoder_warm_certify_from": Setting(protocol.WARM_CERTIFY_FROM, "an integer", _integer),
     "decoder_warm_start": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "decoder_lr": Setting(None, "null or a positive number", _optional(_positive)),  # None: lr
+    "decoder_batch_size": Setting(  # the decoders' training batch; None: batch_size
+        None, "null or a positive integer", _optional(lambda v: _integer(v) and v > 0)
+    ),
     "monte_carlo": Setting(0, "an integer", _integer),
 }
 DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
@@ -194,7 +197,8 @@ class Trial:
         )  # fmt: skip
         decoder_lr = c["lr"] if c["decoder_lr"] is None else c["decoder_lr"]
         decoder = DecoderConfig(
-            lr=decoder_lr, batch_size=c["batch_size"], max_epochs=c["decoder_epochs"],
+            lr=decoder_lr, batch_size=c["batch_size"], train_batch_size=c["decoder_batch_size"],
+            max_epochs=c["decoder_epochs"],
             patience=c["decoder_patience"], weight_decay=c["weight_decay"],
             compute=how.for_decoders(),
             budgets=None if c["decoder_budgets"] is None else tuple(c["decoder_budgets"]),

@@ -143,3 +143,39 @@ def test_the_last_layer_reports_the_optimum_within_a_hundredth_of_a_bit(trained)
         assert term.curve[2] < term.curve[5] <= term.raw + 1e-9
     assert suff.curve[5] < optimum - 0.01  # 5 epochs fall short
     assert math.isfinite(suff.value)
+
+
+@pytest.fixture(scope="module")
+def nearly_separable():
+    """f₋ at full width trained 3 epochs on 1 000 demo images: its training split's
+    penultimate features separate the labels in part, so the optimum is not attained and
+    L-BFGS crawls to its cap without an optimality certificate."""
+    data = load_dataset("fashion-mnist-demo", train_size=1000, test_size=1000)
+    model = build_model(make_spec("mnistnet", data.input_shape, data.num_classes), seed=0)
+    list(run_epochs(model, data, TrainConfig(batch_size=100, max_epochs=3)))
+    with torch.no_grad():
+        z = model.head.features(model.encoder(model.depth - 1)(data.train.x)).double()
+    return z, data.train.y[:, None]
+
+
+def test_a_partly_separable_fit_is_certified_only_by_the_doubling_rule(nearly_separable) -> None:
+    z, t = nearly_separable
+    (plain,) = fit_affine(z, t, 10)
+    (doubled,) = fit_affine(z, t, 10, tolerance=0.01)
+    assert not plain.converged and not plain.certified and plain.doubling_gain is None
+    assert not doubled.converged and doubled.certified and doubled.doubled
+    assert 0 <= doubled.doubling_gain <= 0.01 * LN2
+    assert doubled.iterations < plain.iterations
+    # what the rule stops at is within its tolerance of the solve that ran to its cap
+    assert 0 <= (doubled.ce - plain.ce) / LN2 <= 0.01
+
+
+def test_an_affine_warm_start_continues_from_its_weights(nearly_separable) -> None:
+    z, t = nearly_separable
+    (first,) = fit_affine(z, t, 10, tolerance=0.01)
+    (again,) = fit_affine(z, t, 10, tolerance=0.01, start=first.weights[None])
+    assert again.ce <= first.ce  # a line search never climbs: it starts where the first ended
+    (fresh,) = fit_affine(z, t, 10, tolerance=0.01, start=torch.zeros_like(first.weights)[None])
+    assert fresh.ce == first.ce and torch.equal(fresh.weights, first.weights)
+    with pytest.raises(ValueError, match="an affine warm start of shape"):
+        fit_affine(z, t, 10, start=first.weights[None, :, :-1])

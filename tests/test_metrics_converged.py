@@ -223,10 +223,24 @@ def test_the_affine_layer_needs_no_trained_decoders_under_converged() -> None:
     for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY):
         term = out.terms[q]
         assert term.certified and all(h.fit.epochs == 0 for h in term.heads)
-        assert all(h.fit.last_gain is None for h in term.heads)  # certified by the optimum
+        assert all(h.fit.last_gain is None or h.fit.last_gain <= SMALL.tolerance
+                   for h in term.heads)  # fmt: skip
         assert "no SGD decoders" in term.protocol and term.curve == {}
-        # the same optimum as the thesis protocol reports (it also trains decoders beside it)
-        assert term.raw == pytest.approx(thesis.terms[q].raw, abs=1e-9)
+        # the optimum the thesis protocol reports (it also trains decoders beside it), or
+        # within the doubling rule's tolerance of it where the doubling rule stopped first
+        assert abs(term.raw - thesis.terms[q].raw) <= SMALL.tolerance
+
+
+def test_the_affine_optima_continue_from_the_previous_measurement() -> None:
+    config = VInfoConfig(SMALL, warm_start=True)
+    first = mnistnet_case(config, layer=3)
+    warm = mnistnet_case(config, seed=4, warm=first.decoder_state, layer=3)
+    assert warm.terms == mnistnet_case(config, seed=4, warm=first.decoder_state, layer=3).terms
+    suff = warm.terms[Quantity.SUFFICIENCY]
+    assert suff.certified and "started from the previous measurement's optima" in suff.protocol
+    assert suff.raw >= first.terms[Quantity.SUFFICIENCY].raw - SMALL.tolerance  # same encoder
+    with pytest.raises(ValueError, match="a warm start's decoder state is of other decoders"):
+        mnistnet_case(config, warm=first.decoder_state, layer=2)
 
 
 def test_held_out_parts_are_disjoint_stratified_and_fixed_by_their_seed() -> None:
@@ -307,3 +321,25 @@ def test_a_head_that_stops_between_budgets_keeps_its_final_weights_when_they_sco
     assert ours.fits[0].epochs == recipe.fits[0].epochs == 6  # not a budget
     assert ours.fits[0].stop is Stop.LOSS_THRESHOLD and ours.fits[0].certified
     assert ours.bits == recipe.bits and ours.bits[0] > ours.curves[4][0]
+
+
+def test_the_training_batch_is_only_the_optimisers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """train_batch_size sets the steps of a decoder epoch (100 samples in batches of 25: 4);
+    the scored and encoded batches stay batch_size (recorded: the recipe names the former)."""
+    from raycompress.metrics import decoders
+
+    steps: list[int] = []
+    original = decoders.Steps.step
+
+    def counted(self, x, y, heads):
+        steps.append(x.shape[0])
+        return original(self, x, y, heads)
+
+    monkeypatch.setattr(decoders.Steps, "step", counted)
+    x, t = data(heads=1)
+    config = DecoderConfig(batch_size=50, train_batch_size=25, max_epochs=2, loss_threshold=0)
+    train_heads(linear_stack(1), x, t, config, torch.Generator().manual_seed(0))
+    assert steps == [25] * 8 and config.train_batch == 25
+    assert "batch 25" in config.recipe(warm=False)
+    with pytest.raises(ValueError, match="decoder train_batch must be positive"):
+        DecoderConfig(train_batch_size=0)

@@ -12,7 +12,7 @@ from torch import nn
 from raycompress import plan
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
-from raycompress.metrics.vinfo import VInfoConfig
+from raycompress.metrics.vinfo import AFFINE_STATE, VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.sampling import Split
 from raycompress.schema import Quantity, VInfoResult
@@ -151,8 +151,9 @@ def test_warm_started_executors_agree_and_a_retried_task_continues_exactly(
         first: plan.WarmStates = {}
         plan.measure_in_process(model, splits, config, 7, 1, {}, first)
         assert set(first) == {(k, s) for k in (1, 2) for s in SPLITS}  # not layer 0: kept
-        # layer 2 is affine: its in-sample values need no trained decoders, its held-out does
-        assert all(set(first[2, s]) == {"held_out"} for s in SPLITS)
+        # layer 2 is affine: its in-sample state is its optima's weights, its held-out a decoder
+        assert all(set(first[2, s]) == {"in_sample", "held_out"} for s in SPLITS)
+        assert all(set(first[2, s]["in_sample"]) == {AFFINE_STATE} for s in SPLITS)
         here_warm = dict(first)
         here = plan.measure_in_process(model, splits, config, 7, 2, {}, here_warm)
     finally:

@@ -71,6 +71,17 @@ def test_the_decoders_learning_rate_is_the_runs_unless_set() -> None:
         Trial.from_config({"decoder_lr": 0})
 
 
+def test_the_decoders_batch_size_is_the_runs_unless_set() -> None:
+    assert Trial.from_config({"batch_size": 200}).vinfo.decoder.train_batch == 200
+    decoder = Trial.from_config({"decoder_batch_size": 100}).vinfo.decoder
+    # only the optimiser's: features are still encoded and scored in the network's batches
+    assert decoder.train_batch == 100 and decoder.batch_size == protocol.BATCH_SIZE
+    assert "batch 100" in decoder.recipe(warm=False)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="'decoder_batch_size' takes null or a positive int"):
+            Trial.from_config({"decoder_batch_size": bad})
+
+
 def test_a_layer_the_network_lacks_is_one_line_before_training() -> None:
     trial = Trial.from_config({"vinfo_layers": [-1, 4], "train_size": 100, "test_size": 100})
     with pytest.raises(ValueError) as err:

@@ -56,7 +56,11 @@ class DecoderConfig:
     """
 
     lr: float = protocol.LR
+    # the batch of the features' encoding and of scoring: batch norm without running
+    # statistics makes a representation and a decoder's output depend on their batch, so this
+    # stays the network's; `train_batch_size` (None: this) is only the optimiser's
     batch_size: int = protocol.BATCH_SIZE
+    train_batch_size: int | None = None
     max_epochs: int = protocol.MAX_EPOCHS
     loss_threshold: float = protocol.LOSS_THRESHOLD
     patience: int = protocol.DECODER_PATIENCE
@@ -82,8 +86,8 @@ class DecoderConfig:
     protocol: str = "thesis"  # or "converged" (the module docstring); after the module's use
 
     def __post_init__(self) -> None:
-        positive = ("lr", "batch_size", "max_epochs", "patience", "certify_from",
-                    "warm_certify_from")  # fmt: skip
+        positive = ("lr", "batch_size", "train_batch", "max_epochs", "patience",
+                    "certify_from", "warm_certify_from")  # fmt: skip
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
@@ -106,6 +110,11 @@ class DecoderConfig:
     @property
     def converged(self) -> bool:
         return self.protocol == "converged"
+
+    @property
+    def train_batch(self) -> int:
+        """The decoders' training batch."""
+        return self.batch_size if self.train_batch_size is None else self.train_batch_size
 
     def _check_converged(self) -> None:
         if not self.tolerance > 0:
@@ -144,7 +153,7 @@ class DecoderConfig:
         start = "warm (continued from the previous measurement's decoders)" if warm else "fresh"
         return (
             f"{start}, AdamW lr {self.lr:g} {self.lr_schedule}, weight decay "
-            f"{self.weight_decay:g}, batch {self.batch_size}"
+            f"{self.weight_decay:g}, batch {self.train_batch}"
         )
 
     def lr_at(self, epoch: int) -> float:
@@ -456,7 +465,7 @@ class Steps:
         """Decoder epoch `epoch`: one pass over the features in a fresh seeded order; each
         head's epoch-mean training loss (nats, float64, on the host)."""
         total = torch.zeros(heads.numel(), dtype=torch.float64, device=self.device)
-        batches = batch_indices(features.shape[0], self.config.batch_size, generator)
+        batches = batch_indices(features.shape[0], self.config.train_batch, generator)
         for b, index in enumerate(batches, 1):
             x = features[index].to(self.device, non_blocking=True)
             y = targets[index][:, heads].to(self.device, non_blocking=True)  # (B, K')

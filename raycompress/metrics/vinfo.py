@@ -483,7 +483,9 @@ def in_sample(
     affine = affine_pre(make_decoder(0))
     converged = config.decoder.converged
     if affine is not None and converged:
-        fitted = optimum_only(affine.to(device), features, columns, num_classes)
+        fitted = optimum_only(
+            affine.to(device), features, columns, num_classes, config.decoder.tolerance, warm
+        )
     else:
         # converged: each decoder ends at the best of its budgets and its end (each bounds the
         # in-sample supremum from below, so the best of them is the estimate)
@@ -496,7 +498,13 @@ def in_sample(
         fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
         protocol = f"{IN_SAMPLE}; {_optimum_note(optima)}"
     elif affine is not None:
-        protocol = f"{IN_SAMPLE}; {AT_OPTIMUM}, certified by its convergence; no SGD decoders"
+        protocol = (
+            f"{IN_SAMPLE}; {AT_OPTIMUM}, certified by its convergence (gradient, or separable) "
+            f"or, where the optimum is not attained, by ≤ {config.decoder.tolerance:g} bits "
+            f"gained over its last doubling of iterations; no SGD decoders"
+        )
+        if warm is not None:
+            protocol += "; started from the previous measurement's optima"
     elif converged:
         rule = certification(config.decoder.warm() if warm is not None else config.decoder)
         protocol = f"{IN_SAMPLE}; {rule}; "
@@ -525,20 +533,32 @@ def certification(config: DecoderConfig) -> str:
     )
 
 
-def optimum_only(head: nn.Module, features: Tensor, targets: Tensor, num_classes: int) -> Fitted:
-    """Every head at the affine family's optimum, certified where the optimum converged; no
-    decoder trained, so no budget curve and no state."""
+AFFINE_STATE = "affine.weights"  # the affine optima's weights in a decoder state
+
+
+def optimum_only(
+    head: nn.Module, features: Tensor, targets: Tensor, num_classes: int, tolerance: float,
+    warm: DecoderState | None = None,
+) -> Fitted:  # fmt: skip
+    """Every head at the affine family's optimum, certified where the optimum converged or its
+    last doubling of iterations gained ≤ `tolerance` bits; no decoder trained, so no budget
+    curve. The solver starts from `warm` (the previous measurement's optima) when given, and
+    the state returned holds these optima for the next."""
     with torch.no_grad():
         z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
-    optima = fit_affine(z, targets.to(z.device), num_classes)
+    start = None if warm is None else warm.get(AFFINE_STATE)
+    if warm is not None and start is None:
+        raise ValueError("a warm start's decoder state is of other decoders (names or shapes)")
+    optima = fit_affine(z, targets.to(z.device), num_classes, tolerance=tolerance, start=start)
     entropy = [entropy_bits(t.cpu(), num_classes) for t in targets.T]
-    fits = [  # a certified optimum has its certificate; a stalled one its last chunk's gain
-        HeadFit(0, Stop.CERTIFIED if f.converged else Stop.MAX_EPOCHS, f.ce, f.converged,
-                None if f.converged else f.last_gain / LN2)
+    fits = [  # the optimum's certificate, or its gain over the last doubling of iterations
+        HeadFit(0, Stop.CERTIFIED if f.certified else Stop.MAX_EPOCHS, f.ce, f.certified,
+                None if f.doubling_gain is None else f.doubling_gain / LN2)
         for f in optima
     ]  # fmt: skip
     bits = [h - f.ce / LN2 for h, f in zip(entropy, optima, strict=True)]
-    return Fitted(fits, entropy, bits, "none", "float64 L-BFGS", {}, {})
+    state = {AFFINE_STATE: torch.stack([f.weights for f in optima])}
+    return Fitted(fits, entropy, bits, "none", "float64 L-BFGS", {}, state)
 
 
 def measure_vinfo(
