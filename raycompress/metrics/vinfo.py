@@ -79,6 +79,7 @@ IN_SAMPLE = "in_sample: fit on the split, scored on it"
 AT_OPTIMUM = "the affine decoder at its optimum (L-BFGS, float64)"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
 IN_SAMPLE_STATE, HELD_OUT_STATE = "in_sample", "held_out"  # the decoder states of a measurement
+OTHER_DECODERS = "a warm start's decoder state is of other decoders (names or shapes)"
 
 
 def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
@@ -224,7 +225,7 @@ def load_stack(stack: StackedDecoders, state: DecoderState) -> None:
     mine = _tensors(stack)
     shapes = {n: tuple(t.shape) for n, t in state.items()}
     if shapes != {n: tuple(t.shape) for n, t in mine.items()}:
-        raise ValueError("a warm start's decoder state is of other decoders (names or shapes)")
+        raise ValueError(OTHER_DECODERS)
     for name, tensor in mine.items():
         tensor.copy_(state[name])
 
@@ -548,7 +549,7 @@ def optimum_only(
         z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
     start = None if warm is None else warm.get(AFFINE_STATE)
     if warm is not None and start is None:
-        raise ValueError("a warm start's decoder state is of other decoders (names or shapes)")
+        raise ValueError(OTHER_DECODERS)
     optima = fit_affine(z, targets.to(z.device), num_classes, tolerance=tolerance, start=start)
     entropy = [entropy_bits(t.cpu(), num_classes) for t in targets.T]
     fits = [  # the optimum's certificate, or its gain over the last doubling of iterations
