@@ -1,18 +1,21 @@
-"""What a whole run's 𝒱-information costs under each protocol: one f₋ run on the real
-Fashion-MNIST, measured epoch by epoch, its seconds and values recorded (issue 21, goal iii).
+"""What a whole run's 𝒱-information costs under each protocol: one f₋ (or f₊) run on the real
+Fashion-MNIST, measured epoch by epoch, its seconds and values recorded (issue 21, goals iii
+and iv).
 
     python benchmarks/vinfo_whole_run.py --protocol thesis --schedule log:3
     python benchmarks/vinfo_whole_run.py --protocol converged --schedule every --epochs 5 \
         --layers 1,2,3
+    python benchmarks/vinfo_whole_run.py --protocol converged --epochs 12 --layers 1,2,3 \
+        --tag _fplus --set 'model="cifarnet"' 'precision="bf16"' 'vinfo_schedule=[7,8,9]'
 
-The trial is `thesis_fmnist`'s f₋ (10 000 training images, the whole test split, seed 0,
-fp32), trained in this process by `training.Run` exactly as a sweep trains it; under
-`converged` the decoders are warm-started and capped at 400 epochs, as
-`thesis_fmnist_converged` has them. Run it single-threaded (OMP_NUM_THREADS=1) so that two
-runs side by side each have a core: every epoch records its training, NC and 𝒱-information
-wall seconds (the measurement's own, from the process' CPU clock too), and every value with
-whether it is certified. Raw: benchmarks/out/vinfo_whole_run_<protocol>.json, rewritten after
-every epoch, so that a run cut short keeps what it measured.
+The trial is `thesis_fmnist`'s f₋ (10 000 training images, the whole test split, seed 0, fp32;
+f₊ with `--set`, in bf16 as that sweep trains it), trained in this process by `training.Run`
+exactly as a sweep trains it; under `converged` the decoders are warm-started and capped at 400
+epochs, as `thesis_fmnist_converged` has them. Run it single-threaded (OMP_NUM_THREADS=1) so
+that two runs side by side each have a core: every epoch records its training, NC and
+𝒱-information wall seconds (the measurement's own, from the process' CPU clock too), and every
+value with whether it is certified. Raw: benchmarks/out/vinfo_whole_run_<protocol><tag>.json,
+rewritten after every epoch, so that a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
