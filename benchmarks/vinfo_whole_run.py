@@ -13,8 +13,9 @@ f₊ with `--set`, in bf16 as that sweep trains it), trained in this process by 
 exactly as a sweep trains it; under `converged` the decoders are warm-started and capped at 400
 epochs, as `thesis_fmnist_converged` has them. Run it single-threaded (OMP_NUM_THREADS=1) so
 that two runs side by side each have a core: every epoch records its training, NC and
-𝒱-information wall seconds (the measurement's own, from the process' CPU clock too), and every
-value with whether it is certified. Raw: benchmarks/out/vinfo_whole_run_<protocol><tag>.json,
+𝒱-information wall seconds (the measurement's own, from the process' CPU clock too), every
+value with whether it is certified, and the bytes of decoder state its checkpoint would hold
+for the next warm start. Raw: benchmarks/out/vinfo_whole_run_<protocol><tag>.json,
 rewritten after every epoch, so that a run cut short keeps what it measured.
 """
 
@@ -101,6 +102,10 @@ def main() -> int:
             "vinfo_cpu_s": measured_seconds["cpu"] - measured["cpu"],
             "step_loss": record.train_step_loss, "stop": record.stop_reason, "terms": terms,
             "layer_wall_s": dict(layer_seconds),
+            "warm_state_bytes": sum(  # what the trial checkpoint holds for the next warm start
+                t.numel() * t.element_size()
+                for parts in run.warm.values() for named in parts.values() for t in named.values()
+            ),
         })  # fmt: skip
         layer_seconds.clear()
         print(f"epoch {record.epoch}: {epochs[-1]['seconds']:.0f} s, 𝒱-information "

@@ -116,6 +116,8 @@ SETTINGS: dict[str, Setting] = {
     "decoder_certify_from": Setting(protocol.CERTIFY_FROM, "an integer", _integer),
     "decoder_warm_certify_from": Setting(protocol.WARM_CERTIFY_FROM, "an integer", _integer),
     "decoder_warm_start": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    # with decoder_warm_start: the decoders' optimiser continues too (its AdamW moments)
+    "decoder_warm_optimizer": Setting(False, "true or false", lambda v: isinstance(v, bool)),
     "decoder_lr": Setting(None, "null or a positive number", _optional(_positive)),  # None: lr
     "decoder_batch_size": Setting(  # the decoders' training batch; None: batch_size
         None, "null or a positive integer", _optional(lambda v: _integer(v) and v > 0)
@@ -211,6 +213,7 @@ class Trial:
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
             layers=None if c["vinfo_layers"] is None else tuple(c["vinfo_layers"]),
             monte_carlo=int(c["monte_carlo"]), warm_start=c["decoder_warm_start"],
+            warm_optimizer=c["decoder_warm_optimizer"],
             halves_seed=derive_seed(c["seed"], Stream.HALVES) if converged else None,
         )  # fmt: skip
         return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo, dict(models or {}))

@@ -174,12 +174,14 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under converged with warm starts the state file also holds each (layer, split)'s latest
-    decoders, as data; a run restored from it measures its next epoch exactly as the run that
-    was never interrupted."""
+    decoders (and their optimiser's moments), as data; a run restored from it measures its next
+    epoch exactly as the run that was never interrupted."""
     data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
     config = TrainConfig(batch_size=100, max_epochs=3)
     decoder = DecoderConfig(batch_size=100, max_epochs=4, certify_from=2, protocol="converged")
-    vinfo = VInfoConfig(decoder, "every", held_out=True, warm_start=True, halves_seed=5)
+    vinfo = VInfoConfig(
+        decoder, "every", held_out=True, warm_start=True, warm_optimizer=True, halves_seed=5
+    )
     spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(32, 32))
 
     def started(seed: int = 0) -> Run:
@@ -198,6 +200,7 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     plain = torch.load(written / record.STATE_FILE, weights_only=True)
     assert set(plain["decoders"]) == {"1/train", "1/test"}  # the latest only; never layer 0
     assert set(plain["decoders"]["1/train"]) == {"in_sample", "held_out"}
+    assert any(name.startswith("adamw.") for name in plain["decoders"]["1/train"]["in_sample"])
     state, _ = trainable.resumed(tune.Checkpoint.from_directory(written))
     restored = started(seed=99)
     restored.load_state_dict(state)

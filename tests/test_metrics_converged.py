@@ -143,6 +143,8 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
         ({"vinfo_protocol": "converged", "decoder_budgets": [5, 50]}, "decoder budgets belong "
          "to the thesis protocol"),
         ({"decoder_warm_start": True}, "warm starts belong to the converged protocol"),
+        ({"vinfo_protocol": "converged", "decoder_warm_optimizer": True}, "decoder_warm_optimizer "
+         "continues a warm start's optimiser: set decoder_warm_start=true"),
         ({"vinfo_protocol": "converged", "decoder_certify_from": 0}, "decoder certify_from "
          "must be positive, got 0"),
     ],
@@ -215,6 +217,66 @@ def test_a_warm_start_continues_the_previous_decoders() -> None:
     assert "warm (continued from the previous measurement's decoders)" in warm.terms[suff].protocol
     with pytest.raises(ValueError, match="a warm start's decoder state is of other decoders"):
         mnistnet_case(config, warm=first.decoder_state, layer=2)
+
+
+def test_a_restored_optimizer_continues_adamw_bit_exactly() -> None:
+    """Two epochs, then two more in the same optimiser, equal two more in a new stack and
+    optimiser restored from the state after the first two (weights and AdamW moments); a
+    fresh optimiser on the restored weights goes elsewhere."""
+    from raycompress.metrics.decoders import make_optimizer
+    from raycompress.metrics.vinfo import (
+        OPTIMIZER_STATE,
+        load_optimizer,
+        load_stack,
+        optimizer_state,
+        stack_state,
+    )
+
+    x, t = data()
+    config = DecoderConfig(lr=1e-2, batch_size=50, max_epochs=2, loss_threshold=0)
+    straight, generator = linear_stack(2), torch.Generator().manual_seed(1)
+    optimizer = make_optimizer(straight, config)
+    train_heads(straight, x, t, config, generator, optimizer=optimizer)
+    state = stack_state(straight) | optimizer_state(straight, optimizer)
+    assert {k.split(".")[1] for k in state if k.startswith(OPTIMIZER_STATE)} == {
+        "step", "exp_avg", "exp_avg_sq"
+    }  # fmt: skip
+    order = generator.get_state()
+    train_heads(straight, x, t, config, generator, optimizer=optimizer)
+
+    def continued(moments: bool) -> dict[str, torch.Tensor]:
+        stack = linear_stack(2, classes=3)
+        load_stack(stack, state)
+        again = make_optimizer(stack, config)
+        if moments:
+            assert load_optimizer(stack, again, state)
+        generator = torch.Generator()
+        generator.set_state(order)
+        train_heads(stack, x, t, config, generator, optimizer=again)
+        return stack.params
+
+    restored, fresh = continued(moments=True), continued(moments=False)
+    assert all(torch.equal(p, restored[n]) for n, p in straight.params.items())
+    assert not all(torch.equal(p, fresh[n]) for n, p in straight.params.items())
+    assert not load_optimizer(straight, optimizer, stack_state(straight))  # none in it
+
+
+def test_a_warm_start_can_continue_the_optimizer_too() -> None:
+    """With warm_optimizer the decoder state carries AdamW's moments, the warm measurement
+    says so, the same state gives the same values bit for bit, and they are not the values
+    of a warm start without the moments."""
+    config = VInfoConfig(SMALL, warm_start=True, warm_optimizer=True)
+    first = mnistnet_case(config)
+    assert any(k.startswith("adamw.") for k in first.decoder_state[IN_SAMPLE_STATE])
+    warm = mnistnet_case(config, seed=4, warm=first.decoder_state)
+    assert warm.terms == mnistnet_case(config, seed=4, warm=first.decoder_state).terms
+    without = mnistnet_case(
+        VInfoConfig(SMALL, warm_start=True), seed=4, warm=first.decoder_state
+    )  # the same weights, a fresh optimiser
+    mini = Quantity.MINIMALITY
+    assert warm.terms[mini].raw != without.terms[mini].raw
+    assert "previous measurement's decoders and their AdamW state" in warm.terms[mini].protocol
+    assert "AdamW state" not in without.terms[mini].protocol
 
 
 def test_the_affine_layer_needs_no_trained_decoders_under_converged() -> None:

@@ -134,8 +134,9 @@ def test_warm_started_executors_agree_and_a_retried_task_continues_exactly(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under converged with warm starts, a second measurement continues from the first one's
-    decoders in this process and as Ray tasks alike, bit for bit, also when a task fails
-    once and Ray runs it again from the same state; each executor hands back the new states."""
+    decoders (and their optimiser's moments) in this process and as Ray tasks alike, bit for
+    bit, also when a task fails once and Ray runs it again from the same state; each executor
+    hands back the new states."""
     import ray
 
     from raycompress.trainable import RayVInfo
@@ -144,7 +145,9 @@ def test_warm_started_executors_agree_and_a_retried_task_continues_exactly(
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(32, 16)), seed=3)
     splits = {"train": data.train, "test": data.test}
     decoder = DecoderConfig(batch_size=100, max_epochs=4, certify_from=2, protocol="converged")
-    config = VInfoConfig(decoder, held_out=True, warm_start=True, halves_seed=11)
+    config = VInfoConfig(
+        decoder, held_out=True, warm_start=True, warm_optimizer=True, halves_seed=11
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a Ray task with one CPU: the same reduction order
     try:

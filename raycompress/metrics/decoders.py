@@ -148,9 +148,13 @@ class DecoderConfig:
         """This configuration for decoders that continue trained ones (converged)."""
         return dataclasses.replace(self, certify_from=self.warm_certify_from)
 
-    def recipe(self, warm: bool) -> str:
-        """How a head was trained, in words: recorded beside every value."""
-        start = "warm (continued from the previous measurement's decoders)" if warm else "fresh"
+    def recipe(self, warm: bool, moments: bool = False) -> str:
+        """How a head was trained, in words: recorded beside every value. `moments`: a warm
+        start continued the optimiser's state too."""
+        start = "fresh"
+        if warm:
+            what = "decoders and their AdamW state" if moments else "decoders"
+            start = f"warm (continued from the previous measurement's {what})"
         return (
             f"{start}, AdamW lr {self.lr:g} {self.lr_schedule}, weight decay "
             f"{self.weight_decay:g}, batch {self.train_batch}"
@@ -321,20 +325,20 @@ def train_heads(
     device: torch.device | str = "cpu",
     at_budget: Callable[[int, Tensor], Tensor] | None = None,
     progress: Progress | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> list[HeadFit]:
     """Fit head k on (features, targets[:, k]); features (N, ...) may live on the host.
 
     After each epoch that is one of `config.curve()`, `at_budget(epoch, heads)` gets the heads
     that trained that epoch (their weights as of then) and returns their scored bits, which
     certify heads under the converged protocol (it needs `at_budget`); `progress` hears of
-    every epoch. Returns one HeadFit per head; the stacked parameters end as each head stopped.
+    every epoch. The steps are `optimizer`'s (default: a fresh `make_optimizer`). Returns one
+    HeadFit per head; the stacked parameters end as each head stopped.
     """
     if config.converged and at_budget is None:
         raise ValueError("the converged protocol certifies heads by their scores: pass at_budget")
     curve = set(config.curve())
-    optimizer = torch.optim.AdamW(
-        stack.params.values(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    optimizer = optimizer or make_optimizer(stack, config)
     steps = Steps(stack, optimizer, config, device, progress)
     stopping = HeadStopping(len(stack), config)
     if progress is not None and config.converged:
@@ -363,6 +367,11 @@ def train_heads(
             for name, p in params.items():
                 stack.params[name][k] = p
     return stopping.fits()
+
+
+def make_optimizer(stack: StackedDecoders, config: DecoderConfig) -> torch.optim.AdamW:
+    """AdamW over the stacked parameters, in the order of `stack.params`."""
+    return torch.optim.AdamW(stack.params.values(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 @dataclass

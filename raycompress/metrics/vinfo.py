@@ -55,6 +55,7 @@ from raycompress.metrics.decoders import (
     DecoderConfig,
     Progress,
     StackedDecoders,
+    make_optimizer,
     score_heads,
     train_heads,
 )
@@ -129,6 +130,8 @@ class VInfoConfig:
     cache_bytes: int = 2 << 30  # cached features above this size stay in host memory
     # converged only: continue each measurement's decoders from the previous measurement's
     warm_start: bool = False
+    # … and their optimiser from its moments there (AdamW's two moments and step count)
+    warm_optimizer: bool = False
     # the held-out halves' seed, fixed for a run (None: from each measurement's seed)
     halves_seed: int | None = None
 
@@ -139,6 +142,11 @@ class VInfoConfig:
             raise ValueError(
                 "warm starts belong to the converged protocol: set vinfo_protocol=converged "
                 "or drop decoder_warm_start"
+            )
+        if self.warm_optimizer and not self.warm_start:
+            raise ValueError(
+                "decoder_warm_optimizer continues a warm start's optimiser: set "
+                "decoder_warm_start=true or drop decoder_warm_optimizer"
             )
         schedule_epochs(self.schedule, 1)  # validates the spelling before any training
 
@@ -192,10 +200,13 @@ class Fitted:
     compute: str  # how the decoders trained (`Compute.describe`, and a compile fall-back)
     curves: dict[int, list[float]]  # budget → every head's raw bits after that many epochs
     state: DecoderState  # the trained decoders, for a warm start of the next measurement
+    moments: bool = False  # a warm start that continued the optimiser's state too
 
 
-# A stack's parameters and buffers by name ("params.<name>", "buffers.<name>"), on the CPU.
+# A stack's parameters and buffers by name ("params.<name>", "buffers.<name>"), on the CPU;
+# with `VInfoConfig.warm_optimizer`, its optimiser's state too ("adamw.<key>.<name>").
 DecoderState = dict[str, Tensor]
+OPTIMIZER_STATE = "adamw."
 
 
 def stack_state(stack: StackedDecoders) -> DecoderState:
@@ -218,12 +229,41 @@ def _tensors(stack: StackedDecoders) -> dict[str, Tensor]:
     return tensors | {f"buffers.{n}": b for n, b in stack.buffers.items()}
 
 
+def optimizer_state(stack: StackedDecoders, optimizer: torch.optim.Optimizer) -> DecoderState:
+    """The optimiser's state of every stacked parameter (AdamW: step, exp_avg, exp_avg_sq),
+    by parameter name, copied to the CPU."""
+    return {
+        f"{OPTIMIZER_STATE}{key}.{name}": t.detach().cpu().clone()
+        for name, p in stack.params.items()
+        for key, t in optimizer.state.get(p, {}).items()
+    }
+
+
+@torch.no_grad()
+def load_optimizer(
+    stack: StackedDecoders, optimizer: torch.optim.Optimizer, state: DecoderState
+) -> bool:
+    """Continue `optimizer` from the optimiser state in `state` (`optimizer_state`); False,
+    and the optimiser left fresh, when `state` holds none."""
+    for name, p in stack.params.items():
+        prefix, suffix = OPTIMIZER_STATE, f".{name}"
+        mine = {k[len(prefix) : -len(suffix)]: t for k, t in state.items()
+                if k.startswith(prefix) and k.endswith(suffix)}  # fmt: skip
+        if not mine:
+            return False
+        # the step count stays where the optimiser keeps it (the CPU), the moments go to p's
+        optimizer.state[p] = {
+            k: t.clone() if k == "step" else t.to(p.device, copy=True) for k, t in mine.items()
+        }
+    return True
+
+
 @torch.no_grad()
 def load_stack(stack: StackedDecoders, state: DecoderState) -> None:
     """Start `stack` from a state of the same decoders (a warm start); a one-line ValueError
-    when the state is of other decoders."""
+    when the state is of other decoders. An optimiser's state in it is `load_optimizer`'s."""
     mine = _tensors(stack)
-    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    shapes = {n: tuple(t.shape) for n, t in state.items() if not n.startswith(OPTIMIZER_STATE)}
     if shapes != {n: tuple(t.shape) for n, t in mine.items()}:
         raise ValueError(OTHER_DECODERS)
     for name, tensor in mine.items():
@@ -251,8 +291,12 @@ def fit_and_score(
     compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
     stack = StackedDecoders(decoders, device, compile=compute.compile)
+    decoder = config.decoder.warm() if warm is not None else config.decoder
+    optimizer = make_optimizer(stack, decoder)
+    moments = False  # whether the optimiser continues too
     if warm is not None:
         load_stack(stack, warm)
+        moments = config.warm_optimizer and load_optimizer(stack, optimizer, warm)
     generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
     order = derive_seed(seed, Stream.SCORE_ORDER)
     batch = config.decoder.batch_size
@@ -273,8 +317,9 @@ def fit_and_score(
                     best[k] = (value, head_state(stack, k))
         return bits
 
-    decoder = config.decoder.warm() if warm is not None else config.decoder
-    fits = train_heads(stack, features, targets, decoder, generator, device, at_budget, progress)
+    fits = train_heads(
+        stack, features, targets, decoder, generator, device, at_budget, progress, optimizer
+    )
     if select is not None:  # the final weights compete too: a head stops between budgets
         final = torch.tensor(checked_entropy, dtype=torch.float64)
         final -= score_heads(stack, *checked, batch, order, device) / LN2
@@ -282,6 +327,8 @@ def fit_and_score(
             if value > final[k]:
                 load_head(stack, k, weights)
     state = stack_state(stack)
+    if config.warm_optimizer:
+        state |= optimizer_state(stack, optimizer)
     ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
     bits = [
         h - c if f.stop != Stop.DIVERGED and math.isfinite(h - c) else math.nan
@@ -295,7 +342,7 @@ def fit_and_score(
         for budget in decoder.curve()
     }
     ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
-    return Fitted(fits, entropy, bits, stack.mode, ran, curves, state)
+    return Fitted(fits, entropy, bits, stack.mode, ran, curves, state, moments)
 
 
 def at_optimum(
@@ -432,7 +479,7 @@ def held_out_sufficiency(
         protocol = (
             f"held_out: fit on {1 - VALIDATION:.0%} of a seeded half, early-stopped on the "
             f"other {VALIDATION:.0%} (its best budget; the curve is that validation value), "
-            f"scored on the other half; {config.decoder.recipe(warm is not None)}"
+            f"scored on the other half; {config.decoder.recipe(warm is not None, fitted.moments)}"
         )
     term = Term(Quantity.HELD_OUT, bits, bits, protocol, heads, curve)
     return term, _diverged(fitted, ["the held-out sufficiency decoder"]), fitted.state
@@ -509,7 +556,7 @@ def in_sample(
     elif converged:
         rule = certification(config.decoder.warm() if warm is not None else config.decoder)
         protocol = f"{IN_SAMPLE}; {rule}; "
-        protocol += config.decoder.recipe(warm is not None)
+        protocol += config.decoder.recipe(warm is not None, fitted.moments)
     names = ["the sufficiency decoder"] + [
         f"minimality decoder {k}" for k in range(1, columns.shape[1])
     ]
