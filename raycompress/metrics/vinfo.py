@@ -207,6 +207,7 @@ class Fitted:
 # with `VInfoConfig.warm_optimizer`, its optimiser's state too ("adamw.<key>.<name>").
 DecoderState = dict[str, Tensor]
 OPTIMIZER_STATE = "adamw."
+ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")  # what AdamW (no amsgrad) keeps per parameter
 
 
 def stack_state(stack: StackedDecoders) -> DecoderState:
@@ -246,9 +247,9 @@ def load_optimizer(
     """Continue `optimizer` from the optimiser state in `state` (`optimizer_state`); False,
     and the optimiser left fresh, when `state` holds none."""
     for name, p in stack.params.items():
-        prefix, suffix = OPTIMIZER_STATE, f".{name}"
-        mine = {k[len(prefix) : -len(suffix)]: t for k, t in state.items()
-                if k.startswith(prefix) and k.endswith(suffix)}  # fmt: skip
+        # looked up by exact name: a suffix match would confuse "0.weight" with "1.0.weight"
+        mine = {k: state[f"{OPTIMIZER_STATE}{k}.{name}"] for k in ADAMW_STATE
+                if f"{OPTIMIZER_STATE}{k}.{name}" in state}  # fmt: skip
         if not mine:
             return False
         # the step count stays where the optimiser keeps it (the CPU), the moments go to p's
