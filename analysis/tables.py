@@ -1,10 +1,12 @@
 """Derived tables over the tidy frame of `raycompress.results.load`; pure pandas, no I/O.
 
 Facets. A figure panel shows the trials that share dataset, model and every swept axis but
-the seed; their seeds are pooled (mean with a band).
+the seed; their seeds are pooled (mean with a band). Every figure orders its panels alike
+(`panel_order`): by dataset, model and each swept axis in turn, numbers by value.
 
 Layers. Neural collapse is reported at l = 1..L (L: the penultimate features), 𝒱-information
-at l = 0..L−1 (l = 0: the input x). Layer names: "x", "h1", …, "penultimate".
+at l = 0..L−1 (l = 0: the input x). Layer names: "x", "h1", …, "penultimate"; layers whose
+representations are the same (`results.identical_layers`) share one name, "h3 = penultimate".
 """
 
 from __future__ import annotations
@@ -22,11 +24,25 @@ SPLITS = list(schema.SPLITS)
 V_SUFF, V_MIN = Quantity.SUFFICIENCY, Quantity.MINIMALITY  # 𝒱-information metrics
 
 
+def value_key(value: object) -> tuple[int, float, str]:
+    """Sort key of a configuration value, also one kept as text: numbers by value, then the
+    rest as text (so that 20 comes before 100)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+    return (0, number, "") if number == number else (1, 0.0, str(value))  # NaN: as text
+
+
 def trials(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per trial: trial_id, its configuration columns and its panel label
+    """One row per trial in configuration order (dataset, model, each swept axis, by
+    `value_key`): trial_id, its configuration columns and its panel label
     ('dataset · model · axis=value …', the seed left out so that seeds share a panel)."""
     keys = axis_columns(frame)
-    config = frame.drop_duplicates("trial_id")[["trial_id", *keys]].reset_index(drop=True)
+    config = frame.drop_duplicates("trial_id")[["trial_id", *keys]]
+    config = config.sort_values(
+        [*keys, "trial_id"], key=lambda column: column.map(value_key), kind="stable"
+    ).reset_index(drop=True)
     parts = [
         config[k].astype(str) if k in ("dataset", "model") else f"{k}=" + config[k].astype(str)
         for k in keys
@@ -34,6 +50,11 @@ def trials(frame: pd.DataFrame) -> pd.DataFrame:
     ]
     panel = parts[0].str.cat(parts[1:], sep=" · ") if parts else "all"
     return config.assign(panel=panel)
+
+
+def panel_order(frame: pd.DataFrame) -> list[str]:
+    """The panel labels of the tidy frame in the order every figure draws them."""
+    return list(dict.fromkeys(trials(frame).panel))
 
 
 def with_panels(rows: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,16 +65,35 @@ def with_panels(rows: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return rows.merge(info, on="trial_id", how="left")
 
 
-def with_layer_names(frame: pd.DataFrame) -> pd.DataFrame:
+def with_layer_names(frame: pd.DataFrame, identical: pd.DataFrame | None = None) -> pd.DataFrame:
     """The frame with a `layer_name` column ("x", "h1", …, "penultimate") where layer is set.
 
-    The penultimate layer is the highest neural-collapse layer of each trial."""
+    The penultimate layer is the highest neural-collapse layer of each trial. Layers whose
+    representation is the same (`identical`: rows trial_id, layer, same_as, as
+    `results.identical_layers` gives them) are one layer under every name it has, joined in
+    network order: f₋'s h³ and penultimate features are both "h3 = penultimate"."""
     is_nc = frame.metric.isin(list(NC))
     top = frame[is_nc].groupby("trial_id").layer.max()
     is_top = is_nc & frame.layer.eq(frame.trial_id.map(top)).fillna(False)
     names = "h" + frame.layer.astype(str)
     names = names.where(frame.layer.ne(0).fillna(True), "x").where(~is_top, "penultimate")
-    return frame.assign(layer_name=names.where(frame.layer.notna()))
+    names = names.where(frame.layer.notna())
+    if identical is not None and not identical.empty:
+        names = _joined_names(frame, names, identical)
+    return frame.assign(layer_name=names)
+
+
+def _joined_names(frame: pd.DataFrame, names: pd.Series, identical: pd.DataFrame) -> pd.Series:
+    """Each layer named by the names of every layer of its trial that is the same as it."""
+    layered = frame[["trial_id", "layer"]].assign(name=names).dropna(subset=["layer"])
+    same = identical.set_index(["trial_id", "layer"]).same_as
+    found = same.reindex(pd.MultiIndex.from_frame(layered[["trial_id", "layer"]])).to_numpy()
+    earliest = pd.Series(found, index=layered.index, dtype="Int64").fillna(layered.layer)
+    layered = layered.assign(earliest=earliest)
+    one = layered.drop_duplicates(["trial_id", "layer", "name"]).sort_values("layer")
+    joined = one.groupby(["trial_id", "earliest"]).name.agg(" = ".join)
+    keys = pd.MultiIndex.from_frame(layered[["trial_id", "earliest"]])
+    return pd.Series(joined.reindex(keys).to_numpy(), index=layered.index).reindex(frame.index)
 
 
 def layer_order(rows: pd.DataFrame) -> list[str]:

@@ -1,5 +1,5 @@
 """Where an f₋ decoder step spends its time, and what bf16 can buy there: the bound behind the
-whole f₋ measurement's ratio (issue 13). Not a test.
+whole f₋ measurement's ratio in bf16 + channels_last. Not a test.
 
     python benchmarks/decoder_kernels.py [--repeats 15]
 
@@ -35,7 +35,9 @@ import torch.nn.functional as F
 
 from raycompress.compute import Compute, autocast, memory_format
 from raycompress.metrics.decoders import StackedDecoders
+from raycompress.metrics.vinfo import head_seeds
 from raycompress.models import build_model, make_spec
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed
 
 OUT = Path(__file__).resolve().parent / "out" / "decoder_kernels.json"
 VARIANTS = {
@@ -45,15 +47,20 @@ VARIANTS = {
     "bf16+cl": Compute("bf16", channels_last=True),
 }
 HEADS, BATCH, LAYER = 4, 400, 1
+SEED = 0  # every stream below is derived from it by name (`seeds`)
 
 
 def decoder_step(how: Compute) -> Callable[[], None]:
     """One training step of the four layer-1 decoders, as `decoders.train_heads` runs it."""
-    model = build_model(make_spec("mnistnet", (1, 28, 28), 10))
+    spec = make_spec("mnistnet", (1, 28, 28), 10)
+    model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
+    generator = torch.Generator().manual_seed(derive_seed(SEED, BenchmarkStream.SYNTHETIC))
     with torch.no_grad():
-        h = memory_format(model.encoder(LAYER)(torch.rand(BATCH, 1, 28, 28)), how)
-    y = torch.randint(0, 10, (BATCH, HEADS))
-    stack = StackedDecoders([model.fresh_decoder(LAYER, seed) for seed in range(HEADS)])
+        x = torch.rand(BATCH, 1, 28, 28, generator=generator)
+        h = memory_format(model.encoder(LAYER)(x), how)
+    y = torch.randint(0, 10, (BATCH, HEADS), generator=generator)
+    seeds = head_seeds(HEADS, SEED)  # as a measurement of seed SEED initialises its decoders
+    stack = StackedDecoders([model.fresh_decoder(LAYER, seed) for seed in seeds])
     stack.mode = "loop"
     stack.train()
     optimizer = torch.optim.AdamW(stack.params.values(), lr=2e-3)
@@ -73,9 +80,11 @@ def decoder_step(how: Compute) -> Callable[[], None]:
 def convolutions(how: Compute, merged: bool) -> Callable[[], None]:
     """The four heads' two convolutions, forward and backward: per head, or merged."""
     dtype = torch.bfloat16 if how.precision == "bf16" else torch.float32
+    generator = torch.Generator().manual_seed(derive_seed(SEED, BenchmarkStream.SYNTHETIC))
 
     def tensor(*shape: int, grad: bool = False) -> torch.Tensor:
-        return memory_format(torch.randn(*shape, dtype=dtype), how).requires_grad_(grad)
+        drawn = torch.randn(*shape, dtype=dtype, generator=generator)
+        return memory_format(drawn, how).requires_grad_(grad)
 
     x1 = tensor(BATCH, 16, 9, 9)  # the frozen features: no input gradient
     x2 = tensor(BATCH, 32 * HEADS if merged else 32, 3, 3, grad=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from raycompress.metrics.collapse import measure_collapse
+from raycompress.seeds import Stream, derive_seed
 from raycompress.training import make_optimizer, train_epoch
 from raycompress.trial import Trial
 
@@ -43,7 +44,8 @@ def main() -> None:
     trial = Trial.from_config(settings)
     data, model = trial.build()
     optimizer = make_optimizer(model, trial.train)
-    generator = torch.Generator().manual_seed(trial.train.seed)
+    order = derive_seed(trial.train.seed, Stream.TRAIN_ORDER)  # as the trial's run draws it
+    generator = torch.Generator().manual_seed(order)
     rows = []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()

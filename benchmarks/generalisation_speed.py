@@ -34,10 +34,12 @@ from raycompress.data import load_dataset  # noqa: E402
 from raycompress.metrics.baselines import measure_baselines  # noqa: E402
 from raycompress.models import build_model, make_spec  # noqa: E402
 from raycompress.schema import NC, Baseline, Quantity  # noqa: E402
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed  # noqa: E402
 from tests.synthetic import tidy_from_wide  # noqa: E402
 
 AXES = {f"axis{i}": [0, 1, 2] for i in range(7)}
 SEEDS = 2
+SEED = 0  # the synthetic frame's and the baselines' streams are derived from it by name
 
 
 def measure_names() -> list[str]:
@@ -69,13 +71,14 @@ def baselines_seconds(data_dir: Path, repeats: int) -> dict[str, float]:
     data = load_dataset("fashion-mnist", data_dir, download=False, train_size=10_000)
     out = {}
     for name in ("mnistnet", "cifarnet"):
-        model = build_model(make_spec(name, data.input_shape, data.num_classes), seed=0)
+        spec = make_spec(name, data.input_shape, data.num_classes)
+        model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
         initial = {k: p.detach().clone() for k, p in model.named_parameters()}
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             with torch.no_grad():
-                measure_baselines(model, initial, data.train, 400, seed=0)
+                measure_baselines(model, initial, data.train, 400, seed=SEED)
             times.append(time.perf_counter() - start)
         out[name] = statistics.median(times)
         print(f"baselines of {name}: {out[name]:.1f} s (median of {repeats})")
@@ -88,7 +91,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/generalisation_speed.json")
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data")
     args = p.parse_args()
-    frame = synthetic(np.random.default_rng(0))
+    frame = synthetic(np.random.default_rng(derive_seed(SEED, BenchmarkStream.SYNTHETIC)))
     print(f"tidy frame: {len(frame):,} rows, {frame.trial_id.nunique():,} trials")
     values, whole = [], []
     for _ in range(args.repeats):

@@ -1,17 +1,18 @@
-"""The check for the first lent GPU: ≤ 8 minutes on one H200, a summary at the end.
+"""The check for a GPU machine: ≤ 8 minutes on one H200, a summary at the end.
 
     python benchmarks/gpu_check.py --prepare-carry .gpu_carry   (here: Ray, wheels, data; < 64 MiB)
     python3 benchmarks/gpu_check.py --carry .gpu_carry --out FILE.json        (on the GPU machine)
     python benchmarks/gpu_check.py --carry .gpu_carry --parts sweep --fake-gpus 1   (a rehearsal)
 
-0. ray     with --carry: Ray unpacked from the carry (`gpu_carry`), `import ray, ray.tune` and
-           a `ray.init()` whose resources show the GPU
+0. ray     with --carry: Ray unpacked from the carry (`scripts/gpu_carry.py`), `import ray,
+           ray.tune` and a `ray.init()` whose resources show the GPU
 1. tests   the tests that touch a device (`pytest -m device`), on CUDA
            (RAYCOMPRESS_TEST_DEVICE=cuda)
-2. sweep   the demo sweep on three seeds with fractional GPU bundles: 0.25 GPU per trial and
-           two 0.125-GPU bundles for its decoder tasks, so that two trials share one GPU and the
-           third waits; how many trials ran at once, each task's device and placement group,
-           and the values recorded are read back from the records
+2. sweep   the demo sweep on five seeds with the GPU sweeps' shares (`sweeps.GPU_SHARES`:
+           0.125 GPU for training and a 0.125-GPU bundle for the decoder tasks), so that four
+           trials share one GPU and the fifth waits; how many trials ran at once, each task's
+           device and placement group, and the values recorded are read back from the
+           records, and the peak GPU memory of all processes and of any one (nvidia-smi)
 3. vinfo   f₊ (cifarnet) 𝒱-information, bf16 + channels_last, heads batched as the device
            batches them (vmap on CUDA, a loop on the CPU): one measurement with every head
            capped at 2 decoder epochs (layers 1–3, both splits) on CUDA and on the CPU, for the
@@ -35,15 +36,18 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import gpu_carry
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the library from this tree, installed or not
+sys.path.insert(0, str(ROOT / "scripts"))  # the carry's packer: scripts/gpu_carry.py
+import gpu_carry  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out" / "gpu_check.json"
 RAW = Path("FashionMNIST") / "raw"
 IDX_FILES = {  # file → (header bytes, bytes per item)
@@ -54,12 +58,17 @@ IDX_FILES = {  # file → (header bytes, bytes per item)
 }
 FRACTIONAL_SWEEP = """
 from ray import tune
+from raycompress.sweeps import GPU_SHARES
 PARAM_SPACE = {"dataset": "fashion-mnist-demo", "model": "mnistnet", "train_size": 500,
                "batch_size": 100, "epochs": 3, "vinfo_schedule": "every", "decoder_epochs": 3,
-               "held_out": True, "seed": tune.grid_search([0, 1, 2])}
-RESOURCES = {"trial_cpu": 0.5, "trial_gpu": 0.25, "decoder_cpu": 0.5, "decoder_gpu": 0.125,
-             "decoder_bundles": 2}
+               "held_out": True, "seed": tune.grid_search([0, 1, 2, 3, 4])}
+RESOURCES = {**GPU_SHARES, "trial_cpu": 0.5, "decoder_cpu": 0.5}  # the GPU shares as shipped
 """
+MEMORY_QUERY = [
+    "nvidia-smi",
+    "--query-compute-apps=pid,used_memory",
+    "--format=csv,noheader,nounits",
+]
 
 
 def prepare_data(source: Path, target: Path, train: int = 10_000) -> None:
@@ -110,13 +119,17 @@ def run_sweep(fake_gpus: int | None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fractional.py"
         path.write_text(FRACTIONAL_SWEEP)
-        sized = [] if fake_gpus is None else ["--num-gpus", str(fake_gpus), "--num-cpus", "4"]
+        sized = [] if fake_gpus is None else ["--num-gpus", str(fake_gpus), "--num-cpus", "6"]
         start = time.perf_counter()
+        peaks: dict[str, float] = {}
+        sampler = threading.Thread(target=sample_gpu_memory, args=(peaks,), daemon=True)
+        sampler.start()
         done = subprocess.run(
             [sys.executable, "-m", "raycompress.sweep", str(path), "--storage-path", folder,
              *sized],
             cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300,
         )  # fmt: skip
+        peaks["done"] = 1
         seconds = time.perf_counter() - start
         found = sorted((Path(folder) / "fractional").glob("train_trial_*"))
         trials = [trial_facts(trial, record, Quantity.SUFFICIENCY) for trial in found]
@@ -128,8 +141,26 @@ def run_sweep(fake_gpus: int | None) -> dict:
     return {
         "exit": done.returncode, "seconds": seconds, "trials": trials,
         "most_trials_at_once": max(at_once, default=0),
+        # the GPU sweeps' shares assume ≤ 4 GiB a trial (sweeps/__init__.py): these say
+        "peak_gpu_mib_all": peaks.get("all"), "peak_gpu_mib_one_process": peaks.get("one"),
         "tail": done.stdout[-800:] + done.stderr[-800:] if done.returncode else "",
     }  # fmt: skip
+
+
+def sample_gpu_memory(peaks: dict[str, float], every: float = 0.5) -> None:
+    """Until `peaks` holds "done": the most GPU memory (MiB) that all processes ("all") and
+    that any one process ("one": a trial or a decoder task) held at once, read from
+    nvidia-smi every `every` seconds; nothing where there is no nvidia-smi."""
+    while "done" not in peaks:
+        try:
+            lines = subprocess.run(MEMORY_QUERY, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return
+        used = [float(line.split(",")[1]) for line in lines.stdout.splitlines() if "," in line]
+        if used:
+            peaks["all"] = max(peaks.get("all", 0.0), sum(used))
+            peaks["one"] = max(peaks.get("one", 0.0), max(used))
+        time.sleep(every)
 
 
 def trial_facts(trial: Path, record: Any, quantity: Any) -> dict:
@@ -178,6 +209,7 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
     from raycompress.models import build_model, make_spec
     from raycompress.plan import measure_in_process
     from raycompress.schema import HEADLINE, VInfoResult
+    from raycompress.seeds import Stream, derive_seed
     from raycompress.training import TrainConfig, run_epochs
 
     real = (data_dir / RAW / "t10k-images-idx3-ubyte").is_file()
@@ -193,7 +225,8 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
     budgets = [(f"capped_{d}", d, capped) for d in devices]
     if cuda:
         budgets.append(("whole_cuda", "cuda", DecoderConfig(compute=how)))
-    model = build_model(make_spec("cifarnet", data.input_shape, data.num_classes), seed=0)
+    spec = make_spec("cifarnet", data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
     list(run_epochs(model, data, TrainConfig(max_epochs=1, compute=how)))  # a trained network
     skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0: measured once
     for name, device, decoder in budgets:

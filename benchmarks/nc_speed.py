@@ -3,7 +3,8 @@
 Part A — cost of `measure_collapse` on a network (`--model`, default the thesis' f₊ "cifarnet",
 widths 64/128/256, layer dims D = 16384, 8192, 4096, 256; `--model torchvision:resnet18`: six
 stages, D = 65536, 65536, 32768, 16384, 8192, 512) over N CIFAR-sized random inputs (torch.rand,
-fixed seed, random labels 0..9; CIFAR-10 is not available offline), batch size 400:
+random labels 0..9, both from `seeds.BenchmarkStream.SYNTHETIC`; CIFAR-10 is not available
+offline), batch size 400:
 
     inference   one plain pass: model.eval(), torch.no_grad(), model.representations(x)
     two_pass    measure_collapse(method="two_pass")                         goal ≤ 2.3× inference
@@ -61,11 +62,13 @@ from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.nc import nc_trace_from_covariance
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.sampling import Split, batch_indices
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed
 
 THREADS = 2
 BATCH = 400
 NUM_CLASSES = 10
-SEED = 0
+SEED = 0  # every stream below is derived from it by name (`seeds`)
+NC_SEED = derive_seed(SEED, Stream.NC_ORDER)  # the NC passes' batch order, as a run's
 MIB = 1 << 20
 GIB = 1 << 30
 OUT = Path(__file__).resolve().parent / "out" / "nc_speed.json"
@@ -113,12 +116,13 @@ def inference_pass(model: LayeredNet, split: Split) -> None:
 
 
 def _prepare_part_a(case: str, num_samples: int, model_name: str) -> Callable[[], Result]:
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(derive_seed(SEED, BenchmarkStream.SYNTHETIC))
     split = Split(
         torch.rand(num_samples, 3, 32, 32, generator=generator),
         torch.randint(0, NUM_CLASSES, (num_samples,), generator=generator),
     )
-    model = build_model(make_spec(model_name, (3, 32, 32), NUM_CLASSES), seed=SEED)
+    spec = make_spec(model_name, (3, 32, 32), NUM_CLASSES)
+    model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
     inference_pass(model, Split(split.x[:BATCH], split.y[:BATCH]))  # warm-up (oneDNN kernels)
     if case == DENSE_LAYERS:
         return lambda: dense_layers(model, split)
@@ -131,7 +135,9 @@ def _prepare_part_a(case: str, num_samples: int, model_name: str) -> Callable[[]
 
         return plain
     method, budget = setting
-    config = CollapseConfig(batch_size=BATCH, method=method, feature_budget_bytes=budget)
+    config = CollapseConfig(
+        batch_size=BATCH, seed=NC_SEED, method=method, feature_budget_bytes=budget
+    )
 
     def work() -> Result:
         report = measure_collapse(model, split, NUM_CLASSES, config)
@@ -150,7 +156,7 @@ def dense_layers(model: LayeredNet, split: Split) -> Result:
     them, see the same samples together)."""
     dims = [h[0].numel() for h in model.eval().representations(split.x[:2])[0]]
     layers = [layer for layer, dim in enumerate(dims, 1) if dim <= DENSE_AGREE_DIM]
-    order = batch_indices(len(split), BATCH, torch.Generator().manual_seed(0))
+    order = batch_indices(len(split), BATCH, torch.Generator().manual_seed(NC_SEED))
     kept: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     with torch.no_grad():
         for index in order:
@@ -167,7 +173,7 @@ def dense_layers(model: LayeredNet, split: Split) -> Result:
 
 def random_features(num_samples: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Class means + noise, float32 (N, D), labels (N,); filled in chunks (no transient copy)."""
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(derive_seed(SEED, BenchmarkStream.SYNTHETIC))
     means = torch.randn(NUM_CLASSES, dim, generator=generator)
     labels = torch.randint(0, NUM_CLASSES, (num_samples,), generator=generator)
     features = torch.empty(num_samples, dim)

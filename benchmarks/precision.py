@@ -13,6 +13,8 @@ path (fp32, default memory format, eager) in the same run. Not a test.
 Real Fashion-MNIST, 10 000 training (a seeded subset) and 10 000 test images, batch 400,
 torch.set_num_threads(2), wall time by time.perf_counter. Variants run round-robin, so that
 the machine's drift falls on all of them alike; each ratio is today's time over the variant's.
+Every random stream comes from seed 0 by name (`seeds`): initialisations and training orders as
+a run of seed 0 draws them, each timed epoch's order from `BenchmarkStream.TIMED_ORDER`.
 
 A 𝒱-information measurement: layers 1–3 on both splits (layer 0 is measured once per run and
 skipped here), the default `VInfoConfig` (every head ≤ 50 decoder epochs, stopping on its loss
@@ -52,9 +54,11 @@ from raycompress.plan import Measurement, measure_layer, measurement_seed
 from raycompress.record import STATE_FILE
 from raycompress.sampling import Split
 from raycompress.schema import HEADLINE, Quantity
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed
 from raycompress.training import TrainConfig, make_optimizer, run_epochs, train_epoch
 
 OUT = Path(__file__).resolve().parent / "out"
+SEED = 0  # the run seed every stream here is derived from
 TODAY = "fp32"
 VARIANTS = {
     TODAY: Compute("fp32", channels_last=False),
@@ -70,7 +74,8 @@ def fresh(
     name: str, data: Dataset, how: Compute
 ) -> tuple[LayeredNet, torch.optim.Optimizer, Compiled]:
     """A freshly initialised network prepared for `how`, its optimiser and its forward."""
-    model = prepare(build_model(make_spec(name, data.input_shape, data.num_classes), seed=0), how)
+    spec = make_spec(name, data.input_shape, data.num_classes)
+    model = prepare(build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT)), how)
     return model, make_optimizer(model, TrainConfig()), Compiled(model, how.compile)
 
 
@@ -87,7 +92,8 @@ def steps(data: Dataset, repeats: int) -> dict:
             for i in range(count):
                 for v, how in VARIANTS.items():
                     model, optimizer, forward = setups[v]
-                    generator = torch.Generator().manual_seed(i)
+                    order = derive_seed(SEED, BenchmarkStream.TIMED_ORDER, i)
+                    generator = torch.Generator().manual_seed(order)
                     start = time.perf_counter()
                     train_epoch(model, optimizer, split, 400, generator, how, forward)
                     seconds = time.perf_counter() - start
@@ -114,13 +120,14 @@ def steps(data: Dataset, repeats: int) -> dict:
 
 
 def trained(name: str, data: Dataset, checkpoint: Path | None) -> LayeredNet:
-    model = build_model(make_spec(name, data.input_shape, data.num_classes), seed=0)
+    spec = make_spec(name, data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         return model
     optimizer = make_optimizer(model, TrainConfig())
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(derive_seed(SEED, Stream.TRAIN_ORDER))
     for _ in range(2):
         train_epoch(model, optimizer, data.train, 400, generator)
     return model
@@ -143,7 +150,7 @@ def measurement(
         config = VInfoConfig(DecoderConfig(**{**decoder.__dict__, "compute": how}))
         start = time.perf_counter()
         planned = [
-            Measurement(layer, split, measurement_seed(0, 2, layer, split))
+            Measurement(layer, split, measurement_seed(SEED, 2, layer, split))
             for layer, split in itertools.product(layers, splits)
         ]
         values = {
@@ -184,16 +191,17 @@ def numbers(data: Dataset) -> dict:
     for short, name, layers in (("f-", "mnistnet", (1, 2, 3)), ("f+", "cifarnet", (3,))):
         for precision in ("fp32", "bf16"):
             how = Compute(precision)
-            model = build_model(make_spec(name, data.input_shape, data.num_classes), seed=0)
+            spec = make_spec(name, data.input_shape, data.num_classes)
+            model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
             start = time.perf_counter()
-            last = list(run_epochs(model, data, TrainConfig(compute=how)))[-1]
+            last = list(run_epochs(model, data, TrainConfig(seed=SEED, compute=how)))[-1]
             trained_s = time.perf_counter() - start
             splits = {"train": data.train, "test": data.test}
             config = VInfoConfig(DecoderConfig(compute=how))
             state = {k: v.detach() for k, v in model.state_dict().items()}
             vinfo = {}
             for layer, split in itertools.product(layers, splits):
-                m = Measurement(layer, split, measurement_seed(0, last.epoch, layer, split))
+                m = Measurement(layer, split, measurement_seed(SEED, last.epoch, layer, split))
                 v = measure_layer(model.spec, state, m, splits[split], config)
                 vinfo[f"{layer}/{split}"] = [
                     v.value(Quantity.SUFFICIENCY),

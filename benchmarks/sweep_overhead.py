@@ -18,7 +18,7 @@ NC every epoch, 𝒱-information every epoch):
 `--epochs` sets the demo's epoch count in every case: the overhead that grows with the work
 is the difference between two epoch counts; the fixed part does not grow.
 
-Goal (issue 4): Ray overhead ≤ 10 % with one worker (ray_1 / in_process ≤ 1.1); the speed-up
+Goal: Ray overhead ≤ 10 % with one worker (ray_1 / in_process ≤ 1.1); the speed-up
 of two workers on two cores is reported (in_process / ray_2). Each case runs in a fresh
 subprocess; wall times include Ray's start-up and shut-down.
 """

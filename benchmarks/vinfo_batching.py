@@ -24,6 +24,7 @@ from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo
 from raycompress.models import build_model, make_spec
 from raycompress.schema import Quantity
+from raycompress.seeds import Stream, derive_seed
 from raycompress.training import Run, TrainConfig
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_batching.json"
@@ -36,8 +37,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     data = load_dataset("fashion-mnist-demo")
-    model = build_model(make_spec("mnistnet", data.input_shape, data.num_classes))
-    run = Run(model, data, TrainConfig(max_epochs=2))
+    spec = make_spec("mnistnet", data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
+    run = Run(model, data, TrainConfig(seed=0, max_epochs=2))
     run.step(), run.step()
     rows = []
     for batching in ("vmap", "loop", "loop"):

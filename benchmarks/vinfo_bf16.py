@@ -26,6 +26,7 @@ from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.plan import measure_in_process
 from raycompress.schema import HEADLINE, VInfoResult
+from raycompress.seeds import Stream, derive_seed
 from raycompress.training import TrainConfig, run_epochs
 
 OUT = Path(__file__).resolve().parent / "out" / "vinfo_bf16.json"
@@ -39,8 +40,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     data = load_dataset("fashion-mnist", args.data_dir, download=False)
-    model = build_model(make_spec("mnistnet", data.input_shape, 10), seed=0)
-    losses = [r.train_step_loss for r in run_epochs(model, data, TrainConfig(max_epochs=2))]
+    spec = make_spec("mnistnet", data.input_shape, 10)
+    model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
+    losses = [r.train_step_loss for r in run_epochs(model, data, TrainConfig(seed=0, max_epochs=2))]
     skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0 "already measured"
     config = VInfoConfig(DecoderConfig(compute=Compute("bf16", channels_last=False)))
     start = time.perf_counter()

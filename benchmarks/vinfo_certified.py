@@ -10,7 +10,7 @@ benchmarks/out/ for a rerun. At each layer and split, the
 thesis' recipe (`DecoderConfig()`) and the converged protocol (fresh decoders, `--cap`
 epochs at most) measure in-sample sufficiency and minimality with the same measurement
 seed; each result records every term's value, certification, decoder epochs and CPU and wall
-seconds. Goals (issue 21): (i) every converged term certified; (ii) none below the thesis'
+seconds. Goals: (i) every converged term certified; (ii) none below the thesis'
 value by more than 0.01 bit. Raw: benchmarks/out/vinfo_certified.json.
 """
 
@@ -33,6 +33,7 @@ from raycompress.metrics.decoders import DecoderConfig  # noqa: E402
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo  # noqa: E402
 from raycompress.models import build_model, make_spec  # noqa: E402
 from raycompress.schema import HEADLINE  # noqa: E402
+from raycompress.seeds import Stream, derive_seed  # noqa: E402
 from raycompress.training import Run, TrainConfig  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "vinfo_certified.json"
@@ -43,8 +44,9 @@ def stopped_encoder(model_name: str, data, weights: Path, how: Compute) -> tuple
     if weights.exists():
         saved = torch.load(weights, weights_only=True)
         return saved["model"], saved["epoch"]
-    model = build_model(make_spec(model_name, data.input_shape, data.num_classes), seed=0)
-    run = Run(model, data, TrainConfig(compute=how))
+    spec = make_spec(model_name, data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
+    run = Run(model, data, TrainConfig(seed=0, compute=how))
     while (record := run.step()).stop_reason is None:
         print(f"epoch {record.epoch}: step loss {record.train_step_loss:.4f}", flush=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -44,7 +44,9 @@ from raycompress.data import load_dataset  # noqa: E402
 from raycompress.metrics.decoders import DecoderConfig  # noqa: E402
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo  # noqa: E402
 from raycompress.models import build_model, make_spec  # noqa: E402
+from raycompress.protocol import CONVERGED  # noqa: E402
 from raycompress.schema import HEADLINE, VInfoResult  # noqa: E402
+from raycompress.seeds import Stream, derive_seed  # noqa: E402
 from raycompress.training import Run, TrainConfig  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "vinfo_levers.json"
@@ -61,16 +63,16 @@ VARIANTS: dict[str, DecoderConfig] = {
     "train100": DecoderConfig(train_batch_size=100, **NO_STOP),
     "train100_5e-3": DecoderConfig(lr=5e-3, train_batch_size=100, **NO_STOP),
     "train50": DecoderConfig(train_batch_size=50, **NO_STOP),
-    "converged": DecoderConfig(protocol="converged", max_epochs=200),
-    "converged_5e-3": DecoderConfig(lr=5e-3, protocol="converged", max_epochs=200),
-    "converged_1e-2": DecoderConfig(lr=1e-2, protocol="converged", max_epochs=200),
-    "converged_t100": DecoderConfig(train_batch_size=100, protocol="converged", max_epochs=200),
-    "converged_t50": DecoderConfig(train_batch_size=50, protocol="converged", max_epochs=200),
+    "converged": DecoderConfig(protocol=CONVERGED, max_epochs=200),
+    "converged_5e-3": DecoderConfig(lr=5e-3, protocol=CONVERGED, max_epochs=200),
+    "converged_1e-2": DecoderConfig(lr=1e-2, protocol=CONVERGED, max_epochs=200),
+    "converged_t100": DecoderConfig(train_batch_size=100, protocol=CONVERGED, max_epochs=200),
+    "converged_t50": DecoderConfig(train_batch_size=50, protocol=CONVERGED, max_epochs=200),
 }
-PREVIOUS = DecoderConfig(protocol="converged", max_epochs=50)  # 25 → 50: ≈ the thesis' 50
+PREVIOUS = DecoderConfig(protocol=CONVERGED, max_epochs=50)  # 25 → 50: ≈ the thesis' 50
 WARMS = {  # the warm variants: their continuing decoders
-    "warm": DecoderConfig(protocol="converged", certify_from=2, max_epochs=64),
-    "warm_5e-3": DecoderConfig(lr=5e-3, protocol="converged", certify_from=2, max_epochs=64),
+    "warm": DecoderConfig(protocol=CONVERGED, certify_from=2, max_epochs=64),
+    "warm_5e-3": DecoderConfig(lr=5e-3, protocol=CONVERGED, certify_from=2, max_epochs=64),
 }
 
 
@@ -79,8 +81,9 @@ def encoders(model_name: str, epochs: int) -> tuple[dict, dict, object]:
     data = load_dataset(
         "fashion-mnist", ROOT.parent / "shared" / "data", download=False, train_size=10_000
     )
-    model = build_model(make_spec(model_name, data.input_shape, data.num_classes), seed=0)
-    run = Run(model, data, TrainConfig())
+    spec = make_spec(model_name, data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
+    run = Run(model, data, TrainConfig(seed=0))
     states = []
     for _ in range(epochs):
         run.step()

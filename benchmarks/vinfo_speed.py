@@ -6,7 +6,10 @@ minimality heads (the base-10 digits of the within-class index), bits = entropy 
 
 Setup: f₋ on the data set (default the real Fashion-MNIST, 10 000 train + 10 000 test), seed 0,
 trained 2 epochs by the thesis protocol (batch 400, AdamW lr 2e-3); the unit T_epoch is the
-median of 3 further `train_epoch` calls on a deep copy of the model and optimiser.
+median of 3 further `train_epoch` calls on a deep copy of the model and optimiser. Every random
+stream comes from seed 0 by name (`seeds`): the initialisation, the training order and the
+--quick subsets as a run of seed 0 draws them, the timed epochs' orders from
+`BenchmarkStream.TIMED_ORDER`.
 
 Part "ours": `plan.measure_in_process(..., VInfoConfig(), 0, 2, layer0={})`, the default config
 (convergence stopping, cached features, all heads of a (layer, split) batched), wall time in
@@ -72,7 +75,7 @@ from raycompress.metrics.vinfo import LN2, VInfoConfig, encode, entropy_bits, he
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
 from raycompress.schema import HEADLINE, Quantity, VInfoResult
-from raycompress.seeds import Stream, derive_seed
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
 
 THREADS = 2
@@ -90,8 +93,10 @@ Result = dict[str, Any]
 def load(name: str, data_dir: str, quick: bool) -> Dataset:
     data = load_dataset(name, data_dir, download=False)
     if quick:  # 300 + 300 samples, stratified
-        g = torch.Generator().manual_seed(SEED)
-        sub = [s.subset(stratified_subset(s.y, 300, g)) for s in (data.train, data.test)]
+        sub = []
+        for s, stream in ((data.train, Stream.TRAIN_SUBSET), (data.test, Stream.TEST_SUBSET)):
+            g = torch.Generator().manual_seed(derive_seed(SEED, stream))
+            sub.append(s.subset(stratified_subset(s.y, 300, g)))
         data = Dataset(data.name, sub[0], sub[1], data.classes)
     return data
 
@@ -99,17 +104,18 @@ def load(name: str, data_dir: str, quick: bool) -> Dataset:
 def setup(data: Dataset, epochs: int, time_reps: int) -> tuple[LayeredNet, Result]:
     """f₋ (seed 0) trained `epochs` epochs by the thesis protocol; T_epoch from a deep copy."""
     config = TrainConfig(seed=SEED)
-    model = build_model(make_spec("mnistnet", data.input_shape, data.num_classes), seed=SEED)
+    spec = make_spec("mnistnet", data.input_shape, data.num_classes)
+    model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
     optimizer = make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(derive_seed(SEED, Stream.TRAIN_ORDER))
     losses = [
         train_epoch(model, optimizer, data.train, config.batch_size, generator)
         for _ in range(epochs)
     ]
     copy_model, copy_opt = copy.deepcopy((model, optimizer))
-    copy_gen = torch.Generator().manual_seed(SEED + 1)
     times = []
-    for _ in range(time_reps):
+    for i in range(time_reps):
+        copy_gen = torch.Generator().manual_seed(derive_seed(SEED, BenchmarkStream.TIMED_ORDER, i))
         start = time.perf_counter()
         train_epoch(copy_model, copy_opt, data.train, config.batch_size, copy_gen)
         times.append(time.perf_counter() - start)

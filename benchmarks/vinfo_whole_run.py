@@ -1,6 +1,6 @@
 """What a whole run's 𝒱-information costs under each protocol: one f₋ (or f₊) run on the real
-Fashion-MNIST, measured epoch by epoch, its seconds and values recorded (issue 21, goals iii
-and iv).
+Fashion-MNIST, measured epoch by epoch, its seconds and values recorded (docs/benchmarks.md:
+"A run under both protocols" and the sections after it).
 
     python benchmarks/vinfo_whole_run.py --protocol thesis --schedule log:3
     python benchmarks/vinfo_whole_run.py --protocol converged --schedule every --epochs 5 \
@@ -30,17 +30,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from raycompress import plan  # noqa: E402
+from raycompress import plan, protocol  # noqa: E402
 from raycompress.schema import HEADLINE  # noqa: E402
 from raycompress.training import Run  # noqa: E402
 from raycompress.trial import Trial  # noqa: E402
 
-CONVERGED = {"vinfo_protocol": "converged", "decoder_warm_start": True, "decoder_epochs": 400}
+CONVERGED = {
+    "vinfo_protocol": protocol.CONVERGED,
+    "decoder_warm_start": True,
+    "decoder_epochs": 400,
+}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--protocol", choices=["thesis", "converged"], required=True)
+    p.add_argument("--protocol", choices=protocol.VINFO_PROTOCOLS, required=True)
     p.add_argument("--schedule", default="every")
     p.add_argument("--epochs", type=int, default=50, help="the run's epoch cap")
     p.add_argument("--layers", help="e.g. 1,2,3 (vinfo_layers; default: every layer)")
@@ -54,7 +58,7 @@ def main() -> int:
         "download": False, "data_dir": args.data_dir, "vinfo_schedule": args.schedule,
         "epochs": args.epochs, "decoder_epochs": 50,
         "vinfo_layers": [int(x) for x in args.layers.split(",")] if args.layers else None,
-        **(CONVERGED if args.protocol == "converged" else {}),
+        **(CONVERGED if args.protocol == protocol.CONVERGED else {}),
         **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)},
     }  # fmt: skip
     trial = Trial.from_config(settings)

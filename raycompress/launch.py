@@ -21,12 +21,12 @@ import ray
 from ray import tune
 from ray.tune.search.sample import Function
 
-from raycompress import record, storage
+from raycompress import record, results, storage
 from raycompress.definition import Resources, Sweep, UsageError, axes
 from raycompress.record import PARAMS_FILE
 from raycompress.schema import NC
 from raycompress.stopping import Stop
-from raycompress.trainable import train_trial
+from raycompress.trainable import IDENTITY, train_trial
 
 OBJECT_STORE_BYTES = 256 << 20  # Ray's default (30 % of RAM in /dev/shm) is far more than needed
 TOKEN_HINT = (
@@ -210,10 +210,12 @@ def launch(sweep: Sweep, args: argparse.Namespace) -> int:
             ray.shutdown()
 
 
-def _trainable(resources: Resources, models: dict[str, Any]) -> Any:
-    """The trainable with what is not a setting bound to it: the resources and the sweep's own
-    networks (their builders travel to every node by value)."""
-    bound = tune.with_parameters(train_trial, resources=resources, models=models)
+def _trainable(resources: Resources, models: dict[str, Any], swept: list[str]) -> Any:
+    """The trainable with what is not a setting bound to it: the resources, the sweep's own
+    networks (their builders travel to every node by value) and the settings that identify
+    each row of a trial (dataset, model, the `swept` axes)."""
+    identity = (*IDENTITY, *(a for a in swept if a not in IDENTITY))
+    bound = tune.with_parameters(train_trial, resources=resources, models=models, identity=identity)
     return tune.with_resources(bound, tune.PlacementGroupFactory(resources.bundles()))
 
 
@@ -229,11 +231,11 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
         resources = Resources(**started_with.get("resources", asdict(sweep.resources)))
         tuner = tune.Tuner.restore(
             experiment,
-            _trainable(resources, sweep.models),
+            _trainable(resources, sweep.models, started_with.get("axes", [])),
             resume_errored=True,
             resume_unfinished=True,
         )
-        return summarise(tuner.fit())
+        return finish(tuner.fit(), experiment)
     if folder.exists():
         raise UsageError(
             f"{experiment} exists: pass --resume to continue it, or --name for a new one"
@@ -242,7 +244,7 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
     for note in notes:
         print(f"note: {note}")
     tuner = tune.Tuner(
-        _trainable(resources, sweep.models),
+        _trainable(resources, sweep.models, axes(sweep.param_space)),
         param_space=sweep.param_space,
         # trials share one resource shape, so a finished trial's worker process (torch
         # imported, decoder task workers warm) runs the next one
@@ -268,7 +270,17 @@ def _fit(sweep: Sweep, args: argparse.Namespace) -> int:
             "resources": asdict(resources),
         },
     )
-    return summarise(tuner.fit())
+    return finish(tuner.fit(), experiment)
+
+
+def finish(grid: tune.ResultGrid, experiment: str) -> int:
+    """The sweep's summary (`summarise`), after its trials' rows are consolidated into one
+    file for `results.load`; a consolidation that fails costs nothing but its speed."""
+    try:
+        results.consolidate(experiment)
+    except (OSError, ValueError) as err:
+        print(f"note: the rows were not consolidated ({err}); results.load reads each trial")
+    return summarise(grid)
 
 
 def _shown(value: Any) -> str:

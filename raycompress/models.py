@@ -200,6 +200,28 @@ class LayeredNet(nn.Module):
             )
 
 
+# Modules that only reshape: a representation passed through them is the same vector.
+_RESHAPES = (nn.Identity, nn.Flatten, nn.Unflatten)
+
+
+def _only_reshapes(module: nn.Module) -> bool:
+    if isinstance(module, nn.Sequential):
+        return all(_only_reshapes(m) for m in module)
+    return isinstance(module, _RESHAPES)
+
+
+def identical_layers(model: LayeredNet) -> dict[int, int]:
+    """Each layer l = 1..L whose representation is an earlier layer's (flattened), mapped to the
+    earliest such layer (0: the input): the blocks between them only reshape. f₋'s and the
+    MLP's penultimate features are h^{L−1} flattened ({L: L−1}); f₊'s are max-pooled ({})."""
+    same: dict[int, int] = {}
+    # the head's features are pre(h^{L−1}) flattened: pre is the last block's representation
+    for layer, block in enumerate([*model.layers[:-1], model.head.pre], 1):
+        if _only_reshapes(block):
+            same[layer] = same.get(layer - 1, layer - 1)
+    return same
+
+
 def batch_norm_regime(model: nn.Module) -> str:
     """How the model's batch norm normalises when measured: "batch statistics" (the thesis'
     models: no running statistics, a representation depends on its batch), "running
@@ -209,13 +231,17 @@ def batch_norm_regime(model: nn.Module) -> str:
     return regimes.pop() if len(regimes) == 1 else ("mixed" if regimes else "none")
 
 
-def describe(model: LayeredNet) -> dict[str, str | list[str]]:
-    """What network ran, for the run's record (`record.MODEL_FILE`)."""
+def describe(model: LayeredNet) -> dict[str, str | list[str] | dict[str, int]]:
+    """What network ran, for the run's record (`record.MODEL_FILE`). `same_as` (only for a
+    network that has them, as records written before it lack it): `identical_layers`, keyed
+    by the layer as text (JSON's object keys)."""
+    same = {str(layer): earlier for layer, earlier in identical_layers(model).items()}
     return {
         "model": model.spec.name,
         "stages": list(model.names),
         "batch_norm": batch_norm_regime(model),
         "adaptation": model.adaptation,
+        **({"same_as": same} if same else {}),
     }
 
 

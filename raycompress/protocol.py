@@ -1,8 +1,16 @@
 """The thesis' training protocol (§2.3) as constants: the one source of every default.
 
-`TrainConfig`, `DecoderConfig`, a trial's settings (`trial.SETTINGS`) and both command lines
-read these; nothing else writes the numbers down.
+`Optimisation` holds what the network and its decoders share; `TrainConfig` and
+`DecoderConfig` extend it, a trial's settings (`trial.SETTINGS`) read their defaults from those
+dataclasses, and both command lines read the settings: nothing else writes the numbers down.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from raycompress.compute import Compute
 
 LR = 2e-3  # AdamW, constant
 BATCH_SIZE = 400  # the thesis' reference code's default
@@ -26,7 +34,35 @@ DECODER_BUDGETS = (5, 10, 20, 50)
 # CERTIFY_TOLERANCE bits over the last doubling of its epochs (CERTIFY_FROM → 2·CERTIFY_FROM
 # → …; a warm-started decoder from WARM_CERTIFY_FROM) — or until the decoder epoch cap, where
 # it is recorded as uncertified.
-VINFO_PROTOCOLS = ("thesis", "converged")
+THESIS = "thesis"
+CONVERGED = "converged"
+VINFO_PROTOCOLS = (THESIS, CONVERGED)
 CERTIFY_TOLERANCE = 0.01  # bits
 CERTIFY_FROM = 25  # decoder epochs of the first scored point; the first check is at twice it
 WARM_CERTIFY_FROM = 2  # the same for a decoder that continues the previous measurement's
+
+
+@dataclass(frozen=True)
+class Optimisation:
+    """How a network trains, shared by the main network (`TrainConfig`) and its decoders
+    (`DecoderConfig`): AdamW's learning rate and weight decay, the batch, the stopping rule
+    (training loss ≤ loss_threshold nats, or max_epochs) and the arithmetic (`Compute`)."""
+
+    lr: float = LR
+    batch_size: int = BATCH_SIZE
+    max_epochs: int = MAX_EPOCHS
+    loss_threshold: float = LOSS_THRESHOLD
+    weight_decay: float = WEIGHT_DECAY
+    compute: Compute = field(default_factory=Compute)
+    role: ClassVar[str] = ""  # how errors name the fields: "" (the network) or "decoder "
+
+    def __post_init__(self) -> None:
+        self.check_positive("lr", "batch_size", "max_epochs")
+        for name in ("loss_threshold", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{self.role}{name} must be ≥ 0, got {getattr(self, name)}")
+
+    def check_positive(self, *names: str) -> None:
+        for name in names:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{self.role}{name} must be positive, got {getattr(self, name)}")

@@ -6,34 +6,63 @@ only puts it on disk and takes it off. No Ray, no torch: readers load results wi
 
 Files. In each checkpoint of a trial: `STATE_FILE` (the run's torch state), `HISTORY_FILE`,
 the authoritative per-epoch history (`schema.EpochRecord.to_json` per epoch; Tune's
-result.json can lose epochs when a trial is restarted), and `MODEL_FILE`, what network ran and
+result.json can lose epochs when a trial is restarted), `ROWS_FILE`, the same history as the
+tidy frame's rows with the trial's identity columns in front (Parquet: `rows_table`), and
+`MODEL_FILE`, what network ran and
 where: {"model", "stages" (names of l = 1..L), "batch_norm" (the regime it was measured in),
-"adaptation" (how a torchvision model was changed for the data), "device", "device_note" (why
+"adaptation" (how a torchvision model was changed for the data), "same_as" (the layers whose
+representation is an earlier layer's, where there are such), "device", "device_note" (why
 it is not the one asked for), "compute"}. In the experiment folder: `SWEEP_FILE`, the sweep's
-description. Tune itself writes `PARAMS_FILE` (a trial's resolved settings) and `RESULT_FILE`
-into each trial folder. A folder is local or in object storage (`storage.Folder`): the
+description, and `DATASET_FILE`, every trial's rows consolidated into one Parquet file
+(`results.consolidate`). Tune itself writes `PARAMS_FILE` (a trial's resolved settings) and
+`RESULT_FILE` into each trial folder. A folder is local or in object storage (`storage.Folder`): the
 readers read both alike.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from raycompress import __version__
-from raycompress.schema import NC, SPLITS, EpochRecord, Quantity
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raycompress import __version__, storage
+from raycompress.schema import BUDGET, COLUMNS, NC, SPLITS, EpochRecord, Quantity
 from raycompress.stopping import Stop
 from raycompress.storage import Folder
 
 STATE_FILE = "run.pt"
 HISTORY_FILE = "history.json"
+ROWS_FILE = "rows.parquet"
+DATASET_FILE = "raycompress_rows.parquet"
 MODEL_FILE = "model.json"
 SWEEP_FILE = "raycompress_sweep.json"
 PARAMS_FILE = "params.json"  # Tune's
 RESULT_FILE = "result.json"  # Tune's
+TRIAL_ID = "trial_id"  # the first identity column of every row: Tune's id of the trial
+
+
+class DamagedFileError(ValueError):
+    """A results file that cannot be read (truncated, corrupt): one line naming it."""
+
+
+def damaged(file: Folder, err: Exception) -> DamagedFileError:
+    """The one-line error of `file`, found unreadable by `err`."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return DamagedFileError(f"{file} is damaged ({type(err).__name__}: {first[:200]})")
+
+
+def _read_json(file: Folder) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise damaged(file, err) from None
 
 
 # --------------------------------------------------------------------------- history files
@@ -45,8 +74,13 @@ def write_history(folder: Path, history: list[EpochRecord]) -> None:
 
 
 def read_history(folder: Folder) -> list[EpochRecord]:
-    rows = json.loads((folder / HISTORY_FILE).read_text())
-    return [EpochRecord.from_json(row) for row in rows]
+    """The history of a checkpoint folder; a DamagedFileError naming a file it cannot read."""
+    file = folder / HISTORY_FILE
+    rows = _read_json(file)
+    try:
+        return [EpochRecord.from_json(row) for row in rows]
+    except (KeyError, TypeError, ValueError) as err:
+        raise damaged(file, err) from None
 
 
 def newest_history(trial: Folder) -> list[EpochRecord]:
@@ -60,14 +94,93 @@ def write_model(folder: Path, description: dict[str, Any]) -> None:
 
 
 def newest_model(trial: Folder) -> dict[str, Any]:
-    """What network a trial ran (see MODEL_FILE); {} before its first epoch ends."""
-    checkpoints = sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"))
-    return json.loads(checkpoints[-1].read_text()) if checkpoints else {}
+    """What network a trial ran (see MODEL_FILE), from its newest checkpoint whose file can be
+    read; {} before its first epoch ends."""
+    for file in sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"), reverse=True):
+        try:
+            return _read_json(file)
+        except DamagedFileError:
+            continue
+    return {}
 
 
 def read_params(trial: Folder) -> dict[str, Any]:
     """A trial's resolved settings, as Tune recorded them."""
-    return json.loads((trial / PARAMS_FILE).read_text())
+    return _read_json(trial / PARAMS_FILE)
+
+
+# ------------------------------------------------------------------------- the rows, columnar
+
+
+def rows_table(history: list[EpochRecord], identity: Mapping[str, Any]) -> pa.Table:
+    """A history as the tidy frame's rows (`schema.COLUMNS`) behind its trial's identity
+    columns: `TRIAL_ID` (text), then each identity setting (dataset, model, each swept axis)
+    as its JSON text, so that a list (widths) or a number keeps its value exactly. Text
+    columns are dictionary-encoded: an identity column costs a few bytes whatever its rows.
+    The identity is in the schema's metadata too (`IDENTITY`: readers take it from there
+    instead of decoding a column of one value)."""
+    rows = [row for epoch in history for row in epoch.rows()]
+    columns = dict(zip(COLUMNS, zip(*rows, strict=True), strict=True)) if rows else {}
+    n = len(rows)
+    texts = {name: identity_text(name, value) for name, value in identity.items()}
+
+    def constant(text: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([text]))
+
+    def column(name: str, kind: pa.DataType) -> pa.Array:
+        values = pa.array(columns.get(name, ()), kind)
+        return values.dictionary_encode() if kind == pa.string() else values
+
+    arrays = {name: constant(text) for name, text in texts.items()}
+    arrays.update({name: column(name, kind) for name, kind in COLUMN_TYPES.items()})
+    return pa.table(arrays, metadata={IDENTITY: json.dumps(texts)})
+
+
+def identity_text(name: str, value: Any) -> str:
+    """How an identity column holds a value: the trial id as it is, a setting as JSON."""
+    return value if name == TRIAL_ID else json.dumps(value)
+
+
+IDENTITY = b"raycompress.identity"  # a rows file's metadata: its identity columns' texts
+# the narrowest types that hold every value (a layer index, a decoder epoch), so that a read
+# holds little beside the frame it becomes; `results.load` makes layer and budget Int64
+COLUMN_TYPES = {
+    "epoch": pa.int64(), "split": pa.string(), "layer": pa.int16(), "metric": pa.string(),
+    BUDGET: pa.int32(), "value": pa.float64(), "note": pa.string(),
+}  # fmt: skip
+
+
+def table_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
+    return sink.getvalue()
+
+
+def write_rows(folder: Folder, history: list[EpochRecord], identity: Mapping[str, Any]) -> None:
+    """`ROWS_FILE` in a checkpoint folder, written atomically."""
+    storage.write_atomically(folder / ROWS_FILE, table_bytes(rows_table(history, identity)))
+
+
+def read_table(file: Folder, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file of rows (`ROWS_FILE` or `DATASET_FILE`), the `columns` asked for (None:
+    all); a DamagedFileError naming a file it cannot read."""
+    filesystem, path = storage.arrow(file)
+    try:
+        return pq.read_table(path, filesystem=filesystem, columns=columns, use_threads=False)
+    except (pa.ArrowInvalid, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise damaged(file, err) from None
+
+
+def open_rows(file: Folder) -> pq.ParquetFile:
+    """A Parquet file of rows opened for reading row group by row group (its footer read: a
+    DamagedFileError naming it when that fails)."""
+    filesystem, path = storage.arrow(file)
+    try:
+        return pq.ParquetFile(filesystem.open_input_file(path))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise damaged(file, err) from None
 
 
 # ------------------------------------------------------------------ Tune's per-epoch summary
@@ -142,6 +255,7 @@ def write_description(folder: Folder, description: dict[str, Any]) -> dict[str, 
 
 
 def read_description(folder: Folder) -> dict[str, Any]:
-    """The experiment folder's sweep description; {} for a folder written without one."""
+    """The experiment folder's sweep description; {} for a folder written without one; a
+    DamagedFileError naming it when it cannot be read."""
     path = folder / SWEEP_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return _read_json(path) if path.exists() else {}

@@ -1,10 +1,13 @@
 """Render every figure and table of a sweep's results folder into a folder with an index.html.
 
-    python -m raycompress.report RESULTS_DIR --out DIR
+    python -m raycompress.report EXPERIMENT_DIR [--out DIR]
 
-RESULTS_DIR is the experiment folder a sweep wrote (STORAGE_PATH/NAME). The folder may belong
-to a sweep that is still running or partly failed: what is missing is a gap in a figure, and a
-figure with nothing to draw yet is listed as such. Usage errors exit with status 2 and one line.
+EXPERIMENT_DIR is the experiment folder a sweep wrote (STORAGE_PATH/NAME). The folder may
+belong to a sweep that is still running or partly failed: what is missing is a gap in a figure,
+and a figure with nothing to draw yet is listed as such. Usage errors exit with status 2 and
+one line. The report goes to DIR, by default into the experiment folder itself, or for one in
+object storage under ~/raycompress_reports (`default_out`): never into the current directory
+unasked.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ import pandas as pd
 
 from raycompress import record, storage
 from raycompress.analysis import figures, generalisation, tables
-from raycompress.results import axis_columns, load, trial_folders, trial_models
+from raycompress.results import (
+    INCOMPLETE,
+    axis_columns,
+    identical_layers,
+    load,
+    trial_folders,
+    trial_models,
+)
 from raycompress.storage import Folder, StorageError
 
 GENERALISATION = figures.GENERALISATION  # the ranking's table, figure and section
@@ -55,22 +65,29 @@ def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
+def _params(trial: Folder) -> dict:
+    try:
+        return record.read_params(trial)
+    except record.DamagedFileError as err:
+        return {"settings": str(err)}
+
+
 def trial_settings(results_dir: Folder) -> pd.DataFrame:
     """Each trial's resolved settings (Tune's `record.PARAMS_FILE`) and the network it ran
     (stages, batch-norm regime, adaptation), one row per trial folder."""
-    rows = [
-        {"trial folder": trial.name, **record.read_params(trial)}
-        for trial in trial_folders(results_dir)
-    ]
+    rows = [{"trial folder": trial.name, **_params(trial)} for trial in trial_folders(results_dir)]
     return pd.DataFrame(rows).merge(trial_models(results_dir), on="trial folder", how="left")
 
 
-def draw(frame: pd.DataFrame, out: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """Save every figure that has something to draw: ({name: caption}, {name: why not})."""
+def draw(
+    frame: pd.DataFrame, out: Path, identical: pd.DataFrame | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Save every figure that has something to draw, each layer that is the same as another
+    drawn once (`identical`, `results.identical_layers`): ({name: caption}, {name: why not})."""
     drawn, missing = {}, {}
     for name, make in figures.FIGURES.items():
         try:
-            figure = make(frame)
+            figure = make(frame, identical)
         except figures.NothingToPlot as err:
             missing[name] = str(err)
             continue
@@ -91,7 +108,7 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
     if frame.empty:
         drawn, missing, derived = {}, dict.fromkeys(figures.FIGURES, "no finished epoch yet"), {}
     else:
-        drawn, missing = draw(frame, out)
+        drawn, missing = draw(frame, out, identical_layers(results_dir))
         derived = derived_tables(frame)
         if GENERALISATION in derived:  # a sweep with two or more configurations
             figure = figures.generalisation_measures(frame, derived[GENERALISATION])
@@ -106,7 +123,10 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
 
 def _settings_table(results_dir: Folder) -> str:
     """The sweep's description: what it is, the code that ran it, its param space, resources."""
-    meta = record.read_description(results_dir)
+    try:
+        meta = record.read_description(results_dir)
+    except record.DamagedFileError as err:
+        return f"<p>{html.escape(str(err))}</p>"
     code = (
         f"raycompress {meta.get('version', 'unknown')}, commit "
         f"{meta.get('commit') or 'unknown (not run from a git checkout)'}"
@@ -176,6 +196,10 @@ def index_html(
         f"<h1>{title}</h1>",
         f"<p>Results folder <code>{html.escape(str(results_dir))}</code>: {len(epochs)} "
         f"trial(s) with results, {int(epochs.sum()) if len(epochs) else 0} epochs in all.</p>",
+        *(
+            f"<p><b>Incomplete: {html.escape(what)}</b>: {html.escape(why)}</p>"
+            for what, why in frame.attrs.get(INCOMPLETE, {}).items()
+        ),
         "<h2>Sweep configuration</h2>",
         _settings_table(results_dir),
         "<h2>Trials</h2>",
@@ -207,21 +231,47 @@ def index_html(
     return "\n".join(parts)
 
 
+REPORT_FOLDER = "report"  # the default report's folder inside a local experiment folder
+# where the report of an experiment in object storage goes by default, under the home folder:
+# the command only reads the bucket
+LOCAL_REPORTS = "raycompress_reports"
+
+
+def default_out(results: str | Path) -> Path:
+    """The report's folder when --out is not given: EXPERIMENT_DIR/report for a local
+    experiment folder; for a URI, ~/raycompress_reports/ and the URI as a path
+    (s3://BUCKET/runs/demo → ~/raycompress_reports/s3/BUCKET/runs/demo)."""
+    if storage.is_uri(results):
+        scheme, _, rest = str(results).partition("://")
+        return Path.home() / LOCAL_REPORTS / scheme / rest.split("?", 1)[0].strip("/")
+    return Path(results).expanduser() / REPORT_FOLDER
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m raycompress.report", description=__doc__.split("\n")[0]
     )
     p.add_argument(
-        "results_dir", help="the experiment folder a sweep wrote: a path or a URI (s3://…)"
+        "results_dir",
+        metavar="EXPERIMENT_DIR",
+        help="the experiment folder a sweep wrote: a path or a URI (s3://…)",
     )
-    p.add_argument("--out", type=Path, required=True, help="folder for the figures and index.html")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"folder for the figures, tables and index.html (default: EXPERIMENT_DIR/"
+        f"{REPORT_FOLDER}; for a URI, which is only read, ~/{LOCAL_REPORTS}/ followed by the "
+        f"URI without '://': s3://BUCKET/runs/demo → ~/{LOCAL_REPORTS}/s3/BUCKET/runs/demo)",
+    )
     args = p.parse_args(argv)
+    out = args.out or default_out(args.results_dir)
     try:
-        missing = render(args.results_dir, args.out)
+        missing = render(args.results_dir, out)
     except (FileNotFoundError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {args.out / 'index.html'}")
+    print(f"report: {out / 'index.html'}")
     for name, why in missing.items():
         print(f"  {name}: not drawn ({why})")
     return 0

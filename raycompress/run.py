@@ -59,6 +59,10 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
+        "--baselines", action="store_true",
+        help="the generalisation literature's baseline measures where training stops",
+    )  # fmt: skip
+    p.add_argument(
         "--vinfo-protocol", default=DEFAULTS["vinfo_protocol"],
         help="thesis (the fixed recipe) or converged (decoders trained until certified)",
     )  # fmt: skip
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "decoder_warm_start": args.warm_start, "decoder_certify_from": args.certify_from,
         "precision": args.precision,
         "channels_last": args.channels_last, "compile": args.compile,
-        "input_scale": args.input_scale,
+        "input_scale": args.input_scale, "baselines": args.baselines,
     } | (THESIS_RECIPE if args.thesis_recipe else {})  # fmt: skip
     try:
         trial = Trial.from_config(settings)
@@ -150,11 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adapted {model.adaptation}")
     print(f"epoch  step loss train acc  test acc test loss  {layers}")
     start = time.perf_counter()
-    for record in run_epochs(model, data, trial.train, trial.collapse, trial.vinfo):
+    measured = run_epochs(
+        model, data, trial.train, trial.collapse, trial.vinfo, baselines=trial.baselines
+    )
+    for record in measured:
         print(format_row(record, time.perf_counter() - start), flush=True)
         for (layer, split), result in sorted(record.vinfo.items()):
             print(f"      𝒱-info l={layer} {split:5s}: {format_vinfo(result)}")
         start = time.perf_counter()
+        for name, (value, _) in record.baselines.items():
+            print(f"      baseline {name}: {value:.4g}")
         if record.stop_reason:
             print(f"stopped: {record.stop_reason}")
     return 0

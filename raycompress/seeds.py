@@ -5,7 +5,8 @@
 Hashed, so that two streams never meet: neighbouring seeds (seed + 1, seed + 2, …), which a
 sweep over seeds uses, give unrelated streams, and a measurement's streams stay apart from
 every other measurement's. One owner: the library and the benchmarks derive through here, by
-the names of `Stream`.
+the names of `Stream` (a run's and a measurement's streams) and `BenchmarkStream` (the few that
+a benchmark draws and no run does).
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ class Stream(StrEnum):
 
 RUN_STREAMS = tuple(Stream)[: tuple(Stream).index(Stream.VINFO) + 1]
 MEASUREMENT_STREAMS = tuple(Stream)[len(RUN_STREAMS) :]
+
+
+class BenchmarkStream(StrEnum):
+    """Every random stream that a benchmark draws and no run does, by the name it is derived
+    under; a benchmark draws what a run draws too (initialisation, orders) from `Stream`."""
+
+    # A benchmark's, from its seed.
+    SYNTHETIC = "synthetic"  # random inputs, labels, features or values standing in for data
+    TIMED_ORDER = "timed_order"  # (i): the batch order of a benchmark's timed epoch i
 
 
 def derive_seed(seed: int, *names: str | int) -> int:

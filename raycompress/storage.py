@@ -92,6 +92,27 @@ class Remote:
 Folder = Path | Remote
 
 
+def arrow(where: Folder) -> tuple[fs.FileSystem, str]:
+    """The pyarrow filesystem and path of a folder or file: what Parquet reads and writes."""
+    if isinstance(where, Remote):
+        return where.filesystem, where.path
+    return fs.LocalFileSystem(), str(Path(where).resolve())
+
+
+def write_atomically(target: Folder, data: bytes) -> None:
+    """Write `data` at `target` so that a reader sees the old file or the new one, never part
+    of one: locally written beside, then renamed over it; in object storage one upload, which
+    becomes visible only once complete."""
+    if isinstance(target, Remote):
+        target.filesystem.create_dir(target.parent.path, recursive=True)
+        with target.filesystem.open_output_stream(target.path) as stream:
+            stream.write(data)
+        return
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
 def folder(where: str | Path | Remote) -> Folder:
     """A local folder (`~` expanded) or the folder of a URI."""
     if isinstance(where, Remote):
@@ -111,8 +132,14 @@ class StorageError(ValueError):
 CONNECT_SECONDS = 5
 
 
-def check(uri: str) -> None:
-    """Raise a one-line StorageError unless the bucket of `uri` can be listed here."""
+def check(where: str) -> None:
+    """Raise a one-line StorageError unless results can be written at `where`: a local folder
+    (or a path whose first existing part is a folder: the rest is created) or a URI whose
+    bucket can be listed here."""
+    if not is_uri(where):
+        _check_local(Path(where).expanduser())
+        return
+    uri = where
     scheme, _, rest = uri.partition("://")
     bucket = rest.split("?", 1)[0].split("/", 1)[0]
     try:
@@ -130,6 +157,15 @@ def check(uri: str) -> None:
     if info.type == fs.FileType.NotFound:
         raise StorageError(
             f"{uri}: the bucket {bucket!r} does not exist; create it (or pass an existing one)"
+        )
+
+
+def _check_local(path: Path) -> None:
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise StorageError(
+            f"the storage path {path} {'is' if existing == path else 'lies under'} a file "
+            f"({existing}): name a folder, or a path to create one"
         )
 
 

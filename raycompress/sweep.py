@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             dry_run(sweep)
             return 0
         check_local_ray(args)
+        storage.check(args.storage_path)
         check_trials(sweep, remote=bool(args.address))
-        if storage.is_uri(args.storage_path):
-            storage.check(args.storage_path)
         return launch(sweep, args)
     except (UsageError, storage.StorageError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -118,13 +118,18 @@ class RayVInfo:
             return VInfoResult.failed(message[:2000])
 
 
+IDENTITY = ("dataset", "model")  # a trial's identity settings when no axis is swept
+
+
 def train_trial(
     config: dict[str, Any],
     resources: Resources | None = None,
     models: dict[str, Builder] | None = None,
+    identity: tuple[str, ...] = IDENTITY,
 ) -> None:
     """The Tune function trainable. `config` is a flat trial configuration (`trial.SETTINGS`);
-    `resources` and the sweep's own networks `models` are bound by `tune.with_parameters`.
+    `resources`, the sweep's own networks `models` and the settings that identify a trial's
+    rows (`identity`: dataset, model and the swept axes) are bound by `tune.with_parameters`.
 
     Resume first: the checkpoint, when there is one, is read (its state as data only, see
     `load_state`) before anything is built, and a finished run ends there; otherwise it restores
@@ -150,15 +155,18 @@ def train_trial(
         tune.report(record.failed_summary(f"{type(err).__name__}: {err}"))
         return
     measurer = RayVInfo(resources.decoder_cpu, resources.decoder_gpu, resources.decoder_retries)
-    run = Run(model, data, trial.train, trial.collapse, trial.vinfo, measure_vinfo=measurer)
+    run = Run(model, data, trial.train, trial.collapse, trial.vinfo, measurer, trial.baselines)
     if state is not None:
         run.load_state_dict(state)  # copies the CPU tensors onto the run's device
     inject_failure(config, run.epoch)
     ran = {"device": device, "device_note": note}
+    ids = {record.TRIAL_ID: tune.get_context().get_trial_id()}
+    ids |= {key: trial.config.get(key) for key in identity}
     while True:
         epoch = run.step()
         history.append(epoch)
-        report(run, history, {**describe(model), **ran, "compute": run.describe_compute()})
+        described = {**describe(model), **ran, "compute": run.describe_compute()}
+        report(run, history, described, ids)
         if epoch.stop_reason is not None:
             return
         inject_failure(config, run.epoch)
@@ -194,11 +202,15 @@ def load_state(path: Path, shown: str | None = None) -> dict:
         ) from None
 
 
-def report(run: Run, history: list[EpochRecord], model: dict[str, Any]) -> None:
-    """The epoch's summary and a checkpoint (state, history, model description) as one report."""
+def report(
+    run: Run, history: list[EpochRecord], model: dict[str, Any], identity: dict[str, Any]
+) -> None:
+    """The epoch's summary and a checkpoint (state, history, its rows with the trial's
+    `identity`, model description) as one report."""
     with tempfile.TemporaryDirectory() as folder:
         torch.save(run.state_dict(), Path(folder) / record.STATE_FILE)
         record.write_history(Path(folder), history)
+        record.write_rows(Path(folder), history, identity)
         record.write_model(Path(folder), model)
         tune.report(
             record.summary_metrics(history[-1], run.model.depth),

@@ -14,7 +14,7 @@ run in float32, on a float32 copy of the weights where they train in bfloat16.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,21 +35,10 @@ from raycompress.stopping import Stop, stop_reason
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    lr: float = protocol.LR
-    batch_size: int = protocol.BATCH_SIZE
-    max_epochs: int = protocol.MAX_EPOCHS
-    loss_threshold: float = protocol.LOSS_THRESHOLD
-    weight_decay: float = protocol.WEIGHT_DECAY
-    seed: int = 0
-    compute: Compute = field(default_factory=Compute)
+class TrainConfig(protocol.Optimisation):
+    """The main network's training: the shared optimisation and the run's seed."""
 
-    def __post_init__(self) -> None:
-        for name in ("lr", "batch_size", "max_epochs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.weight_decay < 0 or self.loss_threshold < 0:
-            raise ValueError("weight_decay and loss_threshold must be non-negative")
+    seed: int = 0
 
 
 def make_optimizer(model: LayeredNet, config: TrainConfig) -> torch.optim.AdamW:
@@ -94,8 +83,10 @@ class Run:
 
     Neural collapse is measured every epoch, with the training batch size unless `collapse`
     says otherwise; 𝒱-information (when `vinfo` is given) on its schedule and at the epoch
-    where training stops, layer 0 once per run (`plan`); the baseline generalisation
-    measures (`metrics.baselines`) where training stops. `measure_vinfo` executes the plan:
+    where training stops, layer 0 once per run (`plan`); with `baselines`, the
+    generalisation literature's baseline measures (`metrics.baselines`) where training stops
+    (they cost most of an epoch: a sweep that ranks measures asks for them). `measure_vinfo`
+    executes the plan:
     in this process by default (`plan.measure_in_process`); the Tune trainable passes one that
     ships each (layer, split) to a Ray task.
     """
@@ -108,8 +99,9 @@ class Run:
         collapse: CollapseConfig | None = None,
         vinfo: VInfoConfig | None = None,
         measure_vinfo: VInfoMeasurer = measure_in_process,
+        baselines: bool = False,
     ) -> None:
-        self.model, self.data, self.config = model, data, config
+        self.model, self.data, self.config, self.baselines = model, data, config, baselines
         self.collapse = collapse or CollapseConfig(
             batch_size=config.batch_size, seed=derive_seed(config.seed, Stream.NC_ORDER)
         )
@@ -156,7 +148,7 @@ class Run:
                 measured, splits, self.vinfo, config.seed, self.epoch, self.layer0, self.warm
             )
         baselines = {}
-        if reason is not None and not diverged:
+        if self.baselines and reason is not None and not diverged:
             baselines = measure_baselines(
                 measured, self.initial, data.train, config.batch_size, config.seed
             )
@@ -197,9 +189,10 @@ def run_epochs(
     config: TrainConfig,
     collapse: CollapseConfig | None = None,
     vinfo: VInfoConfig | None = None,
+    baselines: bool = False,
 ) -> Iterator[EpochRecord]:
     """Train and measure epoch by epoch (see `Run`) until the protocol stops the run."""
-    run = Run(model, data, config, collapse, vinfo)
+    run = Run(model, data, config, collapse, vinfo, baselines=baselines)
     while True:
         record = run.step()
         yield record

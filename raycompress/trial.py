@@ -3,9 +3,10 @@ library's typed configurations before anything is loaded or trained."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from raycompress import compute, protocol
 from raycompress.compute import Compute
 from raycompress.data import (
+    DEMO,
     IMAGE_FOLDER,
     DataNotFoundError,
     Dataset,
@@ -32,6 +34,7 @@ from raycompress.models import (
     THESIS_MODELS,
     Builder,
     LayeredNet,
+    ModelSpec,
     build_model,
     check_model,
     make_spec,
@@ -53,6 +56,14 @@ def _positive(value: Any) -> bool:
     return _number(value) and math.isfinite(value) and value > 0
 
 
+def _positive_integer(value: Any) -> bool:
+    return _integer(value) and value > 0
+
+
+def _non_negative(value: Any) -> bool:
+    return _number(value) and math.isfinite(value) and value >= 0
+
+
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
 
@@ -61,8 +72,19 @@ def _text(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _integers(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(map(_integer, value))
+
+
+def default(config: type, name: str) -> Any:
+    """The default of field `name` of the dataclass `config`: the settings table reads every
+    default that a library configuration owns from that configuration."""
+    found = {f.name: f for f in dataclasses.fields(config)}[name]
+    return found.default if found.default is not dataclasses.MISSING else found.default_factory()
 
 
 @dataclass(frozen=True)
@@ -74,55 +96,86 @@ class Setting:
     accepts: Callable[[Any], bool]
 
 
-# Every setting a trial understands, with its default: the thesis' protocol.
+# Every setting a trial understands, with its default (the thesis' protocol): read from the
+# configuration that owns it, or owned here where only a trial has it.
 SETTINGS: dict[str, Setting] = {
-    "dataset": Setting("fashion-mnist-demo", "a dataset name", _text),
+    "dataset": Setting(DEMO, "a dataset name", _text),
     "model": Setting("mnistnet", "a model name", _text),
     "widths": Setting(None, "null or a list of integers", _optional(_integers)),  # None: thesis'
     "data_dir": Setting(None, "null or a folder path", _optional(_text)),
-    "download": Setting(True, "true or false", lambda v: isinstance(v, bool)),
+    "download": Setting(True, "true or false", _flag),
     "train_size": Setting(None, "null or an integer", _optional(_integer)),  # None: test size
     "test_size": Setting(None, "null or an integer", _optional(_integer)),  # None: all of it
     "imbalance": Setting(None, "null or PROFILE:RATIO, e.g. step:0.1", _optional(_text)),
-    "seed": Setting(0, "an integer", _integer),
-    "lr": Setting(protocol.LR, "a number", _number),
-    "batch_size": Setting(protocol.BATCH_SIZE, "an integer", _integer),
-    "epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
-    "loss_threshold": Setting(protocol.LOSS_THRESHOLD, "a number", _number),
-    "weight_decay": Setting(protocol.WEIGHT_DECAY, "a number", _number),
-    "input_scale": Setting(1, "a positive number", _positive),  # 255: the thesis' code's pixels
-    "precision": Setting("fp32", "fp32, bf16 or bf16-true", _text),  # see `compute`
-    "channels_last": Setting(True, "true or false", lambda v: isinstance(v, bool)),
-    "compile": Setting(False, "true or false", lambda v: isinstance(v, bool)),
-    "nc_method": Setting("auto", "a method name", _text),
-    "nc_feature_budget_mib": Setting(
-        CollapseConfig.feature_budget_bytes // 2**20, "a number", _number
+    "seed": Setting(default(TrainConfig, "seed"), "an integer", _integer),
+    "lr": Setting(default(TrainConfig, "lr"), "a positive number", _positive),
+    "batch_size": Setting(
+        default(TrainConfig, "batch_size"), "a positive integer", _positive_integer
     ),
+    "epochs": Setting(default(TrainConfig, "max_epochs"), "a positive integer", _positive_integer),
+    "loss_threshold": Setting(
+        default(TrainConfig, "loss_threshold"), "a number ≥ 0 (nats)", _non_negative
+    ),
+    "weight_decay": Setting(default(TrainConfig, "weight_decay"), "a number ≥ 0", _non_negative),
+    "input_scale": Setting(1, "a positive number", _positive),  # 255: the thesis' code's pixels
+    "precision": Setting(default(Compute, "precision"), " or ".join(compute.PRECISIONS), _text),
+    "channels_last": Setting(default(Compute, "channels_last"), "true or false", _flag),
+    "compile": Setting(default(Compute, "compile"), "true or false", _flag),
+    "nc_method": Setting(default(CollapseConfig, "method"), "a method name", _text),
+    "nc_feature_budget_mib": Setting(
+        default(CollapseConfig, "feature_budget_bytes") // 2**20, "a number", _number
+    ),
+    # the generalisation literature's baseline measures where training stops (`baselines`)
+    "baselines": Setting(False, "true or false", _flag),
     "vinfo_schedule": Setting(
-        "every",
+        default(VInfoConfig, "schedule"),
         "a schedule (every, every:K, log:N, none) or a list of epochs",
         lambda v: _text(v) or _integers(v),
     ),
     # None: every layer l = 0..L−1; negative counts from L (−1: the last hidden layer)
-    "vinfo_layers": Setting(None, "null or a list of integers", _optional(_integers)),
-    "decoder_epochs": Setting(protocol.MAX_EPOCHS, "an integer", _integer),
-    "decoder_patience": Setting(protocol.DECODER_PATIENCE, "an integer", _integer),
+    "vinfo_layers": Setting(
+        default(VInfoConfig, "layers"), "null or a list of integers", _optional(_integers)
+    ),
+    "decoder_epochs": Setting(
+        default(DecoderConfig, "max_epochs"), "a positive integer", _positive_integer
+    ),
+    "decoder_patience": Setting(
+        default(DecoderConfig, "patience"), "a positive integer", _positive_integer
+    ),
     # None: protocol.DECODER_BUDGETS below the cap, and the cap
-    "decoder_budgets": Setting(None, "null or a list of increasing integers", _optional(_integers)),
-    "held_out": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    "decoder_budgets": Setting(
+        default(DecoderConfig, "budgets"),
+        "null or a list of increasing integers",
+        _optional(_integers),
+    ),
+    "held_out": Setting(default(VInfoConfig, "held_out"), "true or false", _flag),
     # thesis: the thesis' fixed recipe; converged: decoders train until certified (protocol)
-    "vinfo_protocol": Setting("thesis", " or ".join(protocol.VINFO_PROTOCOLS), _text),
-    "decoder_tolerance": Setting(protocol.CERTIFY_TOLERANCE, "a number (bits)", _number),
-    "decoder_certify_from": Setting(protocol.CERTIFY_FROM, "an integer", _integer),
-    "decoder_warm_certify_from": Setting(protocol.WARM_CERTIFY_FROM, "an integer", _integer),
-    "decoder_warm_start": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    "vinfo_protocol": Setting(
+        default(DecoderConfig, "protocol"), " or ".join(protocol.VINFO_PROTOCOLS), _text
+    ),
+    "decoder_tolerance": Setting(
+        default(DecoderConfig, "tolerance"), "a positive number (bits)", _positive
+    ),
+    "decoder_certify_from": Setting(
+        default(DecoderConfig, "certify_from"), "a positive integer", _positive_integer
+    ),
+    "decoder_warm_certify_from": Setting(
+        default(DecoderConfig, "warm_certify_from"), "a positive integer", _positive_integer
+    ),
+    "decoder_warm_start": Setting(default(VInfoConfig, "warm_start"), "true or false", _flag),
     # with decoder_warm_start: the decoders' optimiser continues too (its AdamW moments)
-    "decoder_warm_optimizer": Setting(False, "true or false", lambda v: isinstance(v, bool)),
+    "decoder_warm_optimizer": Setting(
+        default(VInfoConfig, "warm_optimizer"), "true or false", _flag
+    ),
     "decoder_lr": Setting(None, "null or a positive number", _optional(_positive)),  # None: lr
     "decoder_batch_size": Setting(  # the decoders' training batch; None: batch_size
-        None, "null or a positive integer", _optional(lambda v: _integer(v) and v > 0)
+        default(DecoderConfig, "train_batch_size"),
+        "null or a positive integer",
+        _optional(_positive_integer),
     ),
-    "monte_carlo": Setting(0, "an integer", _integer),
+    "monte_carlo": Setting(
+        default(VInfoConfig, "monte_carlo"), "an integer ≥ 0", lambda v: _integer(v) and v >= 0
+    ),
 }
 DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
 # How the thesis' code trains: raw 0..255 pixels, bfloat16 weights, a compiled forward. What it
@@ -165,7 +218,8 @@ class Trial:
     train: TrainConfig
     collapse: CollapseConfig
     vinfo: VInfoConfig
-    models: dict[str, Builder] = field(default_factory=dict)  # a sweep's own networks
+    spec: ModelSpec | None  # None: the dataset is not on this machine (an image folder)
+    baselines: bool = False  # measure the generalisation baselines where training stops
 
     @classmethod
     def from_config(
@@ -182,15 +236,16 @@ class Trial:
             info = dataset_info(c["dataset"])
         except DataNotFoundError:
             info = None  # an image folder on other machines: checked where it is loaded
-        shape, classes = info or ((1, 1, 1), 2)
-        spec = make_spec(c["model"], shape, classes, c["widths"], models)
+        # the model's spec on the dataset's shape; without the data, a spec on a stand-in
+        # shape still checks the model's name and widths
+        spec = make_spec(c["model"], *(info or ((1, 1, 1), 2)), c["widths"], models)
         if info and spec.name not in THESIS_MODELS:
             check_model(spec)
         how = Compute(c["precision"], c["channels_last"], c["compile"])
+        shared = {"batch_size": c["batch_size"], "weight_decay": c["weight_decay"]}
         train = TrainConfig(
-            lr=c["lr"], batch_size=c["batch_size"], max_epochs=c["epochs"],
-            loss_threshold=c["loss_threshold"], weight_decay=c["weight_decay"], seed=c["seed"],
-            compute=how,
+            lr=c["lr"], max_epochs=c["epochs"], loss_threshold=c["loss_threshold"],
+            seed=c["seed"], compute=how, **shared,
         )  # fmt: skip
         collapse = CollapseConfig(
             batch_size=c["batch_size"], seed=derive_seed(c["seed"], Stream.NC_ORDER),
@@ -199,14 +254,13 @@ class Trial:
         )  # fmt: skip
         decoder_lr = c["lr"] if c["decoder_lr"] is None else c["decoder_lr"]
         decoder = DecoderConfig(
-            lr=decoder_lr, batch_size=c["batch_size"], train_batch_size=c["decoder_batch_size"],
-            max_epochs=c["decoder_epochs"],
-            patience=c["decoder_patience"], weight_decay=c["weight_decay"],
+            lr=decoder_lr, train_batch_size=c["decoder_batch_size"],
+            max_epochs=c["decoder_epochs"], patience=c["decoder_patience"],
             compute=how.for_decoders(),
             budgets=None if c["decoder_budgets"] is None else tuple(c["decoder_budgets"]),
             protocol=c["vinfo_protocol"], tolerance=c["decoder_tolerance"],
             certify_from=c["decoder_certify_from"],
-            warm_certify_from=c["decoder_warm_certify_from"],
+            warm_certify_from=c["decoder_warm_certify_from"], **shared,
         )  # fmt: skip
         converged = decoder.converged  # its held-out halves stay fixed for the run
         vinfo = VInfoConfig(
@@ -216,7 +270,8 @@ class Trial:
             warm_optimizer=c["decoder_warm_optimizer"],
             halves_seed=derive_seed(c["seed"], Stream.HALVES) if converged else None,
         )  # fmt: skip
-        return cls(c, parse_imbalance(c["imbalance"]), train, collapse, vinfo, dict(models or {}))
+        imbalance = parse_imbalance(c["imbalance"])
+        return cls(c, imbalance, train, collapse, vinfo, spec if info else None, c["baselines"])
 
     def data_dir(self) -> Path:
         """Where the dataset's files are: an image folder's root, else the data directory."""
@@ -241,10 +296,10 @@ class Trial:
         """The data (on `device`) and the freshly initialised model of this trial; first a
         one-line ValueError when the trial's precision cannot run on `device`."""
         compute.check(self.train.compute, device)
+        if self.spec is None:
+            self.check_data()  # the image folder is not here: one line, before any loading
         data = self.load_data().to(device)
-        c = self.config
-        spec = make_spec(c["model"], data.input_shape, data.num_classes, c["widths"], self.models)
         initialised = derive_seed(self.train.seed, Stream.MODEL_INIT)
-        model = build_model(spec, seed=initialised)
+        model = build_model(self.spec, seed=initialised)
         measured_layers(self.vinfo.layers, model.depth)  # a layer it lacks: one line, now
         return data, model.to(device)

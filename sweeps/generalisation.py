@@ -16,6 +16,7 @@ PARAM_SPACE = {
     "widths": tune.grid_search([[8, 16, 32], [16, 32, 64]]),
     "train_size": tune.grid_search([2_500, 5_000]),
     "seed": tune.grid_search([0, 1]),
+    "baselines": True,  # the measures every NC and 𝒱-information measure is ranked against
     "vinfo_schedule": "stop",
     "vinfo_layers": [-1],
 }

@@ -1,4 +1,10 @@
-"""Shared fixtures: the location of the real datasets and the opt-in slow tests."""
+"""Shared fixtures: the location of the real datasets, the tiers of the suite.
+
+Three tiers. `slow`: the tests that start Ray or run a whole sweep (every test that uses the
+`demo` fixture is one); `pytest -m "not slow"` is the fast tier, and inside it `ray.init`
+fails, naming the marker, so that a test that starts Ray cannot slip in. `opt_in`: tests
+that take many minutes or need another Python, skipped unless `--opt-in` is given. CI runs
+everything but the opt-in tests."""
 
 from __future__ import annotations
 
@@ -8,27 +14,46 @@ from pathlib import Path
 import pytest
 import torch
 
+DATA_VARIABLE = "RAYCOMPRESS_SHARED_DATA"  # a folder holding FashionMNIST/raw/…
 REAL_DATA = Path(
-    os.environ.get(
-        "RAYCOMPRESS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
+    os.environ.get(DATA_VARIABLE, Path(__file__).resolve().parents[2] / "shared" / "data")
 )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--runslow", action="store_true", help="run the slow, opt-in tests")
+    parser.addoption("--opt-in", action="store_true", help="also run the opt-in tests")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:  # `-m device` selects the tests that touch a device (the GPU check)
-        if "device" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.device)
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
     for item in items:
-        if "slow" in item.keywords:
+        fixtures = getattr(item, "fixturenames", ())
+        if "device" in fixtures:  # `-m device`: the tests that touch a device (the GPU check)
+            item.add_marker(pytest.mark.device)
+        if "demo" in fixtures:  # the fixture runs the demo sweep on Ray
+            item.add_marker(pytest.mark.slow)
+    if config.getoption("--opt-in"):
+        return
+    skip = pytest.mark.skip(reason="opt-in: run with --opt-in")
+    for item in items:
+        if "opt_in" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def ray_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Outside the `slow` tier, `ray.init` fails: the fast tier stays fast by construction."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    try:
+        import ray
+    except ImportError:  # the GPU machine runs the device tests without Ray
+        return
+    test = request.node.nodeid
+
+    def refused(*args, **kwargs):
+        raise AssertionError(f"{test} starts Ray: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(ray, "init", refused)
 
 
 @pytest.fixture
@@ -44,7 +69,10 @@ def device() -> str:
 @pytest.fixture
 def fashion_mnist_dir() -> Path:
     if not (REAL_DATA / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.skip(f"the real Fashion-MNIST release is not at {REAL_DATA}")
+        pytest.skip(
+            f"the real Fashion-MNIST release is not at {REAL_DATA}: set {DATA_VARIABLE} to "
+            "the folder that holds FashionMNIST/raw (e.g. the data/ folder of shared/)"
+        )
     return REAL_DATA
 
 

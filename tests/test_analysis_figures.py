@@ -12,7 +12,8 @@ import pytest
 from synthetic import NC_RATIO, synthetic_frame
 
 from raycompress.analysis import figures, tables
-from raycompress.results import load
+from raycompress.analysis.tables import SPLITS
+from raycompress.results import identical_layers, load
 
 matplotlib.use("Agg")
 PANELS = {"mlp": "fashion-mnist · mlp", "mnistnet": "fashion-mnist · mnistnet"}
@@ -166,16 +167,157 @@ def test_every_figure_on_the_demo_sweep(demo: tuple[int, Path], tmp_path: Path) 
     code, storage = demo
     assert code == 0
     frame = load(storage / "demo")
+    identical = identical_layers(storage / "demo")
     for name, make in figures.FIGURES.items():
-        figure = make(frame)
+        if name == "budget_curves":  # the shortened demo scores its decoders at one budget
+            with pytest.raises(figures.NothingToPlot, match="after 1 epoch only"):
+                make(frame, identical)
+            continue
+        figure = make(frame, identical)
         assert all(path.stat().st_size > 5_000 for path in figure.save(tmp_path)), name
         figure.close()
-    figure = figures.nc_trace(frame)
+    # f₋'s and the MLP's penultimate features are h³ flattened: one line, named for both
+    figure = figures.nc_trace(frame, identical)
+    assert {"h1", "h2", "h3 = penultimate"} == set(legend(figure)) - {"layer", "split", *SPLITS}
     for model in ("mlp", "mnistnet"):
         ax = figure.grid.axes_dict[("nc_trace", f"fashion-mnist-demo · {model}")]
-        assert drawn_lines(ax) == seed_means(frame, "nc_trace", model, ["layer", "split"])
+        nc = frame[frame.layer < 4]
+        assert drawn_lines(ax) == seed_means(nc, "nc_trace", model, ["layer", "split"])
+    trace = frame[frame.metric == "nc_trace"].pivot_table(
+        index=["trial_id", "epoch", "split"], columns="layer", values="value"
+    )
+    np.testing.assert_allclose(trace[3], trace[4], rtol=1e-9)  # what the record says
     figure.close()
-    figure = figures.vinfo_curves(frame)
+    figure = figures.vinfo_curves(frame, identical)
     ax = figure.grid.axes_dict[("v_min", "fashion-mnist-demo · mnistnet")]
     assert drawn_lines(ax) == seed_means(frame, "v_min", "mnistnet", ["layer", "split"])
     figure.close()
+
+
+def _identical_penultimate(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The synthetic frame with f₋'s penultimate features made h³ (as f₋'s are, flattened),
+    and the record of that, `results.identical_layers`' rows; the MLP's stay apart."""
+    same = frame.copy()
+    f_minus = (same.model == "mnistnet") & same.metric.isin(["nc_trace", "nc_cdnv"])
+    h3 = same[f_minus & (same.layer == 3)].set_index(["trial_id", "epoch", "split", "metric"])
+    top = f_minus & (same.layer == 4)
+    keys = pd.MultiIndex.from_frame(same.loc[top, ["trial_id", "epoch", "split", "metric"]])
+    same.loc[top, "value"] = h3.value.reindex(keys).to_numpy()
+    same = pd.concat([same, same[f_minus & (same.layer == 3)].assign(layer=4)])
+    same = same.drop_duplicates(["trial_id", "epoch", "split", "metric", "layer", "budget"])
+    identical = pd.DataFrame({"trial_id": ["mni0", "mni1"], "layer": [4, 4], "same_as": [3, 3]})
+    return same.reset_index(drop=True), identical.astype("Int64", errors="ignore")
+
+
+def legend(figure: figures.Figure) -> dict[str, tuple]:
+    """The figure's legend: label → colour of its handle (the layer entries)."""
+    handles = figure.grid.legend.legend_handles
+    texts = [t.get_text() for t in figure.grid.legend.texts]
+    return {text: tuple(h.get_color()) for text, h in zip(texts, handles, strict=True)}
+
+
+def test_a_layer_identical_to_another_is_drawn_once_and_labelled(frame: pd.DataFrame) -> None:
+    same, identical = _identical_penultimate(frame)
+    figure = figures.nc_trace(same, identical)
+    f_minus = figure.grid.axes_dict[("nc_trace", PANELS["mnistnet"])]
+    expected = seed_means(same[same.layer < 4], "nc_trace", "mnistnet", ["layer", "split"])
+    assert len(expected) == 6 and drawn_lines(f_minus) == expected  # h³'s line drawn once
+    colours = legend(figure)
+    assert {"h1", "h2", "h3 = penultimate", "h3", "penultimate"} <= set(colours)
+    h3 = same[(same.model == "mnistnet") & (same.metric == "nc_trace") & (same.layer == 3)]
+    merged = {tuple(line.get_color()) for line in f_minus.lines if len(line.get_xdata())}
+    assert colours["h3 = penultimate"] in merged and not h3.empty
+    assert colours["h3"] not in merged and colours["penultimate"] not in merged
+    # the MLP, whose layers are all different here: every layer its own line and name
+    mlp = figure.grid.axes_dict[("nc_trace", PANELS["mlp"])]
+    assert drawn_lines(mlp) == seed_means(same, "nc_trace", "mlp", ["layer", "split"])
+    assert len(drawn_lines(mlp)) == 8
+    figure.close()
+    # NC3, measured at the penultimate features only, stays under the joined name
+    figure = figures.nc_statistics(same, identical)
+    ax = figure.grid.axes_dict[("nc_self_duality", PANELS["mnistnet"])]
+    assert drawn_lines(ax) == seed_means(same, "nc_self_duality", "mnistnet", ["split"])
+    duality = figure.data[
+        (figure.data.metric == "nc_self_duality") & (figure.data.model == "mnistnet")
+    ]
+    assert set(duality.layer_name) == {"h3 = penultimate"}
+    figure.close()
+    # the same layer is named alike in the 𝒱-information figures
+    figure = figures.vinfo_curves(same, identical)
+    names = figure.data.groupby("model").layer_name.unique()
+    assert set(names["mnistnet"]) == {"x", "h1", "h2", "h3 = penultimate"}
+    assert set(names["mlp"]) == {"x", "h1", "h2", "h3"}
+    figure.close()
+    figure = figures.compression_gap(same, identical)
+    points = figure.data[figure.data.model == "mnistnet"]
+    assert set(points.layer_name) == {"h1", "h2", "h3 = penultimate"}
+    assert not points.duplicated(["trial_id", "epoch", "layer_name"]).any()
+    figure.close()
+
+
+def test_without_identical_layers_every_layer_is_drawn(frame: pd.DataFrame) -> None:
+    same, _ = _identical_penultimate(frame)
+    none = pd.DataFrame({"trial_id": [], "layer": [], "same_as": []})
+    for identical in (None, none):
+        figure = figures.nc_trace(same, identical)
+        ax = figure.grid.axes_dict[("nc_trace", PANELS["mnistnet"])]
+        assert len(drawn_lines(ax)) == 8  # h³ and the penultimate features, each a line
+        assert "h3 = penultimate" not in legend(figure)
+        figure.close()
+
+
+def test_the_generalisation_legends_name_each_axis_values() -> None:
+    from synthetic import tidy_from_wide
+
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(
+        [
+            {"model": model, "lr": lr, "seed": 0, "gap": rng.random(), "accuracy_gap": 0.1,
+             "nc_trace/l1/train": rng.random()}
+            for model, lr in itertools.product(["mnistnet", "mlp"], [0.01, 0.002])
+        ]
+    )  # fmt: skip
+    figure = figures.generalisation_measures(tidy_from_wide(wide, ["model", "lr"]))
+    texts = {
+        axis: [t.get_text() for t in figure.grid.axes_dict[("nc_trace/l1/train", axis)]
+               .get_legend().texts]
+        for axis in ("model", "lr")
+    }  # fmt: skip
+    assert texts == {"model": ["mlp", "mnistnet"], "lr": ["0.002", "0.01"]}  # low → high
+    titles = [figure.grid.axes_dict[("nc_trace/l1/train", a)].get_legend().get_title().get_text()
+              for a in ("model", "lr")]  # fmt: skip
+    assert titles == ["model", "lr"]
+    figure.close()
+
+
+def test_budget_curves_need_several_budgets(frame: pd.DataFrame) -> None:
+    curve = frame.metric.str.endswith("_at_budget")
+    single = frame[~curve | (frame.budget == 50)]
+    with pytest.raises(figures.NothingToPlot, match=r"one point \(decoders scored after 50 epochs"):
+        figures.budget_curves(single)
+    # the MLP at one budget, f₋ at four: only f₋'s curves are drawn, and the caption says so
+    mixed = frame[~curve | (frame.model == "mnistnet") | (frame.budget == 50)]
+    figure = figures.budget_curves(mixed)
+    assert {column.split("\n")[0] for column in figure.grid.col_names} == {PANELS["mnistnet"]}
+    assert "Curves scored at a single budget are left out." in figure.caption
+    assert "single budget" not in figures.budget_curves(frame).caption
+    figure.close()
+
+
+def test_every_figure_orders_its_panels_alike(frame: pd.DataFrame) -> None:
+    """A batch-size axis whose panels sort otherwise by trial id (100 first) and as text
+    ('batch_size=100' < 'batch_size=20'): every figure puts 20 before 100."""
+    sized = frame.assign(
+        trial_id=frame.trial_id.str.replace("mlp", "z"), model="mnistnet",
+        batch_size=np.where(frame.trial_id.str.startswith("mlp"), 20, 100),
+    )  # fmt: skip
+    order = [
+        "fashion-mnist · mnistnet · batch_size=20",
+        "fashion-mnist · mnistnet · batch_size=100",
+    ]
+    assert tables.panel_order(sized) == order
+    for name, make in figures.FIGURES.items():
+        figure = make(sized, None)
+        panels = [column.split("\n")[0] for column in figure.grid.col_names]
+        assert list(dict.fromkeys(panels)) == order, name
+        figure.close()

@@ -14,7 +14,7 @@ import pytest
 import torch
 from ray import tune
 
-from raycompress import record, trainable
+from raycompress import record, schema, trainable
 from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
@@ -74,7 +74,15 @@ def test_a_real_state_file_restores_as_data_and_its_run_continues_exactly(
     monkeypatch.setattr(  # the checkpoint folder the trainable hands to Tune, kept
         tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
     )
-    trainable.report(first, [first.step()], {"model": "mlp"})
+    ids = {record.TRIAL_ID: "abcde", "dataset": "fashion-mnist-demo", "model": "mlp"}
+    trainable.report(first, [first.step()], {"model": "mlp"}, ids)
+    # the checkpoint's rows: its history's, behind the trial's identity
+    rows_file = record.read_table(written / record.ROWS_FILE).to_pylist()
+    history_rows = record.read_history(written)[0].rows()
+    written_rows = [[r[c] for c in schema.COLUMNS] for r in rows_file]
+    assert json.dumps(written_rows) == json.dumps(history_rows)  # NaN compares as text
+    assert {r[record.TRIAL_ID] for r in rows_file} == {"abcde"}
+    assert {r["model"] for r in rows_file} == {'"mlp"'}  # a setting, as its JSON text
     raw = torch.load(written / record.STATE_FILE, weights_only=False)  # what it holds
     assert {v.dtype for v in raw["model"].values()} == {torch.bfloat16}
     assert raw["generator"].dtype == torch.uint8 and set(raw["layer0"]) == {"train", "test"}
@@ -196,7 +204,7 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     monkeypatch.setattr(
         tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
     )
-    trainable.report(first, history, {"model": "mlp"})
+    trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
     plain = torch.load(written / record.STATE_FILE, weights_only=True)
     assert set(plain["decoders"]) == {"1/train", "1/test"}  # the latest only; never layer 0
     assert set(plain["decoders"]["1/train"]) == {"in_sample", "held_out"}

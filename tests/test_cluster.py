@@ -31,6 +31,8 @@ from demo_sweep import FAST
 
 from raycompress import record
 
+pytestmark = pytest.mark.slow  # real Ray nodes
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 RAY = str(Path(sys.executable).parent / "ray")
 # What the test adds to the recipe's commands: one CPU per node, no dashboard, and `--block`,

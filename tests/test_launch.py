@@ -65,7 +65,7 @@ def test_settings_carry_no_resources_and_resume_keeps_the_started_ones(
     assert started == load_sweep("demo", {}).resources
     seen: list[Resources] = []
     bind = launch._trainable
-    monkeypatch.setattr(launch, "_trainable", lambda r, m: seen.append(r) or bind(r, m))
+    monkeypatch.setattr(launch, "_trainable", lambda r, m, a: seen.append(r) or bind(r, m, a))
     edited = tmp_path / "demo.py"  # the sweep file changed since: other resources
     edited.write_text(
         '"""Demo, edited."""\nPARAM_SPACE = {"model": "mlp"}\nRESOURCES = {"decoder_cpu": 1}\n'
@@ -75,6 +75,7 @@ def test_settings_carry_no_resources_and_resume_keeps_the_started_ones(
     assert seen == [started]
 
 
+@pytest.mark.slow
 def test_an_error_a_retry_cannot_fix_is_not_retried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,6 +90,7 @@ def test_an_error_a_retry_cannot_fix_is_not_retried(
     assert len(trials) == 2 and not any((t / "error.txt").exists() for t in trials)
 
 
+@pytest.mark.slow
 def test_a_failed_trial_continues_from_its_checkpoint_and_a_failed_task_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +113,7 @@ def test_a_failed_trial_continues_from_its_checkpoint_and_a_failed_task_is_recor
     assert kept.value.map(math.isfinite).all()
 
 
+@pytest.mark.slow
 def test_a_diverged_trial_stops_with_its_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -121,26 +124,28 @@ def test_a_diverged_trial_stops_with_its_reason(
     assert steps.epoch.tolist() == [1] and not math.isfinite(steps.value.iloc[0])
 
 
-FAKE_GPU_SWEEP = '''"""Three seeds of an MLP on fractional (fake) GPUs."""
+FAKE_GPU_SWEEP = '''"""Five seeds of an MLP on the catalogue's GPU shares, on a fake GPU."""
 from ray import tune
-PARAM_SPACE = {"model": "mlp", "seed": tune.grid_search([0, 1, 2]), "train_size": 300,
-               "batch_size": 100, "epochs": 2, "decoder_epochs": 1}
-RESOURCES = {"trial_cpu": 0.5, "trial_gpu": 0.5, "decoder_cpu": 0.5, "decoder_gpu": 0.25,
-             "decoder_bundles": 2}
+from raycompress.sweeps import GPU_SHARES
+PARAM_SPACE = {"model": "mlp", "seed": tune.grid_search([0, 1, 2, 3, 4]), "train_size": 200,
+               "test_size": 200, "batch_size": 100, "epochs": 2, "decoder_epochs": 1,
+               "vinfo_layers": [-1]}
+RESOURCES = {**GPU_SHARES, "trial_cpu": 0.5, "decoder_cpu": 0.5}  # the GPU shares, as shipped
 '''
 
 
-def test_fractional_gpus_pack_trials_and_their_tasks_without_a_gpu(tmp_path: Path) -> None:
-    """Ray with two fake GPUs on the CPU: a trial reserves 0.5 GPU for training and two 0.25
-    bundles for its decoder tasks, so two trials run at once and the third waits; every task
-    runs in its own trial's placement group; CUDA being absent, everything runs on the CPU and
-    says so."""
+@pytest.mark.slow
+def test_the_catalogues_gpu_shares_pack_four_trials_on_one_gpu(tmp_path: Path) -> None:
+    """Ray with one fake GPU (and CPUs for six trials) on the CPU: the GPU sweeps' shares
+    (`sweeps.GPU_SHARES`) reserve a quarter of a GPU a trial, so four trials run at once and
+    the fifth waits for a share; every task runs in its own trial's placement group; CUDA being
+    absent, everything runs on the CPU and says so."""
     import ray
 
     path = tmp_path / "fake_gpus.py"
     path.write_text(FAKE_GPU_SWEEP)
     ray.init(
-        address="local", num_cpus=4, num_gpus=2, include_dashboard=False,
+        address="local", num_cpus=6, num_gpus=1, include_dashboard=False,
         object_store_memory=150 << 20,
     )  # fmt: skip
     try:
@@ -160,6 +165,8 @@ def test_fractional_gpus_pack_trials_and_their_tasks_without_a_gpu(tmp_path: Pat
         start = results[0]["timestamp"] - results[0]["time_total_s"]
         trials.append((start, results[-1]["timestamp"], group))
     # result.json's timestamps are whole seconds: hence the margins
-    (_, a_end, a_group), (b_start, b_end, b_group), (c_start, _, _) = sorted(trials)
-    assert b_start < a_end - 2 and a_group != b_group != ""  # two at once, each in its bundles
-    assert c_start >= min(a_end, b_end) - 1  # the third waited for a free GPU share
+    trials.sort()
+    first_end = min(end for _, end, _ in trials[:4])
+    assert trials[3][0] < first_end - 2  # four at once, each in its own bundles
+    assert len({group for *_, group in trials[:4]} - {""}) == 4
+    assert trials[4][0] >= first_end - 1  # the fifth waited for a free GPU share

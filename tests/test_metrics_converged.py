@@ -133,8 +133,8 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
     [
         ({"vinfo_protocol": "best"}, "unknown 𝒱-information protocol 'best': use thesis or "
          "converged"),
-        ({"vinfo_protocol": "converged", "decoder_tolerance": 0}, "the certification "
-         "tolerance must be > 0 bits, got 0"),
+        ({"vinfo_protocol": "converged", "decoder_tolerance": 0}, "setting "
+         "'decoder_tolerance' takes a positive number (bits), got 0"),
         ({"vinfo_protocol": "converged", "decoder_epochs": 40}, "the decoder epoch cap 40 is "
          "below the first doubling (50 epochs), where a decoder can first be certified: raise "
          "decoder_epochs or lower decoder_certify_from"),
@@ -145,8 +145,8 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
         ({"decoder_warm_start": True}, "warm starts belong to the converged protocol"),
         ({"vinfo_protocol": "converged", "decoder_warm_optimizer": True}, "decoder_warm_optimizer "
          "continues a warm start's optimiser: set decoder_warm_start=true"),
-        ({"vinfo_protocol": "converged", "decoder_certify_from": 0}, "decoder certify_from "
-         "must be positive, got 0"),
+        ({"vinfo_protocol": "converged", "decoder_certify_from": 0}, "setting "
+         "'decoder_certify_from' takes a positive integer, got 0"),
     ],
 )  # fmt: skip
 def test_bad_converged_settings_are_one_line_before_training(settings: dict, message: str) -> None:

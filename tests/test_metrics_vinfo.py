@@ -31,7 +31,7 @@ from raycompress.stopping import Stop
 SUFF, MIN = Quantity.SUFFICIENCY, Quantity.MINIMALITY
 
 
-def test_relabelling_example_from_the_issue() -> None:
+def test_relabelling_of_a_worked_example() -> None:
     labels = torch.tensor([0, 0, 0, 1, 1, 3, 4, 4, 4, 4, 4, 4])
     digits = relabel(labels, 5)
     assert digits.dtype == torch.int64

@@ -9,9 +9,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_ships_what_the_commands_need(tmp_path: Path) -> None:
     source = tmp_path / "source"  # a copy, so the build leaves no build/ in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")

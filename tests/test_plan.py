@@ -104,6 +104,7 @@ def test_measure_layer_runs_from_plain_inputs() -> None:
     assert json.dumps(again.to_json()) == json.dumps(out.to_json())  # seeded
 
 
+@pytest.mark.slow
 def test_both_executors_give_identical_values() -> None:
     import ray
 
@@ -130,6 +131,7 @@ def test_both_executors_give_identical_values() -> None:
         assert dataclasses.replace(there[key], placement=None) == result, key
 
 
+@pytest.mark.slow
 def test_warm_started_executors_agree_and_a_retried_task_continues_exactly(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

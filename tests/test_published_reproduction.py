@@ -1,5 +1,5 @@
 """The published Fashion-MNIST reproduction (docs/reproduction.md) against its committed data,
-and, opt-in (--runslow), a shortened re-run of its sweep on the real Fashion-MNIST release.
+and, opt-in (--opt-in), a shortened re-run of its sweep on the real Fashion-MNIST release.
 
 The rules behind each verdict are tested on synthetic frames in test_analysis_reproduction.py;
 this file checks the published page and the sweep that feeds it."""
@@ -29,7 +29,7 @@ def test_the_published_tables_are_the_ones_the_committed_results_give() -> None:
     assert reproduction.with_tables(page, frame, converged) == page
 
 
-@pytest.mark.slow
+@pytest.mark.opt_in
 def test_a_shortened_thesis_fmnist_sweep_on_the_real_data(
     fashion_mnist_dir: Path, tmp_path: Path
 ) -> None:

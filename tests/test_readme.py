@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from demo_sweep import FAST
 
 from raycompress import record
@@ -20,6 +21,7 @@ def example(section: str) -> str:
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_your_own_network_runs_on_the_demo_data(tmp_path: Path) -> None:
     path = tmp_path / "my_sweep.py"
     path.write_text(example("Your own network"))

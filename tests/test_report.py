@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_record import history
+from test_results import damage, experiment
 
 from raycompress import __version__, record
 from raycompress.analysis.figures import FIGURES
-from raycompress.report import TABLES, main
+from raycompress.report import TABLES, default_out, main
+from raycompress.results import identical_layers, load
 from raycompress.schema import VInfoResult
 
 
@@ -21,7 +24,9 @@ def test_report_of_the_demo_sweep_draws_every_figure(
     _, storage = demo
     assert main([str(storage / "demo"), "--out", str(tmp_path)]) == 0
     page = (tmp_path / "index.html").read_text()
-    for name in FIGURES:
+    # one decoder budget (the shortened demo trains its decoders 1 epoch): no budget curves
+    drawn = [name for name in FIGURES if name != "budget_curves"]
+    for name in drawn:
         assert (tmp_path / f"{name}.png").stat().st_size > 5_000
         assert (tmp_path / f"{name}.svg").stat().st_size > 5_000
         assert f"src='{name}.png'" in page
@@ -29,7 +34,12 @@ def test_report_of_the_demo_sweep_draws_every_figure(
         assert f"href='{name}.csv'" in page
     final = pd.read_csv(tmp_path / "final_metrics.csv")
     assert sorted(final.model) == ["mlp", "mnistnet"] and (final.epochs == 2).all()
-    assert "not drawn" not in page and "demo" in page  # the sweep's description and settings
+    assert not (tmp_path / "budget_curves.png").exists()
+    assert page.count("not drawn") == 1 and (
+        "<b>budget_curves</b>: not drawn (every budget curve is one point (decoders scored "
+        "after 1 epoch only): a curve needs several decoder budgets" in page
+    )
+    assert "demo" in page  # the sweep's description and settings
     assert f"Code: <code>raycompress {__version__}, commit " in page  # the code that made it
     assert "resources: decoder_cpu" in page and "_resources" not in page
     assert "block1 → block2 → block3 → head" in page and "batch statistics" in page  # the nets
@@ -39,8 +49,79 @@ def test_report_of_the_demo_sweep_draws_every_figure(
     assert (tmp_path / "generalisation.png").stat().st_size > 5_000
     assert page.count("src='generalisation.png'") == 1  # in its section, not among the thesis'
     ranking = pd.read_csv(tmp_path / "generalisation.csv", keep_default_na=False)
-    assert {"nc_trace/l1/train", "gm_path_norm", "v_min/l1/test"} <= set(ranking.measure)
+    assert {"nc_trace/l1/train", "v_min/l1/test"} <= set(ranking.measure)
+    assert not ranking.measure.str.startswith("gm_").any()  # the demo leaves baselines out
     assert ranking.gaps.str.contains("CMI needs ≥ 3 swept axes, the sweep has 1").all()
+
+
+def test_the_record_says_which_layers_are_the_same(demo: tuple[int, Path]) -> None:
+    """f₋'s and the MLP's penultimate features are h³ flattened: each trial's record says so,
+    for the report to draw that layer once."""
+    _, storage = demo
+    identical = identical_layers(storage / "demo")
+    frame = load(storage / "demo")
+    assert set(identical.trial_id) == set(frame.trial_id) and len(identical) == 2
+    assert (identical.layer == 4).all() and (identical.same_as == 3).all()
+
+
+def test_identical_layers_come_from_the_network() -> None:
+    """Blocks that only reshape make a layer the same as the one before; any other block, a
+    pooling included, does not."""
+    from torch import nn
+
+    from raycompress.models import build_model, describe, identical_layers, make_spec
+
+    def flattened(shape: tuple[int, ...], classes: int) -> list[nn.Module]:
+        return [
+            nn.Sequential(nn.Conv2d(shape[0], 4, 3), nn.ReLU()),
+            nn.Flatten(),  # h² is h¹ flattened, and so are the penultimate features
+            nn.Sequential(nn.Identity(), nn.Linear(4 * 26 * 26, classes)),
+        ]
+
+    expected = {
+        "mnistnet": {4: 3}, "mlp": {4: 3}, "cifarnet": {}, "torchvision:resnet18": {},
+        "flattened": {2: 1, 3: 1},
+    }  # fmt: skip
+    for name, same in expected.items():
+        spec = make_spec(name, (1, 28, 28), 10, builders={"flattened": flattened})
+        model = build_model(spec)
+        assert identical_layers(model) == same, name
+        recorded = describe(model).get("same_as", {})
+        assert recorded == {str(layer): earlier for layer, earlier in same.items()}, name
+
+
+def test_the_report_goes_into_the_experiment_folder_by_default(
+    demo: tuple[int, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, storage = demo
+    results = shutil.copytree(storage / "demo", tmp_path / "results" / "demo")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main([str(results)]) == 0
+    assert (results / "report" / "index.html").is_file()
+    assert f"report: {results / 'report' / 'index.html'}" in capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []  # nothing in the current directory
+    assert load(results).trial_id.nunique() == 2  # the report's folder is no trial
+    assert main([str(results)]) == 0  # and a second report reads the folder as before
+
+
+def test_the_default_report_folder_of_an_experiment_in_object_storage(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    reports = tmp_path / "raycompress_reports"
+    assert default_out("s3://bucket/runs/demo") == reports / "s3" / "bucket" / "runs" / "demo"
+    assert default_out("gs://bucket/demo/?x=1") == reports / "gs" / "bucket" / "demo"
+    assert default_out("~/raycompress_results/demo") == tmp_path / "raycompress_results/demo/report"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "default: EXPERIMENT_DIR/report" in usage
+    assert "s3://BUCKET/runs/demo → ~/raycompress_reports/s3/BUCKET/runs/demo" in usage
 
 
 def partial_copy(storage: Path, destination: Path) -> Path:
@@ -117,10 +198,11 @@ def test_report_usage_errors(
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.slow
 def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
     """torchvision's ResNet-18 (stem, layer1..4, head) on a tiny image folder (4×4 grayscale),
-    a short in-process run written as a trial folder: every figure drawn, every stage in the
-    tables, the adaptation shown."""
+    a short in-process run written as a trial folder: every figure drawn (but the budget
+    curves: one decoder budget), every stage in the tables, the adaptation shown."""
     from test_data import write_image_folder
     from test_record import write_trial
 
@@ -142,9 +224,28 @@ def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
     record.write_model(next((results / "train_trial_aaaaa").glob("checkpoint_*")), describe(model))
     assert main([str(results), "--out", str(tmp_path / "report")]) == 0
     page = (tmp_path / "report" / "index.html").read_text()
-    assert "not drawn" not in page
+    # one decoder budget, so no budget curves; every other figure
+    assert page.count("not drawn") == 1 and "<b>budget_curves</b>: not drawn" in page
     assert "stem → layer1 → layer2 → layer3 → layer4 → head" in page
+    assert identical_layers(results).empty  # global pooling before the classifier
     assert "for 1×4×4 inputs: stem: 3×3 stride-1 convolution from 1 channel(s)" in page
     final = pd.read_csv(tmp_path / "report" / "final_metrics.csv")
     assert {f"nc_trace/test/l{layer}" for layer in range(1, 7)} <= set(final.columns)
     assert {f"v_suff/train/l{layer}" for layer in range(6)} <= set(final.columns)
+
+
+@pytest.mark.slow
+def test_a_damaged_trial_is_named_in_the_report_and_the_others_drawn(tmp_path: Path) -> None:
+    """One trial's every checkpoint and settings damaged, the sweep's description too: the
+    report still renders the other trials, and says which trial is incomplete and why."""
+    root = experiment(tmp_path / "sweep", history(2))
+    trial = root / "train_trial_ccccc"
+    for file in [*trial.glob(f"*/{record.ROWS_FILE}"), trial / record.PARAMS_FILE]:
+        damage(file)
+    damage(root / record.SWEEP_FILE)
+    assert main([str(root), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<b>Incomplete: train_trial_ccccc</b>" in page and "trial skipped" in page
+    assert f"{root / record.SWEEP_FILE} is damaged" in page
+    assert f"{trial / record.PARAMS_FILE} is damaged" in page  # its row of the trials table
+    assert "3 trial(s) with results" in page

@@ -21,6 +21,7 @@ def test_short_run_prints_every_epoch(capsys: pytest.CaptureFixture[str]) -> Non
     assert out[-1] == "stopped: max_epochs"
 
 
+@pytest.mark.slow
 def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--epochs", "1", "--train-size", "200", "--batch-size", "100", "--vinfo", "every"]
     assert main([*argv, "--decoder-epochs", "1", "--model", "mlp"]) == 0
@@ -31,7 +32,8 @@ def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_the_thesis_recipe_reaches_the_run(monkeypatch, capsys) -> None:
     seen = []
-    monkeypatch.setattr(run, "run_epochs", lambda model, data, *configs: seen.append(data) or [])
+    fake = lambda model, data, *configs, **options: seen.append(data) or []  # noqa: E731
+    monkeypatch.setattr(run, "run_epochs", fake)
     assert main(["--thesis-recipe", "--train-size", "200", "--device", "cpu"]) == 0
     training = next(line for line in capsys.readouterr().out.splitlines() if "training:" in line)
     assert training == (
@@ -70,7 +72,8 @@ def test_the_budget_help_names_the_protocol_budgets(budgets, monkeypatch) -> Non
     [
         (["--dataset", "cifar1000"], "unknown dataset 'cifar1000'"),
         (["--model", "vgg"], "unknown model 'vgg'"),
-        (["--lr", "0"], "lr must be positive"),
+        (["--lr", "0"], "setting 'lr' takes a positive number, got 0.0"),
+        (["--epochs", "-1"], "setting 'epochs' takes a positive integer, got -1"),
         (["--vinfo", "often"], "unknown 𝒱-information schedule 'often'"),
         (["--imbalance", "step:1.5"], "imbalance ratio must be in (0, 1]"),
         (["--imbalance", "step"], "imbalance must look like PROFILE:RATIO"),

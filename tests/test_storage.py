@@ -60,6 +60,7 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns="trial_id").sort_values(keys).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_in_object_storage_resumes_loads_and_renders(
     s3: str, demo: tuple[int, Path], tmp_path: Path
 ) -> None:

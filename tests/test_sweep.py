@@ -77,12 +77,13 @@ def test_derived_settings_resolve_per_trial_and_are_no_axis(
         ([], "name a sweep"),
         (["demo", "--set", "lrr=1"], "unknown trial setting 'lrr'"),
         (["demo", "--set", "lr"], "--set takes KEY=VALUE"),
-        (["demo", "--set", "lr=-1"], "lr must be positive"),
+        (["demo", "--set", "lr=-1"], "setting 'lr' takes a positive number, got -1"),
         (["demo", "--set", "model=vgg"], "unknown model 'vgg'"),
         (["demo", "--set", 'imbalance="step:3"'], "imbalance ratio must be in (0, 1]"),
         (["demo", "--set", 'vinfo_schedule="often"'], "unknown 𝒱-information schedule"),
-        (["demo", "--set", "lr=abc"], "setting 'lr' takes a number, got 'abc'"),
-        (["demo", "--set", "epochs=2.5"], "setting 'epochs' takes an integer, got 2.5"),
+        (["demo", "--set", "lr=abc"], "setting 'lr' takes a positive number, got 'abc'"),
+        (["demo", "--set", "epochs=2.5"], "setting 'epochs' takes a positive integer, got 2.5"),
+        (["demo", "--epochs", "-1"], "setting 'epochs' takes a positive integer, got -1"),
         (["demo", "--set", "held_out=1"], "setting 'held_out' takes true or false, got 1"),
     ],
 )
@@ -97,7 +98,7 @@ def test_the_architectures_sweep_lists_its_networks(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     for model in ("mnistnet", "cifarnet", "mlp", "torchvision:resnet18"):
         assert f'"model": "{model}"' in out
-    assert "{'CPU': 1, 'GPU': 0.5}" in out and "{'CPU': 1, 'GPU': 0.25}" in out
+    assert "each reserves bundles [{'CPU': 1, 'GPU': 0.125}, {'CPU': 1, 'GPU': 0.125}]" in out
 
 
 def test_a_missing_dataset_is_reported_before_ray_starts(
@@ -137,6 +138,21 @@ def test_sizing_the_embedded_ray_wrongly_is_one_line_before_ray_starts(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not ray.is_initialized()
+
+
+def test_a_storage_path_at_a_file_is_one_line_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    results = tmp_path / "results.txt"
+    results.write_text("finished results, not to be touched")
+    for where, said in ((results, "is a file"), (results / "demo", "lies under a file")):
+        assert main(["demo", "--storage-path", str(where)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"the storage path {where} {said} ({results})" in err
+    assert not ray.is_initialized()
+    assert results.read_text() == "finished results, not to be touched"
 
 
 def test_bf16_on_a_cpu_without_it_is_reported_before_ray_starts(

@@ -20,12 +20,12 @@ def small():
     return load_dataset("fashion-mnist-demo", train_size=400)
 
 
-def run(small, **overrides):
+def run(small, baselines: bool = False, **overrides):
     config = TrainConfig(**{"batch_size": 100, "max_epochs": 2, **overrides})
     model = build_model(
         make_spec("mnistnet", small.input_shape, small.num_classes), seed=config.seed
     )
-    return model, list(run_epochs(model, small, config))
+    return model, list(run_epochs(model, small, config, baselines=baselines))
 
 
 def test_training_is_reproducible_on_the_cpu(small) -> None:
@@ -87,8 +87,13 @@ def test_resuming_from_a_checkpoint_continues_exactly(small, tmp_path, precision
     assert continued[-1].stop_reason == "max_epochs"
 
 
+def test_the_baselines_are_measured_only_when_asked_for(small) -> None:
+    _, records = run(small)
+    assert [r.baselines for r in records] == [{}, {}] and records[-1].stop_reason
+
+
 def test_the_baselines_are_measured_once_where_training_stops(small) -> None:
-    model, records = run(small)
+    model, records = run(small, baselines=True)
     assert records[0].baselines == {}
     assert set(records[-1].baselines) == set(Baseline)
     initial = build_model(make_spec("mnistnet", small.input_shape, small.num_classes), seed=0)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from raycompress import protocol, run
+from raycompress import trial as trial_module
+from raycompress.compute import Compute
 from raycompress.metrics.collapse import CollapseConfig
 from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.vinfo import VInfoConfig
+from raycompress.models import make_spec
+from raycompress.protocol import Optimisation
 from raycompress.training import TrainConfig
 from raycompress.trial import DEFAULTS, SETTINGS, Trial, check_types
 
@@ -31,10 +38,41 @@ def test_every_default_comes_from_the_protocol() -> None:
     assert trial.train == TrainConfig() and trial.vinfo.decoder == DecoderConfig()
 
 
+def test_a_trial_without_settings_is_every_configuration_at_its_own_defaults() -> None:
+    """The settings table restates no default: a trial of no settings holds each library
+    configuration as that configuration's own defaults make it (a trial derives the seeds)."""
+    trial = Trial.from_config({})
+    assert trial.train.compute == Compute() and trial.vinfo.decoder.compute == Compute()
+    collapse = dataclasses.replace(trial.collapse, seed=CollapseConfig().seed)
+    assert collapse == CollapseConfig()
+    vinfo = dataclasses.replace(trial.vinfo, halves_seed=VInfoConfig().halves_seed)
+    assert vinfo == VInfoConfig() and trial.baselines is False
+    assert issubclass(TrainConfig, Optimisation) and issubclass(DecoderConfig, Optimisation)
+    assert DecoderConfig().protocol == protocol.THESIS == DEFAULTS["vinfo_protocol"]
+
+
+def test_the_model_spec_is_built_once_on_a_trials_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = []
+    monkeypatch.setattr(
+        trial_module, "make_spec", lambda *a: specs.append(make_spec(*a)) or specs[-1]
+    )
+    built = Trial.from_config({"train_size": 100, "test_size": 100})
+    _, model = built.build()
+    assert len(specs) == 1 and built.spec is specs[0]
+    assert model.depth == len(specs[0].widths) + 1
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("lr", "abc", "setting 'lr' takes a number, got 'abc'"),
+        ("lr", "abc", "setting 'lr' takes a positive number, got 'abc'"),
+        ("lr", 0, "setting 'lr' takes a positive number, got 0"),
+        ("epochs", -1, "setting 'epochs' takes a positive integer, got -1"),
+        ("decoder_epochs", 0, "setting 'decoder_epochs' takes a positive integer, got 0"),
+        ("batch_size", 2.5, "setting 'batch_size' takes a positive integer, got 2.5"),
+        ("weight_decay", -0.1, "setting 'weight_decay' takes a number ≥ 0, got -0.1"),
+        ("monte_carlo", -1, "setting 'monte_carlo' takes an integer ≥ 0, got -1"),
+        ("baselines", "yes", "setting 'baselines' takes true or false, got 'yes'"),
         ("seed", True, "setting 'seed' takes an integer, got True"),
         ("widths", [16, "8"], "setting 'widths' takes null or a list of integers, got [16, '8']"),
         ("vinfo_schedule", 3, "setting 'vinfo_schedule' takes a schedule"),

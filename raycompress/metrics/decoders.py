@@ -34,6 +34,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,32 +42,27 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 from raycompress import compute, protocol
-from raycompress.compute import Compiled, Compute
+from raycompress.compute import Compiled
 from raycompress.sampling import batch_indices
 from raycompress.schema import HeadFit
 from raycompress.stopping import Stop, stop_reason
 
 
 @dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(protocol.Optimisation):
     """Training "to convergence", with every control explicit (and recorded with the result).
 
     A head stops when its epoch-mean training loss (nats) is ≤ loss_threshold, when it has not
     improved by a relative min_delta for `patience` epochs (a plateau), or at max_epochs.
     """
 
-    lr: float = protocol.LR
-    # the batch of the features' encoding and of scoring: batch norm without running
-    # statistics makes a representation and a decoder's output depend on their batch, so this
-    # stays the network's; `train_batch_size` (None: this) is only the optimiser's
-    batch_size: int = protocol.BATCH_SIZE
+    # `batch_size` (shared) is the batch of the features' encoding and of scoring: batch norm
+    # without running statistics makes a representation and a decoder's output depend on their
+    # batch, so it stays the network's; `train_batch_size` (None: it) is only the optimiser's.
+    # `compute` is the training's; scoring is always float32.
     train_batch_size: int | None = None
-    max_epochs: int = protocol.MAX_EPOCHS
-    loss_threshold: float = protocol.LOSS_THRESHOLD
     patience: int = protocol.DECODER_PATIENCE
     min_delta: float = protocol.DECODER_MIN_DELTA
-    weight_decay: float = protocol.WEIGHT_DECAY
-    compute: Compute = field(default_factory=Compute)  # training; scoring is always float32
     # Epochs at which every head is also scored (`curve`); None: protocol.DECODER_BUDGETS
     # up to the cap.
     budgets: tuple[int, ...] | None = None
@@ -83,14 +79,12 @@ class DecoderConfig:
     tolerance: float = protocol.CERTIFY_TOLERANCE  # converged: bits over a doubling
     certify_from: int = protocol.CERTIFY_FROM  # converged: the first scored epoch
     warm_certify_from: int = protocol.WARM_CERTIFY_FROM  # … of a warm-started head
-    protocol: str = "thesis"  # or "converged" (the module docstring); after the module's use
+    protocol: str = protocol.THESIS  # or CONVERGED (the module docstring); after the module's use
+    role: ClassVar[str] = "decoder "
 
     def __post_init__(self) -> None:
-        positive = ("lr", "batch_size", "train_batch", "max_epochs", "patience",
-                    "certify_from", "warm_certify_from")  # fmt: skip
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"decoder {name} must be positive, got {getattr(self, name)}")
+        super().__post_init__()
+        self.check_positive("train_batch", "patience", "certify_from", "warm_certify_from")
         if self.batching not in ("auto", "vmap", "loop"):
             raise ValueError(f"decoder batching must be auto, vmap or loop, got {self.batching!r}")
         if self.protocol not in protocol.VINFO_PROTOCOLS:
@@ -109,7 +103,7 @@ class DecoderConfig:
 
     @property
     def converged(self) -> bool:
-        return self.protocol == "converged"
+        return self.protocol == protocol.CONVERGED
 
     @property
     def train_batch(self) -> int:

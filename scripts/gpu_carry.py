@@ -8,9 +8,9 @@ The folder holds
                  (`TRIMMED`: Java workers, RLlib, Serve), as tar + xz -9 (file modes kept: the
                  raylet and GCS server are executables)
     wheels/      every package Ray and Ray Tune need that the GPU machine's image lacks
-                 (`gpu_image_packages.txt`), found from the wheels' own metadata, as cp312
-                 manylinux wheels, each at the version installed here where one is
-    data/        the check's Fashion-MNIST subset (`gpu_check.prepare_data`)
+                 (`benchmarks/gpu_image_packages.txt`), found from the wheels' own metadata,
+                 as cp312 manylinux wheels, each at the version installed here where one is
+    data/        the check's Fashion-MNIST subset (`benchmarks/gpu_check.py`'s `prepare_data`)
 
 and with the working tree it must stay under `LIMIT`, what travels to the device machine.
 There, `use_carry` unpacks the tree and installs the wheels into a fresh site folder with
@@ -35,10 +35,10 @@ from packaging.requirements import Requirement
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMIT = 64 << 20  # bytes that travel with a device call: the working tree and the carry
+LIMIT = 64 << 20  # bytes that travel to the GPU machine with a run: the tree and the carry
 RAY_TREE, WHEELS, DATA = "ray.tar.xz", "wheels", "data"
 TRIMMED = ("ray/jars/", "ray/rllib/", "ray/serve/")
-IMAGE = Path(__file__).with_name("gpu_image_packages.txt")
+IMAGE = ROOT / "benchmarks" / "gpu_image_packages.txt"
 # The GPU machine's interpreter, for the wheels' environment markers and pip's platform tags.
 TARGET = {
     "python_version": "3.12", "python_full_version": "3.12.3", "implementation_name": "cpython",
