@@ -200,7 +200,8 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     steps = frame[frame.metric == TRAIN_STEP_LOSS].sort_values("epoch")
     last = steps.groupby("trial_id").tail(1).set_index("trial_id")
     out = config.assign(
-        epochs=last.epoch, stop_reason=last.note.replace("", "(not stopped: running or cut)")
+        epochs=last.epoch,
+        stop_reason=last.note.astype(str).replace("", "(not stopped: running or cut)"),
     )
     whole = frame[frame.layer.isna() & frame.metric.isin([LOSS, ACCURACY])]
     whole = whole[whole.epoch == whole.trial_id.map(last.epoch)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -141,6 +142,10 @@ def partial_copy(storage: Path, destination: Path) -> Path:
     }
     history[-1] = dataclasses.replace(history[-1], vinfo=lost)
     record.write_history(checkpoints[0], history)
+    written = record.read_table(checkpoints[0] / record.ROWS_FILE).schema.metadata
+    identity = {k: v if k == record.TRIAL_ID else json.loads(v)
+                for k, v in json.loads(written[record.IDENTITY]).items()}  # fmt: skip
+    record.write_rows(checkpoints[0], history, identity)  # its rows, as the trainable writes
     return results
 
 
