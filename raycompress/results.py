@@ -60,8 +60,8 @@ def _trial_id(trial: Folder) -> str:
     first = result.read_text().split("\n", 1)[0] if result.exists() else ""
     try:
         return json.loads(first)["trial_id"] if first.strip() else trial.name
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return trial.name.split("_")[2] if trial.name.count("_") >= 2 else trial.name
+    except (json.JSONDecodeError, KeyError, TypeError):  # a damaged result.json: its folder
+        return trial.name
 
 
 def trial_folders(path: Folder) -> list[Folder]:
@@ -70,7 +70,7 @@ def trial_folders(path: Folder) -> list[Folder]:
 
 
 @dataclass(frozen=True)
-class Trial:
+class TrialFiles:
     """A trial folder as one listing of the experiment found it: its checkpoints that hold
     rows (`record.ROWS_FILE`) or only a history (written before the rows were), newest first."""
 
@@ -82,7 +82,7 @@ class Trial:
         return self.checkpoints[0][0] if self.checkpoints else None
 
 
-def scan(experiment: Folder) -> list[Trial]:
+def scan(experiment: Folder) -> list[TrialFiles]:
     """Every trial of an experiment folder from one recursive listing (object storage: one
     listing request per thousand files, whatever the number of trials)."""
     filesystem, base = storage.arrow(experiment)
@@ -106,7 +106,7 @@ def scan(experiment: Folder) -> list[Trial]:
             for c in saved
             if f"{c}/{record.ROWS_FILE}" in held or f"{c}/{record.HISTORY_FILE}" in held
         )
-        trials.append(Trial(experiment / name, checkpoints))
+        trials.append(TrialFiles(experiment / name, checkpoints))
     return trials
 
 
@@ -274,7 +274,7 @@ class Asked:
 
 def _read(
     experiment: Folder,
-    found: list[Trial],
+    found: list[TrialFiles],
     asked: Asked,
     problems: dict[str, str],
     consolidated: bool,
@@ -287,13 +287,13 @@ def _read(
     rest = [trial for trial in found if trial.folder.name not in current]
     identity = _legacy_identity(experiment, problems) if any(map(_legacy, rest)) else []
 
-    def read(trial: Trial) -> Piece | None:
+    def read(trial: TrialFiles) -> Piece | None:
         return _trial_rows(trial, asked, identity, problems)[0]
 
     with ThreadPoolExecutor(min(READERS, max(1, len(rest)))) as pool:
         pieces = [p for p in [piece, *pool.map(read, rest)] if p is not None]
     del piece  # `pieces` alone holds the rows: `_frame` lets each go once copied
-    if not pieces:  # nothing finished yet: the columns a frame of these trials will have
+    if not pieces and not identity:  # nothing finished: the columns a frame of them will have
         identity = _legacy_identity(experiment, problems)
     return _frame(pieces, asked, identity)
 
@@ -326,7 +326,7 @@ def _no_trials(experiment: Folder) -> None:
     )
 
 
-def _legacy(trial: Trial) -> bool:
+def _legacy(trial: TrialFiles) -> bool:
     return any(not rows for _, rows in trial.checkpoints)
 
 
@@ -343,7 +343,7 @@ def _legacy_identity(experiment: Folder, problems: dict[str, str]) -> list[str]:
 
 
 def _trial_rows(
-    trial: Trial, asked: Asked, identity: list[str], problems: dict[str, str]
+    trial: TrialFiles, asked: Asked, identity: list[str], problems: dict[str, str]
 ) -> tuple[Piece | None, str | None]:
     """A trial's rows from its newest readable checkpoint, and that checkpoint's name; a
     damaged checkpoint is passed over with one warning line."""
@@ -356,9 +356,9 @@ def _trial_rows(
             else:
                 table = _history_rows(trial, folder, identity, asked)
             texts = json.loads(table.schema.metadata[record.IDENTITY])
-            table = _chosen(table, asked.selection, asked.wanted)
-            if not asked.selection.keeps(texts):
+            if not asked.selection.keeps(texts):  # a trial not asked for: none of its rows
                 table = table.slice(0, 0)
+            table = _chosen(table, asked.selection, asked.wanted)
         except DamagedFileError as err:
             damaged.append(str(err))
             continue
@@ -374,7 +374,9 @@ def _trial_rows(
     return None, None
 
 
-def _history_rows(trial: Trial, checkpoint: Folder, identity: list[str], asked: Asked) -> pa.Table:
+def _history_rows(
+    trial: TrialFiles, checkpoint: Folder, identity: list[str], asked: Asked
+) -> pa.Table:
     """The rows of a checkpoint written before the rows file, from its history and the
     trial's settings, in the columns a rows file would give (`Asked.read`)."""
     params = record.read_params(trial.folder)
@@ -386,7 +388,7 @@ MANIFEST = b"raycompress.trials"  # the consolidated file's: trial folder → ch
 
 
 def _consolidated(
-    experiment: Folder, found: list[Trial], asked: Asked, problems: dict[str, str]
+    experiment: Folder, found: list[TrialFiles], asked: Asked, problems: dict[str, str]
 ) -> tuple[Piece | None, set[str]]:
     """The consolidated rows asked for of the trials whose newest checkpoint they hold, and the
     names of those trial folders; (None, ∅) without a consolidation, or with a damaged one
@@ -489,7 +491,6 @@ class _Column:
     categories met so far."""
 
     def __init__(self, name: str, rows: int) -> None:
-        self.name = name
         kind = record.COLUMN_TYPES[name]
         self.text = kind == pa.string()
         self.nullable = name in ("layer", schema.BUDGET)
@@ -555,7 +556,7 @@ def consolidate(path: str | Path | Remote) -> Folder:
     problems: dict[str, str] = {}
     identity = _legacy_identity(experiment, problems) if any(map(_legacy, found)) else []
 
-    def read(trial: Trial) -> tuple[Piece | None, str | None]:
+    def read(trial: TrialFiles) -> tuple[Piece | None, str | None]:
         return _trial_rows(trial, Asked(Selection(), None), identity, problems)
 
     with ThreadPoolExecutor(min(READERS, len(found))) as pool:
