@@ -26,7 +26,7 @@ from raycompress.definition import Resources, Sweep, UsageError, axes
 from raycompress.record import PARAMS_FILE
 from raycompress.schema import NC
 from raycompress.stopping import Stop
-from raycompress.trainable import IDENTITY, train_trial
+from raycompress.trainable import train_trial
 
 OBJECT_STORE_BYTES = 256 << 20  # Ray's default (30 % of RAM in /dev/shm) is far more than needed
 TOKEN_HINT = (
@@ -214,7 +214,7 @@ def _trainable(resources: Resources, models: dict[str, Any], swept: list[str]) -
     """The trainable with what is not a setting bound to it: the resources, the sweep's own
     networks (their builders travel to every node by value) and the settings that identify
     each row of a trial (dataset, model, the `swept` axes)."""
-    identity = (*IDENTITY, *(a for a in swept if a not in IDENTITY))
+    identity = tuple(record.identity_settings(swept))
     bound = tune.with_parameters(train_trial, resources=resources, models=models, identity=identity)
     return tune.with_resources(bound, tune.PlacementGroupFactory(resources.bundles()))
 

@@ -136,6 +136,14 @@ def rows_table(history: list[EpochRecord], identity: Mapping[str, Any]) -> pa.Ta
     return pa.table(arrays, metadata={IDENTITY: json.dumps(texts)})
 
 
+IDENTITY_SETTINGS = ("dataset", "model")  # what identifies a trial's rows besides its axes
+
+
+def identity_settings(axes: list[str]) -> list[str]:
+    """The settings that identify a trial's rows: dataset, model and the sweep's swept axes."""
+    return [*IDENTITY_SETTINGS, *(a for a in axes if a not in IDENTITY_SETTINGS)]
+
+
 def identity_text(name: str, value: Any) -> str:
     """How an identity column holds a value: the trial id as it is, a setting as JSON."""
     return value if name == TRIAL_ID else json.dumps(value)

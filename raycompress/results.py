@@ -339,7 +339,7 @@ def _legacy_identity(experiment: Folder, problems: dict[str, str]) -> list[str]:
         log.warning("%s: its trials' swept axes are not known", err)
         problems[record.SWEEP_FILE] = str(err)
         axes = []
-    return ["dataset", "model", *(a for a in axes if a not in ("dataset", "model"))]
+    return record.identity_settings(axes)
 
 
 def _trial_rows(

@@ -118,14 +118,11 @@ class RayVInfo:
             return VInfoResult.failed(message[:2000])
 
 
-IDENTITY = ("dataset", "model")  # a trial's identity settings when no axis is swept
-
-
 def train_trial(
     config: dict[str, Any],
     resources: Resources | None = None,
     models: dict[str, Builder] | None = None,
-    identity: tuple[str, ...] = IDENTITY,
+    identity: tuple[str, ...] = record.IDENTITY_SETTINGS,
 ) -> None:
     """The Tune function trainable. `config` is a flat trial configuration (`trial.SETTINGS`);
     `resources`, the sweep's own networks `models` and the settings that identify a trial's
