@@ -25,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from raycompress import schema
 from raycompress.analysis import generalisation, tables
 from raycompress.analysis.tables import SPLITS, V_MIN, V_SUFF
 from raycompress.results import axis_columns
@@ -83,22 +84,24 @@ def _prepare(
     # named within the whole frame: "penultimate" is found among the NC layers, also for the
     # 𝒱-information rows of the layer it is the same as
     names = tables.with_layer_names(frame, identical).layer_name
-    rows = tables.with_panels(rows.assign(layer_name=names), frame)
+    rows = tables.with_family_panels(tables.with_panels(rows.assign(layer_name=names), frame))
     return _once_per_layer(rows.sort_values(["trial_id", "metric", "split", "layer", "epoch"]))
 
 
 def _once_per_layer(rows: pd.DataFrame) -> pd.DataFrame:
     """One value per layer name: of layers that are the same, the highest's (rows sorted by
     layer), which has every statistic (NC3 is measured at the penultimate features only)."""
-    keys = ["trial_id", "epoch", "split", "metric", BUDGET, "layer_name"]
+    keys = ["trial_id", "epoch", "split", "metric", BUDGET, "layer_name", schema.FAMILY]
     keys = [k for k in keys if k in rows.columns]
     return rows[rows.layer_name.isna() | ~rows.duplicated(keys, keep="last")]
 
 
 def _panels(data: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
-    """The panels of data, in the order of every figure."""
+    """The panels of data, in the order of every figure (a trial's decoder families after
+    it, in the order the frame lists them)."""
     present = set(data.panel)
-    return [panel for panel in tables.panel_order(frame) if panel in present]
+    families = ["", *(tables.FAMILY_PANEL.format(f) for f in tables.family_order(frame))]
+    return [p + f for p in tables.panel_order(frame) for f in families if p + f in present]
 
 
 def _wrap(data: pd.DataFrame) -> int:
@@ -123,9 +126,18 @@ def _per_layer(
     labels: dict[str, str],
     log_scaled: set[str] = LOG_SCALED,
 ) -> sns.FacetGrid:
-    """One row per metric in labels, one line per layer and split."""
+    """One row per metric in labels, one line per layer and split; a saturated value (a
+    certified 𝒱-information value at its ceiling) ringed."""
     grid = _epoch_lines(data, frame, list(labels), "layer_name", tables.layer_order(data))
     _label_rows(grid, labels, log_scaled)
+    if schema.SATURATED in data:
+        saturated = data[data[schema.SATURATED].fillna(False).astype(bool)]
+        points = saturated.groupby(["metric", "panel", "epoch", "layer_name", "split"]).value
+        for (metric, panel, epoch, *_), value in points.mean().items():
+            grid.axes_dict[metric, panel].scatter(
+                epoch, value, s=70, facecolors="none", edgecolors="black", linewidths=0.8,
+                zorder=5,
+            )  # fmt: skip
     return grid
 
 
@@ -226,10 +238,16 @@ def vinfo_curves(frame: pd.DataFrame, identical: pd.DataFrame | None = None) -> 
         V_SUFF: r"sufficiency $I_{\mathcal{V}}(h^l \to y)$ (bits)",
         V_MIN: r"minimality $I_{\mathcal{V}}(h^l \to \mathrm{Dec}(x, \mathcal{Y}))$ (bits)",
     }
+    if len(families := tables.family_order(data)) == 1:  # several: each its own panels
+        labels = {
+            metric: label + "\n" + _family_label(families[0]) for metric, label in labels.items()
+        }
     grid = _per_layer(data, frame, labels)
     caption = (
         "𝒱-information sufficiency (top) and minimality (bottom) of every layer at each "
-        "measured epoch; l = 0 (x) is measured once per run (figs. 3.5, 3.7)."
+        "measured epoch; l = 0 (x) is measured once per run (figs. 3.5, 3.7). Each decoder "
+        "family 𝒱 has its own panels; a ringed point is saturated: certified at its ceiling, "
+        "the family memorises this split."
     )
     return Figure("vinfo", caption, grid, data)
 
@@ -256,13 +274,19 @@ def information_plane(frame: pd.DataFrame, identical: pd.DataFrame | None = None
     for (panel, name, _), path in plane.groupby(["panel", "layer_name", "split"]):
         _arrows(grid.axes_dict[panel], path[V_MIN].tolist(), path[V_SUFF].tolist(), palette[name])
     _finish(grid, epochs_on_x=False)
-    grid.set_axis_labels("minimality (bits)", "sufficiency (bits)")
+    families = tables.family_order(data)
+    named = f", {_family_label(families[0])}" if len(families) == 1 else ""
+    grid.set_axis_labels(f"minimality (bits){named}", "sufficiency (bits)")
     caption = (
         "Information planes: minimality against sufficiency, one path per layer through "
         "the measured epochs, arrows in the direction of training (earlier → later epoch); "
         "circles train, squares test (figs. 3.6, 3.8)."
     )
     return Figure("information_plane", caption, grid, plane)
+
+
+def _family_label(family: str) -> str:
+    return r"$\mathcal{V}$ = " + family
 
 
 def _arrows(ax: plt.Axes, x: list[float], y: list[float], color: tuple) -> None:
@@ -282,7 +306,7 @@ def budget_curves(frame: pd.DataFrame, identical: pd.DataFrame | None = None) ->
     has nothing to draw a curve through."""
     curves = [V_SUFF.at_budget, V_MIN.at_budget]
     data = _prepare(frame, curves, identical)
-    points = data.groupby(["trial_id", "epoch", "split", "metric", "layer"])[BUDGET]
+    points = data.groupby(["trial_id", "epoch", "split", "metric", "layer", "panel"])[BUDGET]
     several = points.transform("nunique") > 1
     if not several.any():
         budgets = sorted(int(b) for b in data[BUDGET].unique())

@@ -57,6 +57,27 @@ def panel_order(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(trials(frame).panel))
 
 
+# a decoder family's panels, after its trial's configuration (mathtext: the fonts lack 𝒱)
+FAMILY_PANEL = " · $\\mathcal{{V}}$ = {}"
+
+
+def family_order(frame: pd.DataFrame) -> list[str]:
+    """The decoder families of the frame's 𝒱-information rows, in the order it lists them."""
+    if schema.FAMILY not in frame:
+        return []
+    return list(dict.fromkeys(frame[schema.FAMILY].dropna().astype(str)))
+
+
+def with_family_panels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with panels (`with_panels`) whose 𝒱-information values of several decoder families
+    are drawn apart, each family its own panels (values of two families never merge)."""
+    if len(family_order(rows)) < 2:  # one family: its figures name it elsewhere
+        return rows
+    family = rows[schema.FAMILY].astype(object)
+    suffix = family.map(lambda f: "" if pd.isna(f) else FAMILY_PANEL.format(f))
+    return rows.assign(panel=rows.panel.astype(str) + suffix)
+
+
 def with_panels(rows: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """Rows keyed by trial_id (the tidy frame or a table derived from it) with each trial's
     configuration columns and panel label from `frame` added."""
@@ -195,7 +216,9 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     convergence indicators (`v_suff_last_gain/…`: bits gained between the decoders' last two
     budgets), with the epoch of the last 𝒱-information measurement (`vinfo_epoch`) and how
     many of its decoders converged rather than stopping at the epoch cap
-    (`vinfo_heads_converged`, "k of n")."""
+    (`vinfo_heads_converged`, "k of n"). A decoder family other than the network's ends its
+    columns' names (`v_min/train/l1/linear`); `vinfo_saturated` lists the last values that sit
+    at their ceiling ("the family memorises this split"), or says none does."""
     config = frame.groupby("trial_id")[axis_columns(frame)].first()
     steps = frame[frame.metric == TRAIN_STEP_LOSS].sort_values("epoch")
     last = steps.groupby("trial_id").tail(1).set_index("trial_id")
@@ -218,7 +241,17 @@ def final_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     converged = heads.note.str.startswith(CONVERGED)
     counts = converged.groupby(heads.trial_id).agg(["sum", "size"])
     out["vinfo_heads_converged"] = counts["sum"].astype(str) + " of " + counts["size"].astype(str)
-    newest = measured.sort_values("epoch").groupby(["trial_id", "metric", "split", "layer"]).tail(1)
-    for (metric, split, layer), rows in newest.groupby(["metric", "split", "layer"]):
-        out[f"{metric}/{split}/l{layer}"] = rows.set_index("trial_id").value
+    family = measured[schema.FAMILY].astype(object).fillna("") if schema.FAMILY in measured else ""
+    measured = measured.assign(family=family)
+    keys = ["metric", "split", "layer", "family"]
+    newest = measured.sort_values("epoch").groupby(["trial_id", *keys]).tail(1)
+    for (metric, split, layer, family), rows in newest.groupby(keys):
+        named = "" if family in ("", schema.NETWORK) else f"/{family}"
+        out[f"{metric}/{split}/l{layer}{named}"] = rows.set_index("trial_id").value
+    if schema.SATURATED in newest:
+        marked = newest[newest[schema.SATURATED].fillna(False).astype(bool)]
+        names = marked.metric.astype(str) + "/" + marked.split.astype(str) + "/l"
+        names += marked.layer.astype(str) + " (" + marked.family + ")"
+        out["vinfo_saturated"] = names.groupby(marked.trial_id).agg(", ".join)
+        out["vinfo_saturated"] = out["vinfo_saturated"].fillna("none")
     return out.reset_index()

@@ -61,7 +61,8 @@ from ray import tune
 from raycompress.sweeps import GPU_SHARES
 PARAM_SPACE = {"dataset": "fashion-mnist-demo", "model": "mnistnet", "train_size": 500,
                "batch_size": 100, "epochs": 3, "vinfo_schedule": "every", "decoder_epochs": 3,
-               "held_out": True, "seed": tune.grid_search([0, 1, 2, 3, 4])}
+               "vinfo_protocol": "thesis", "held_out": True,
+               "seed": tune.grid_search([0, 1, 2, 3, 4])}
 RESOURCES = {**GPU_SHARES, "trial_cpu": 0.5, "decoder_cpu": 0.5}  # the GPU shares as shipped
 """
 MEMORY_QUERY = [
@@ -208,7 +209,7 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
     from raycompress.metrics.vinfo import VInfoConfig
     from raycompress.models import build_model, make_spec
     from raycompress.plan import measure_in_process
-    from raycompress.schema import HEADLINE, VInfoResult
+    from raycompress.schema import HEADLINE, NETWORK, VInfoResult
     from raycompress.seeds import Stream, derive_seed
     from raycompress.training import TrainConfig, run_epochs
 
@@ -221,14 +222,16 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
     out: dict = {"data": f"{'fashion-mnist' if real else 'demo'}: {len(data.train)} train, "
                          f"{len(data.test)} test"}  # fmt: skip
     devices = ["cuda", "cpu"] if cuda else ["cpu"]
-    capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6, compute=how)
+    capped = DecoderConfig(
+        protocol="thesis", max_epochs=2, loss_threshold=0.0, patience=10**6, compute=how
+    )
     budgets = [(f"capped_{d}", d, capped) for d in devices]
     if cuda:
-        budgets.append(("whole_cuda", "cuda", DecoderConfig(compute=how)))
+        budgets.append(("whole_cuda", "cuda", DecoderConfig(protocol="thesis", compute=how)))
     spec = make_spec("cifarnet", data.input_shape, data.num_classes)
     model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
     list(run_epochs(model, data, TrainConfig(max_epochs=1, compute=how)))  # a trained network
-    skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0: measured once
+    skip = {(s, NETWORK): VInfoResult() for s in ("train", "test")}  # layer 0: measured once
     for name, device, decoder in budgets:
         here = data.to(device)
         start = time.perf_counter()
@@ -238,7 +241,7 @@ def run_vinfo(data_dir: Path, cuda: bool) -> dict:
         )  # fmt: skip
         if device == "cuda":
             torch.cuda.synchronize()
-        measured = {f"{layer}/{split}": v for (layer, split), v in values.items() if layer}
+        measured = {f"{layer}/{split}": v for (layer, split, _), v in values.items() if layer}
         out[name] = {
             "seconds": time.perf_counter() - start,
             "batching": sorted({v.decoders.batching for v in measured.values() if v.decoders}),

@@ -170,7 +170,7 @@ def measurement(
                 ],
                 "decoder_compute": result.decoders.compute if result.decoders else None,
             }
-            for (layer, split), result in values.items()
+            for (layer, split, _), result in values.items()
         }
         out[v] = {"seconds": seconds, "rows": rows}
         print(f"{v:16s} {seconds:8.1f} s " + json.dumps(rows), flush=True)
@@ -197,7 +197,7 @@ def numbers(data: Dataset) -> dict:
             last = list(run_epochs(model, data, TrainConfig(seed=SEED, compute=how)))[-1]
             trained_s = time.perf_counter() - start
             splits = {"train": data.train, "test": data.test}
-            config = VInfoConfig(DecoderConfig(compute=how))
+            config = VInfoConfig(DecoderConfig(protocol="thesis", compute=how))
             state = {k: v.detach() for k, v in model.state_dict().items()}
             vinfo = {}
             for layer, split in itertools.product(layers, splits):
@@ -250,9 +250,9 @@ def main() -> None:
     elif args.part == "vinfo-f-":
         model = trained("mnistnet", data, args.checkpoint)
         variants = args.variants or ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
-        result = measurement(model, data, DecoderConfig(), variants, layers)
+        result = measurement(model, data, DecoderConfig(protocol="thesis"), variants, layers)
     elif args.part == "vinfo-f+":
-        capped = DecoderConfig(max_epochs=2, loss_threshold=0.0, patience=10**6)
+        capped = DecoderConfig(protocol="thesis", max_epochs=2, loss_threshold=0.0, patience=10**6)
         model = trained("cifarnet", data, args.checkpoint)
         result = measurement(model, data, capped, ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"])
     elif args.part == "budgets":
@@ -262,7 +262,7 @@ def main() -> None:
         result = {name: [] for name in budgets}
         for _ in range(2):  # alternated, so that the machine's drift falls on both alike
             for name, points in budgets.items():
-                config = DecoderConfig(compute=how, budgets=points)
+                config = DecoderConfig(protocol="thesis", compute=how, budgets=points)
                 result[name].append(measurement(model, data, config, ["bf16+cl"])["bf16+cl"])
         seconds = {name: statistics.median(r["seconds"] for r in runs)
                    for name, runs in result.items()}  # fmt: skip
@@ -270,7 +270,9 @@ def main() -> None:
         print(f"budget curves cost {100 * result['overhead']:.1f} % of a measurement", flush=True)
     elif args.part == "vinfo-f+full":
         model = trained("cifarnet", data, args.checkpoint)
-        result = measurement(model, data, DecoderConfig(), args.variants or ["bf16+cl"], layers)
+        result = measurement(
+            model, data, DecoderConfig(protocol="thesis"), args.variants or ["bf16+cl"], layers
+        )
     else:
         result = numbers(data)
     record = {

@@ -85,7 +85,9 @@ def one_record() -> list[EpochRecord]:
     data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
     spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(16, 8, 8))
     model = build_model(spec, seed=derive_seed(SEED, Stream.MODEL_INIT))
-    vinfo = VInfoConfig(DecoderConfig(batch_size=100, max_epochs=1), held_out=True)
+    vinfo = VInfoConfig(
+        DecoderConfig(protocol="thesis", batch_size=100, max_epochs=1), held_out=True
+    )
     train = TrainConfig(batch_size=100, max_epochs=EPOCHS, loss_threshold=0, seed=SEED)
     run = Run(model, data, train, vinfo=vinfo)
     return [run.step() for _ in range(EPOCHS)]

@@ -46,7 +46,8 @@ def main() -> None:
         start = time.perf_counter()
         out = measure_vinfo(
             model.encoder(args.layer), partial(model.fresh_decoder, args.layer), data.train,
-            data.num_classes, VInfoConfig(DecoderConfig(batching=batching)), seed=args.seed,
+            data.num_classes, VInfoConfig(DecoderConfig(protocol="thesis", batching=batching)),
+            seed=args.seed,
         )  # fmt: skip
         suff, digits = (out.terms[q].heads for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY))
         row = {

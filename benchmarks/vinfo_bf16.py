@@ -6,8 +6,9 @@ The same measurement as part "ours" of `vinfo_speed.py` (f₋ on Fashion-MNIST 1
 trained 2 epochs, seed 0; layers 1–3 of both splits, layer 0 skipped as on every measurement
 after a run's first; default VInfoConfig, same seeds) with the decoders trained under bfloat16
 autocast in the default memory format (`DecoderConfig(compute=Compute("bf16",
-channels_last=False))`, what `DecoderConfig(precision="bf16")` was). Compare its wall time
-and values with part "ours" of `vinfo_speed.py` (fp32). Writes benchmarks/out/vinfo_bf16.json.
+channels_last=False))`, what `DecoderConfig(precision="bf16")` was; the thesis' protocol).
+Compare its wall time and values with part "ours" of `vinfo_speed.py` (fp32). Writes
+benchmarks/out/vinfo_bf16.json.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.plan import measure_in_process
-from raycompress.schema import HEADLINE, VInfoResult
+from raycompress.schema import HEADLINE, NETWORK, VInfoResult
 from raycompress.seeds import Stream, derive_seed
 from raycompress.training import TrainConfig, run_epochs
 
@@ -43,15 +44,17 @@ def main() -> None:
     spec = make_spec("mnistnet", data.input_shape, 10)
     model = build_model(spec, seed=derive_seed(0, Stream.MODEL_INIT))  # as a run of seed 0
     losses = [r.train_step_loss for r in run_epochs(model, data, TrainConfig(seed=0, max_epochs=2))]
-    skip = {"train": VInfoResult(), "test": VInfoResult()}  # layer 0 "already measured"
-    config = VInfoConfig(DecoderConfig(compute=Compute("bf16", channels_last=False)))
+    skip = {(s, NETWORK): VInfoResult() for s in ("train", "test")}  # layer 0 "measured"
+    config = VInfoConfig(
+        DecoderConfig(protocol="thesis", compute=Compute("bf16", channels_last=False))
+    )
     start = time.perf_counter()
     splits = {"train": data.train, "test": data.test}
     out = measure_in_process(model, splits, config, run_seed=0, epoch=2, layer0=skip)
     total = time.perf_counter() - start
     rows = {
         f"{layer}/{split}": {q.value: v.value(q) for q in HEADLINE}
-        for (layer, split), v in out.items()
+        for (layer, split, _), v in out.items()
         if layer
     }
     result = {"total_s": total, "rows": rows, "setup_losses": losses}

@@ -2,16 +2,19 @@
 ever fall below the thesis' recipe? Both protocols on one encoder, side by side.
 
     python benchmarks/vinfo_certified.py [--layers 1,2,3,0] [--splits train,test]
+        [--protocols thesis,converged] [--families network,linear,mlp]
 
 The encoder: f₋ (or --model, at --precision: f₊ in bf16 as thesis_fmnist trains it) trained
 with the thesis' protocol on the real Fashion-MNIST (10 000 training images, the whole test
 split; seed 0) until it stops (training loss ≤ 0.02 or 50 epochs), its weights kept in
-benchmarks/out/ for a rerun. At each layer and split, the
-thesis' recipe (`DecoderConfig()`) and the converged protocol (fresh decoders, `--cap`
-epochs at most) measure in-sample sufficiency and minimality with the same measurement
+benchmarks/out/ for a rerun. At each layer and split, the thesis' recipe
+(`DecoderConfig(protocol="thesis")`) and the converged protocol (fresh decoders, `--cap` epochs
+at most) measure in-sample sufficiency and minimality with the same measurement
 seed; each result records every term's value, certification, decoder epochs and CPU and wall
 seconds. Goals: (i) every converged term certified; (ii) none below the thesis'
-value by more than 0.01 bit. Raw: benchmarks/out/vinfo_certified.json.
+value by more than 0.01 bit. With --families, each decoder family (`metrics.families`; the
+default mlp width) is measured under each protocol that it admits (linear: converged only),
+and each value also records whether it is saturated. Raw: benchmarks/out/vinfo_certified.json.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ sys.path.insert(0, str(ROOT))
 from raycompress.compute import Compute  # noqa: E402
 from raycompress.data import load_dataset  # noqa: E402
 from raycompress.metrics.decoders import DecoderConfig  # noqa: E402
+from raycompress.metrics.families import LINEAR, parse_families  # noqa: E402
 from raycompress.metrics.vinfo import VInfoConfig, measure_vinfo  # noqa: E402
 from raycompress.models import build_model, make_spec  # noqa: E402
-from raycompress.schema import HEADLINE  # noqa: E402
+from raycompress.schema import HEADLINE, NETWORK  # noqa: E402
 from raycompress.seeds import Stream, derive_seed  # noqa: E402
 from raycompress.training import Run, TrainConfig  # noqa: E402
 
@@ -62,6 +66,8 @@ def main() -> int:
     p.add_argument("--splits", default="train,test")
     p.add_argument("--cap", type=int, default=400)
     p.add_argument("--precision", default="fp32", help="training and decoders (f₊: bf16)")
+    p.add_argument("--protocols", default="thesis,converged")
+    p.add_argument("--families", default=NETWORK, help="e.g. network,linear,mlp")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     data = load_dataset(
@@ -72,28 +78,34 @@ def main() -> int:
     state, epoch = stopped_encoder(args.model, data, weights, how)
     model = build_model(make_spec(args.model, data.input_shape, data.num_classes))
     model.load_state_dict(state)
-    protocols = {
-        "thesis": DecoderConfig(compute=how.for_decoders()),
+    decoders = {
+        "thesis": DecoderConfig(protocol="thesis", compute=how.for_decoders()),
         "converged": DecoderConfig(
             protocol="converged", max_epochs=args.cap, compute=how.for_decoders()
         ),
     }
+    protocols = {  # "converged" names the thesis' family alone, as before families were
+        name if family.name == NETWORK else f"{name}/{family.label}": (decoders[name], family)
+        for family in parse_families(args.families.split(","))
+        for name in args.protocols.split(",")
+        if not (family.name == LINEAR and name == "thesis")
+    }
     results: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     for layer in map(int, args.layers.split(",")):
         for split in args.splits.split(","):
-            for name, decoder in protocols.items():
+            for name, (decoder, family) in protocols.items():
                 key = f"{args.model}/epoch{epoch}/l{layer}/{split}/{name}"
                 if key in results:
                     continue
                 cpu, wall = time.process_time(), time.perf_counter()
                 got = measure_vinfo(
-                    model.encoder(layer), lambda s, layer=layer: model.fresh_decoder(layer, s),
-                    getattr(data, split), data.num_classes, VInfoConfig(decoder), seed=1,
+                    model.encoder(layer), family.decoder(model, layer), getattr(data, split),
+                    data.num_classes, VInfoConfig(decoder, families=(family,)), seed=1,
                     label=key,
                 )  # fmt: skip
                 row: dict = {
                     "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
-                    "error": got.error,
+                    "error": got.error, "result": got.to_json(),  # as the history holds it
                 }  # fmt: skip
                 for q in HEADLINE:
                     term = got.terms[q]
@@ -103,6 +115,7 @@ def main() -> int:
                         "stops": [str(h.fit.stop) for h in term.heads],
                         "gains": [h.fit.last_gain for h in term.heads],
                         "entropy": term.entropy, "protocol": term.protocol,
+                        "saturated": term.saturated,
                     }  # fmt: skip
                 results[key] = row
                 print(

@@ -74,7 +74,7 @@ from raycompress.metrics.decoders import DecoderConfig, StackedDecoders, score_h
 from raycompress.metrics.vinfo import LN2, VInfoConfig, encode, entropy_bits, head_seeds
 from raycompress.models import LayeredNet, build_model, make_spec
 from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
-from raycompress.schema import HEADLINE, Quantity, VInfoResult
+from raycompress.schema import HEADLINE, NETWORK, Quantity, VInfoResult
 from raycompress.seeds import BenchmarkStream, Stream, derive_seed
 from raycompress.training import TrainConfig, make_optimizer, train_epoch
 
@@ -162,7 +162,7 @@ def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: boo
         start = time.perf_counter()
         values = plan.measure_in_process(
             model, {"train": data.train, "test": data.test}, config, SEED, SETUP_EPOCHS,
-            layer0={} if layer0 else {name: VInfoResult() for name in SPLITS},
+            layer0={} if layer0 else {(name, NETWORK): VInfoResult() for name in SPLITS},
         )  # fmt: skip
         total = time.perf_counter() - start
         if not layer0:
@@ -170,7 +170,8 @@ def part_ours(model: LayeredNet, data: Dataset, config: VInfoConfig, layer0: boo
     finally:
         plan.measure_vinfo = original
     rows = []
-    for ((layer, split), out), (timed_layer, seconds) in zip(values.items(), per_call, strict=True):
+    timed_calls = zip(values.items(), per_call, strict=True)
+    for ((layer, split, _), out), (timed_layer, seconds) in timed_calls:
         assert timed_layer == layer
         # the sufficiency head, then one minimality head per relabelling digit
         heads = [h for q in HEADLINE if q in out.terms for h in out.terms[q].heads]
@@ -297,7 +298,7 @@ def bits(result: Result, targets: Tensor, num_classes: int) -> dict[str, float]:
 
 
 def fixed(epochs: int) -> DecoderConfig:
-    return DecoderConfig(loss_threshold=0.0, patience=10**6, max_epochs=epochs)
+    return DecoderConfig(protocol="thesis", loss_threshold=0.0, patience=10**6, max_epochs=epochs)
 
 
 # ---------------------------------------------------------------------------- part budget
@@ -537,7 +538,11 @@ def main(argv: list[str] | None = None) -> None:
     setup_epochs, time_reps = (1, 1) if args.quick else (SETUP_EPOCHS, 3)
     budget_epochs = 1 if args.quick else args.budget_epochs
     ref_epochs = 2 if args.quick else args.ref_epochs
-    default = DecoderConfig(max_epochs=2) if args.quick else DecoderConfig()  # quick: capped
+    default = (
+        DecoderConfig(protocol="thesis", max_epochs=2)
+        if args.quick
+        else DecoderConfig(protocol="thesis")
+    )  # quick: capped
 
     results: Result = json.loads(out.read_text()) if out.exists() else {}
     results["meta"] = {

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from raycompress import plan, protocol  # noqa: E402
-from raycompress.schema import HEADLINE  # noqa: E402
+from raycompress.schema import HEADLINE, NETWORK  # noqa: E402
 from raycompress.training import Run  # noqa: E402
 from raycompress.trial import Trial  # noqa: E402
 
@@ -90,14 +90,15 @@ def main() -> int:
         start, measured = time.perf_counter(), dict(measured_seconds)
         record = run.step()
         terms = {
-            f"{q}/l{layer}/{split}": {
+            f"{q}/l{layer}/{split}" + ("" if family == NETWORK else f"/{family}"): {
                 "bits": result.value(q),
                 "certified": result.terms[q].certified if q in result.terms else None,
+                "saturated": result.terms[q].saturated if q in result.terms else None,
                 "head_epochs": [h.fit.epochs for h in result.terms[q].heads]
                 if q in result.terms
                 else None,
             }
-            for (layer, split), result in record.vinfo.items()
+            for (layer, split, family), result in record.vinfo.items()
             for q in HEADLINE
         }
         epochs.append({
@@ -106,6 +107,8 @@ def main() -> int:
             "vinfo_cpu_s": measured_seconds["cpu"] - measured["cpu"],
             "step_loss": record.train_step_loss, "stop": record.stop_reason, "terms": terms,
             "layer_wall_s": dict(layer_seconds),
+            # every measurement as the history holds it (`schema.VInfoResult`), by its key
+            "results": {"/".join(map(str, k)): r.to_json() for k, r in record.vinfo.items()},
             "warm_state_bytes": sum(  # what the trial checkpoint holds for the next warm start
                 t.numel() * t.element_size()
                 for parts in run.warm.values() for named in parts.values() for t in named.values()

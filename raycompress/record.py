@@ -25,7 +25,7 @@ import io
 import json
 import math
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raycompress import __version__, storage
-from raycompress.schema import BUDGET, COLUMNS, NC, SPLITS, EpochRecord, Quantity
+from raycompress.schema import (
+    BUDGET,
+    COLUMNS,
+    FAMILY,
+    NC,
+    NETWORK,
+    SATURATED,
+    SPLITS,
+    EpochRecord,
+    Quantity,
+)
 from raycompress.stopping import Stop
 from raycompress.storage import Folder
 
@@ -153,9 +163,11 @@ IDENTITY = b"raycompress.identity"  # a rows file's metadata: its identity colum
 # the narrowest types that hold every value (a layer index, a decoder epoch), so that a read
 # holds little beside the frame it becomes; `results.load` makes layer and budget Int64
 COLUMN_TYPES = {
-    "epoch": pa.int64(), "split": pa.string(), "layer": pa.int16(), "metric": pa.string(),
-    BUDGET: pa.int32(), "value": pa.float64(), "note": pa.string(),
+    "epoch": pa.int64(), "split": pa.string(), "layer": pa.int16(), FAMILY: pa.string(),
+    "metric": pa.string(), BUDGET: pa.int32(), "value": pa.float64(), SATURATED: pa.bool_(),
+    "note": pa.string(),
 }  # fmt: skip
+assert tuple(COLUMN_TYPES) == COLUMNS
 
 
 def table_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
@@ -169,15 +181,23 @@ def write_rows(folder: Folder, history: list[EpochRecord], identity: Mapping[str
     storage.write_atomically(folder / ROWS_FILE, table_bytes(rows_table(history, identity)))
 
 
+class OlderRowsError(LookupError):
+    """A rows file written before some of today's columns (`COLUMN_TYPES`): its checkpoint's
+    history, which every version reads, holds the rows in full."""
+
+
 def read_table(file: Folder, columns: list[str] | None = None) -> pa.Table:
     """A Parquet file of rows (`ROWS_FILE` or `DATASET_FILE`), the `columns` asked for (None:
-    all); a DamagedFileError naming a file it cannot read."""
+    all); a DamagedFileError naming a file it cannot read, an OlderRowsError for one that
+    lacks a row column asked for."""
     filesystem, path = storage.arrow(file)
     try:
         return pq.read_table(path, filesystem=filesystem, columns=columns, use_threads=False)
     except (pa.ArrowInvalid, OSError) as err:
         if isinstance(err, FileNotFoundError):
             raise
+        if isinstance(err, pa.ArrowInvalid) and "No match for FieldRef" in str(err):
+            raise OlderRowsError(f"{file} predates a column asked for") from None
         raise damaged(file, err) from None
 
 
@@ -198,13 +218,20 @@ NC_SUMMARY = (NC.TRACE, NC.WITHIN_TRACE, NC.BETWEEN_TRACE, NC.CDNV, NC.RANK)
 VINFO_SUMMARY = (Quantity.SUFFICIENCY, Quantity.MINIMALITY)
 
 
-def summary_key(split: str, metric: str, layer: int | None = None) -> str:
-    """The spelling of a summary value: `split/metric` or `split/metric/lN`."""
-    return f"{split}/{metric}" if layer is None else f"{split}/{metric}/l{layer}"
+def summary_key(
+    split: str, metric: str, layer: int | None = None, family: str | None = None
+) -> str:
+    """The spelling of a summary value: `split/metric`, `split/metric/lN`, or with a decoder
+    family other than the network's, `split/metric/lN/family`."""
+    key = f"{split}/{metric}" if layer is None else f"{split}/{metric}/l{layer}"
+    return key if family is None else f"{key}/{family}"
 
 
-def summary_metrics(record: EpochRecord, depth: int) -> dict[str, float | int | str]:
-    """What Tune shows and stores per epoch: the same keys every epoch, NaN where unmeasured."""
+def summary_metrics(
+    record: EpochRecord, depth: int, families: Sequence[str] = (NETWORK,)
+) -> dict[str, float | int | str]:
+    """What Tune shows and stores per epoch: the same keys every epoch, NaN where unmeasured;
+    𝒱-information of each decoder family (by label)."""
     out: dict[str, float | int | str] = {
         EPOCH: record.epoch,
         "train_step_loss": record.train_step_loss,
@@ -220,9 +247,11 @@ def summary_metrics(record: EpochRecord, depth: int) -> dict[str, float | int | 
             for stat in NC_SUMMARY:
                 out[summary_key(split, stat, layer)] = getattr(stats, stat, math.nan)
         for layer in range(depth):
-            result = record.vinfo.get((layer, split))
-            for q in VINFO_SUMMARY:
-                out[summary_key(split, q, layer)] = result.value(q) if result else math.nan
+            for family in families:
+                result = record.vinfo.get((layer, split, family))
+                for q in VINFO_SUMMARY:
+                    value = result.value(q) if result else math.nan
+                    out[summary_key(split, q, layer, None if family == NETWORK else family)] = value
     return out
 
 

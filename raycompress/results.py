@@ -1,8 +1,8 @@
 """Read a sweep's results into one tidy pandas frame — without Ray, even while it runs.
 
     load(experiment_folder) -> DataFrame with columns
-        trial_id, dataset, model, <each swept axis>, epoch, split, layer, metric, budget,
-        value, note
+        trial_id, dataset, model, <each swept axis>, epoch, split, layer, family, metric,
+        budget, value, saturated, note
 
 One row per (trial, epoch, split, layer, metric, budget). `split` is "train" or "test";
 `layer` is <NA> for whole-network metrics (loss, accuracy, train_step_loss), l = 1..L for
@@ -10,6 +10,11 @@ neural collapse (L: the penultimate features) and l = 0..L−1 for 𝒱-informat
 (`schema` owns them): `loss`, `accuracy`, `train_step_loss`, the neural-collapse statistics
 (`schema.NC`: `nc_trace`, …), `v_suff`, `v_min` and the other 𝒱-information quantities
 (`schema.Quantity`) with their companions (bits, epochs used, …; `schema.Term.rows`).
+`family` is the decoder family 𝒱 of a 𝒱-information row (`metrics.families`: "network",
+"linear", "mlp-64", …; values of two families never merge) and <NA> on every other row.
+`saturated` is True where a certified 𝒱-information value (and its raw value) sits at its
+ceiling — H(y), or the relabelling's entropy: the family memorises the split — False where it
+does not, <NA> where nothing was judged.
 `budget` is <NA> except on the points of a 𝒱-information term's budget curve: metric
 `<term>_at_budget` (e.g. `v_suff_at_budget`), the value after `budget` decoder epochs; the
 convergence indicator `<term>_last_gain` is the bits gained between the last two budgets.
@@ -29,6 +34,7 @@ epochs when a trial is restarted. This module imports neither Ray nor torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -113,7 +119,8 @@ def scan(experiment: Folder) -> list[TrialFiles]:
 @dataclass(frozen=True)
 class Selection:
     """The rows asked for: the values allowed in each column (None: any). `layers` may hold
-    None, the whole-network rows (loss, accuracy, …); `where` holds identity columns (dataset,
+    None, the whole-network rows (loss, accuracy, …), and `families` None, the rows of no decoder
+    family (all but 𝒱-information's); `where` holds identity columns (dataset,
     model, a swept axis) and their allowed values, as the rows files hold them (JSON text).
 
     Rows are chosen by their dictionary codes (each file's text columns are dictionary-encoded:
@@ -124,6 +131,7 @@ class Selection:
     layers: frozenset[int | None] | None = None
     splits: frozenset[str] | None = None
     trials: frozenset[str] | None = None
+    families: frozenset[str | None] | None = None
     where: tuple[tuple[str, frozenset[str]], ...] = ()
 
     @classmethod
@@ -134,6 +142,7 @@ class Selection:
         splits: Iterable[str] | None = None,
         trials: Iterable[str] | None = None,
         where: Mapping[str, Iterable[Any]] | None = None,
+        families: Iterable[str | None] | None = None,
     ) -> Selection:
         def chosen(values: Iterable | None) -> frozenset | None:
             return None if values is None else frozenset(values)
@@ -142,12 +151,16 @@ class Selection:
             (name, frozenset(record.identity_text(name, v) for v in values))
             for name, values in (where or {}).items()
         )
-        return cls(chosen(metrics), chosen(layers), chosen(splits), chosen(trials), texts)
+        return cls(
+            chosen(metrics), chosen(layers), chosen(splits), chosen(trials), chosen(families),
+            texts,
+        )  # fmt: skip
 
     @property
     def row_columns(self) -> list[str]:
         """The row columns a choice of rows needs."""
-        asked = {"metric": self.metrics, "layer": self.layers, "split": self.splits}
+        asked = {"metric": self.metrics, "layer": self.layers, "split": self.splits,
+                 schema.FAMILY: self.families}  # fmt: skip
         return [name for name, values in asked.items() if values is not None]
 
     def keeps(self, texts: Mapping[str, str]) -> bool:
@@ -163,6 +176,13 @@ class Selection:
             if allowed is not None:
                 chosen = _codes_in(table.column(name), pa.array(sorted(allowed), pa.string()))
                 keep = chosen if keep is None else keep & chosen
+        if self.families is not None:
+            named = pa.array(sorted(f for f in self.families if f is not None), pa.string())
+            family = table.column(schema.FAMILY)
+            chosen = _codes_in(family, named)
+            if None in self.families:
+                chosen |= family.is_null().to_numpy(zero_copy_only=False)
+            keep = chosen if keep is None else keep & chosen
         if self.layers is not None:
             layer = table.column("layer")
             numbered = [v for v in self.layers if v is not None]
@@ -195,12 +215,11 @@ def _codes_in(column: pa.Array | pa.ChunkedArray, allowed: pa.Array) -> np.ndarr
     """Which rows of a dictionary-encoded column hold one of `allowed`: each chunk's
     dictionary looked up once, its rows by their codes."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = [
-        pc.is_in(chunk.dictionary, value_set=allowed).to_numpy(zero_copy_only=False)[
-            chunk.indices.to_numpy()
-        ]
+    parts = [  # a null row: the last entry, False
+        np.append(pc.is_in(chunk.dictionary, value_set=allowed).to_numpy(zero_copy_only=False),
+                  False)[chunk.indices.fill_null(-1).to_numpy()]
         for chunk in chunks
-    ]
+    ]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros(0, bool)
 
 
@@ -218,16 +237,17 @@ def load(
     splits: Iterable[str] | None = None,
     trials: Iterable[str] | None = None,
     where: Mapping[str, Iterable[Any]] | None = None,
+    families: Iterable[str | None] | None = None,
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """The tidy frame of an experiment folder (the folder a sweep wrote its trials into): a
     local path or a URI of object storage (`storage.folder`).
 
-    Only the rows asked for are read (`selection`: metrics, layers, splits, trial ids, values
-    of identity columns) and only the `columns` asked for (None: all). The experiment's
-    consolidated rows (`record.DATASET_FILE`, see `consolidate`) are read for every trial they
-    hold at its newest checkpoint; any other trial (still running, or newer than the
-    consolidation) from its own newest checkpoint's rows, in parallel. A trial whose first
+    Only the rows asked for are read (`Selection`: metrics, layers, splits, trial ids, values
+    of identity columns, decoder families) and only the `columns` asked for (None: all). The
+    experiment's consolidated rows (`record.DATASET_FILE`, see `consolidate`) are read for
+    every trial they hold at its newest checkpoint; any other trial (still running, or newer
+    than the consolidation) from its own newest checkpoint's rows, in parallel. A trial whose first
     epoch has not finished yet contributes no rows.
 
     A damaged file costs one trial at most: a trial whose newest checkpoint cannot be read is
@@ -242,7 +262,7 @@ def load(
     found = scan(experiment)
     if not found:
         _no_trials(experiment)
-    asked = Asked(Selection.of(metrics, layers, splits, trials, where), columns)
+    asked = Asked(Selection.of(metrics, layers, splits, trials, where, families), columns)
     problems: dict[str, str] = {}
     try:
         frame = _read(experiment, found, asked, problems, consolidated=True)
@@ -351,9 +371,11 @@ def _trial_rows(
     for checkpoint, has_rows in trial.checkpoints:
         folder = trial.folder / checkpoint
         try:
+            table = None
             if has_rows:
-                table = record.read_table(folder / record.ROWS_FILE, asked.read)
-            else:
+                with contextlib.suppress(record.OlderRowsError):  # then read as older ones are
+                    table = record.read_table(folder / record.ROWS_FILE, asked.read)
+            if table is None:
                 table = _history_rows(trial, folder, identity, asked)
             texts = json.loads(table.schema.metadata[record.IDENTITY])
             if not asked.selection.keeps(texts):  # a trial not asked for: none of its rows
@@ -401,6 +423,8 @@ def _consolidated(
         manifest = _manifest(rows_file, file)
     except DamagedFileError as err:
         _unread_consolidation(err, problems)
+        return None, set()
+    if set(asked.read) - set(rows_file.schema_arrow.names):  # older: each trial's own files
         return None, set()
     newest = {trial.folder.name: trial.newest for trial in found}
     current = [name for name, (checkpoint, _) in manifest.items() if newest.get(name) == checkpoint]
@@ -493,9 +517,10 @@ class _Column:
     def __init__(self, name: str, rows: int) -> None:
         kind = record.COLUMN_TYPES[name]
         self.text = kind == pa.string()
-        self.nullable = name in ("layer", schema.BUDGET)
+        self.flag = kind == pa.bool_()
+        self.nullable = name in ("layer", schema.BUDGET) or self.flag
         dtype = np.int32 if self.text else np.int64 if self.nullable else kind.to_pandas_dtype()
-        self.values = np.zeros(rows, dtype)
+        self.values = np.zeros(rows, bool if self.flag else dtype)
         self.mask = np.zeros(rows, bool) if self.nullable else None
         self.codes: dict[str, int] = {}
 
@@ -503,18 +528,21 @@ class _Column:
         n = len(array)
         if self.text:  # dictionary-encoded: its dictionary mapped onto the categories so far
             texts = array.dictionary.to_pylist()
-            codes = [self.codes.setdefault(t, len(self.codes)) for t in texts]
-            self.values[at : at + n] = np.array(codes, np.int32)[array.indices.to_numpy()]
+            codes = [self.codes.setdefault(t, len(self.codes)) for t in texts] + [-1]
+            indices = array.indices.fill_null(-1).to_numpy()  # a null: the last code, −1
+            self.values[at : at + n] = np.array(codes, np.int32)[indices]
             return
         if self.nullable:
             self.mask[at : at + n] = array.is_null().to_numpy(zero_copy_only=False)
-            array = array.fill_null(0)
-        self.values[at : at + n] = array.to_numpy()
+            array = array.fill_null(False if self.flag else 0)
+        self.values[at : at + n] = array.to_numpy(zero_copy_only=False)
 
     def done(self) -> pd.api.extensions.ExtensionArray | np.ndarray:
         if self.text:
             categories = pd.Index(list(self.codes), dtype=object)
             return pd.Categorical.from_codes(self.values, dtype=pd.CategoricalDtype(categories))
+        if self.flag:  # pandas' nullable boolean: <NA> where nothing was judged
+            return pd.arrays.BooleanArray(self.values, self.mask)
         if self.nullable:  # Int64, as the frame has always had them
             return pd.arrays.IntegerArray(self.values, self.mask)
         return self.values

@@ -17,6 +17,7 @@ import torch
 from raycompress import protocol
 from raycompress.data import DATASET_NAMES
 from raycompress.metrics.collapse import METHODS
+from raycompress.metrics.families import FAMILIES
 from raycompress.models import MODEL_NAMES, batch_norm_regime
 from raycompress.schema import EpochRecord, Quantity, VInfoResult
 from raycompress.training import run_epochs
@@ -59,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--held-out", action="store_true", help="also held-out sufficiency")
     p.add_argument(
+        "--decoder-family", nargs="+", default=[DEFAULTS["decoder_family"]],
+        help=f"the decoder families 𝒱 ({', '.join(FAMILIES)}), each measured",
+    )  # fmt: skip
+    p.add_argument("--decoder-width", type=int, help="the mlp family's hidden units")
+    p.add_argument(
         "--baselines", action="store_true",
         help="the generalisation literature's baseline measures where training stops",
     )  # fmt: skip
@@ -68,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--certify-from", type=int, default=DEFAULTS["decoder_certify_from"],
-        help="converged: the first scored decoder epoch; the cap must be a doubling of it",
+        help="converged: the first scored decoder epoch; the cap must be at least 4 times it",
     )  # fmt: skip
     p.add_argument(
         "--warm-start", action="store_true",
@@ -117,6 +123,8 @@ def format_vinfo(result: VInfoResult) -> str:
         verdict = {None: "", True: " (certified)", False: " (NOT certified)"}[
             term.certified if term else None
         ]
+        if term and term.saturated:
+            verdict += " (saturated: the family memorises this split)"
         parts.append(f"{name} {result.value(q):.3f} bits{verdict}")
     return ", ".join(parts) + (f"  ({result.error})" if result.error else "")
 
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "vinfo_schedule": args.vinfo, "decoder_epochs": args.decoder_epochs,
         "decoder_budgets": args.decoder_budgets,
         "held_out": args.held_out, "vinfo_protocol": args.vinfo_protocol,
+        "decoder_family": args.decoder_family, "decoder_width": args.decoder_width,
         "decoder_warm_start": args.warm_start, "decoder_certify_from": args.certify_from,
         "precision": args.precision,
         "channels_last": args.channels_last, "compile": args.compile,
@@ -159,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for record in measured:
         print(format_row(record, time.perf_counter() - start), flush=True)
-        for (layer, split), result in sorted(record.vinfo.items()):
-            print(f"      𝒱-info l={layer} {split:5s}: {format_vinfo(result)}")
+        for (layer, split, family), result in sorted(record.vinfo.items()):
+            print(f"      𝒱-info l={layer} {split:5s} {family}: {format_vinfo(result)}")
         start = time.perf_counter()
         for name, (value, _) in record.baselines.items():
             print(f"      baseline {name}: {value:.4g}")

@@ -31,9 +31,24 @@ SPLITS = ("train", "test")
 # ------------------------------------------------------------------------------- tidy rows
 
 # The columns of a tidy row; `results.load` adds the trial's and its configuration's in front.
-COLUMNS = ("epoch", "split", "layer", "metric", "budget", "value", "note")
+COLUMNS = ("epoch", "split", "layer", "family", "metric", "budget", "value", "saturated", "note")
 BUDGET = "budget"  # decoder epochs of a budget-curve point; None (<NA>) on every other row
-Row = tuple[int, str, int | None, str, int | None, float, str]
+FAMILY = "family"  # a 𝒱-information value's decoder family (`metrics.families`); None elsewhere
+# whether a certified 𝒱-information value sits at its ceiling (`Term.saturated`); None elsewhere
+SATURATED = "saturated"
+Row = tuple[int, str, int | None, str | None, str, int | None, float, bool | None, str]
+NETWORK = "network"  # the thesis' decoder family: every value recorded before families were
+VInfoKey = tuple[int, str, str]  # an epoch's measurement: (layer, split, family label)
+MeasurementKey = tuple[int, str, int, str]  # … of a run: (epoch, split, layer, family label)
+
+
+def row(
+    epoch: int, split: str, layer: int | None, metric: str, value: float, note: str = "", *,
+    family: str | None = None, budget: int | None = None, saturated: bool | None = None,
+) -> Row:  # fmt: skip
+    """One tidy row (COLUMNS), its 𝒱-information columns None unless given."""
+    return (epoch, split, layer, family, metric, budget, float(value), saturated, note)
+
 
 # Whole-network metrics (layer None).
 TRAIN_STEP_LOSS, LOSS, ACCURACY = "train_step_loss", "loss", "accuracy"
@@ -119,10 +134,7 @@ class CollapseStats:
 
     def rows(self, epoch: int, split: str, layer: int) -> list[Row]:
         """One row per statistic; the note says which path reached Σ_W."""
-        return [
-            (epoch, split, layer, stat, None, float(value), self.path)
-            for stat, value in self.statistics().items()
-        ]
+        return [row(epoch, split, layer, s, v, self.path) for s, v in self.statistics().items()]
 
 
 _LEGACY_NC = {stat.removeprefix("nc_"): stat for stat in NC if stat != NC.TRACE}
@@ -147,9 +159,9 @@ class CollapseReport:
         return cls(data[LOSS], data[ACCURACY], layers)
 
     def rows(self, epoch: int, split: str) -> list[Row]:
-        out: list[Row] = [
-            (epoch, split, None, LOSS, None, self.loss, ""),
-            (epoch, split, None, ACCURACY, None, self.accuracy, ""),
+        out = [
+            row(epoch, split, None, LOSS, self.loss),
+            row(epoch, split, None, ACCURACY, self.accuracy),
         ]
         for layer, stats in self.layers.items():
             out += stats.rows(epoch, split, layer)
@@ -219,7 +231,8 @@ def digit_metrics(j: int) -> tuple[str, str]:
 class HeadFit:
     """How one decoder's training ended: epochs used, the reason, its last epoch loss (nats);
     under the converged protocol also whether it is certified and its scored gain over its
-    last doubling of epochs (bits; None before its second budget). None under the thesis'."""
+    last quadrupling of epochs (bits; None before its third budget; the affine optimum's: over
+    its last doubling of iterations). None under the thesis'."""
 
     epochs: int
     stop: Stop
@@ -266,7 +279,9 @@ class Term:
     split fitted and which scored, and how the value was reached; heads: its decoders
     (minimality: one per digit of the relabelling); curve: budget (decoder epochs) → raw bits
     after that many epochs, a head that stopped earlier keeping its final value; monte_carlo:
-    minimality's (mean, std) over the extra relabellings, when there were any.
+    minimality's (mean, std) over the extra relabellings, when there were any; saturated:
+    whether the certified value sits within its certificate's slack of its ceiling (`entropy`:
+    the family memorises this split), None where no value was certified.
     """
 
     quantity: Quantity
@@ -276,6 +291,7 @@ class Term:
     heads: tuple[Head, ...]
     curve: dict[int, float]
     monte_carlo: tuple[float, float] | None = None
+    saturated: bool | None = None
 
     @property
     def last_gain(self) -> float | None:
@@ -307,6 +323,7 @@ class Term:
             "heads": [head.to_json() for head in self.heads],
             "curve": {str(budget): bits for budget, bits in self.curve.items()},
             "monte_carlo": None if self.monte_carlo is None else list(self.monte_carlo),
+            "saturated": self.saturated,
         }  # fmt: skip
 
     @classmethod
@@ -316,14 +333,15 @@ class Term:
             quantity, data["value"], data["raw"], data["protocol"],
             tuple(map(Head.from_json, data["heads"])),
             {int(budget): bits for budget, bits in data["curve"].items()},
-            None if mc is None else (mc[0], mc[1]),
+            None if mc is None else (mc[0], mc[1]), data.get("saturated"),
         )  # fmt: skip
 
-    def rows(self, key: tuple[int, str, int], error: str) -> list[Row]:
+    def rows(self, key: MeasurementKey, error: str) -> list[Row]:
         """Its value, raw value, convergence indicator, entropies, per-head values and epochs,
         and budget curve. The values carry the protocol with each decoder's epochs and stop;
-        each epoch count its stop reason; each curve point the decoders carried to it."""
-        epoch, split, layer = key
+        each epoch count its stop reason; each curve point the decoders carried to it; the
+        value and the raw value whether they are saturated."""
+        epoch, split, layer, family = key
         q = self.quantity
         runs = ", ".join(f"{h.fit.epochs} ({h.fit.stop})" for h in self.heads)
         noted = _joined(f"{self.protocol}; decoder epochs (stop): {runs}", error)
@@ -343,11 +361,17 @@ class Term:
             values.append((q.certified, float(certified), noted))
         if self.monte_carlo is not None:
             values += [(MC_MEAN, self.monte_carlo[0], noted), (MC_STD, self.monte_carlo[1], noted)]
-        out: list[Row] = [(*key, metric, None, float(v), note) for metric, v, note in values]
+        marked = {q, q.raw}
+        out = [
+            row(epoch, split, layer, metric, v, note, family=family,
+                saturated=self.saturated if metric in marked else None)
+            for metric, v, note in values
+        ]  # fmt: skip
         for budget, bits in sorted(self.curve.items()):
             stopped = [f"{h.name} at {h.fit.epochs}" for h in self.heads if h.fit.epochs < budget]
             carried = f"carried from before the budget: {', '.join(stopped)}" if stopped else ""
-            out.append((epoch, split, layer, q.at_budget, budget, bits, _joined(carried, error)))
+            out.append(row(epoch, split, layer, q.at_budget, bits, _joined(carried, error),
+                           family=family, budget=budget))  # fmt: skip
         return out
 
 
@@ -416,19 +440,21 @@ class VInfoResult:
             placement and Placement(**placement),
         )  # fmt: skip
 
-    def rows(self, epoch: int, split: str, layer: int) -> list[Row]:
+    def rows(self, key: MeasurementKey) -> list[Row]:
         """Every number of the measurement (see `Term.rows`); a headline quantity that was not
         measured is a NaN row. A failure's message follows "error:" on every row."""
-        key = (epoch, split, layer)
+        epoch, split, layer, family = key
         error = f"error: {self.error}" if self.error else ""
+
+        def plain(metric: str, value: float) -> Row:
+            return row(epoch, split, layer, metric, value, error, family=family)
+
         if not self.terms:
-            return [(*key, q, None, math.nan, error) for q in HEADLINE]
+            return [plain(q, math.nan) for q in HEADLINE]
         out: list[Row] = []
         for term in self.terms.values():
             out += term.rows(key, error)
-        out += [(*key, NUM_DIGITS, None, float(self.num_digits), error),
-                (*key, CLIPPED, None, float(self.clipped), error)]  # fmt: skip
-        return out
+        return [*out, plain(NUM_DIGITS, self.num_digits), plain(CLIPPED, self.clipped)]
 
 
 def _from_flat(values: dict[str, Any]) -> VInfoResult:
@@ -474,11 +500,14 @@ def _from_flat(values: dict[str, Any]) -> VInfoResult:
 # ---------------------------------------------------------------------------------- epochs
 
 
+VINFO_BY_FAMILY = "vinfo_families"  # the history's key of an epoch's measurements
+
+
 @dataclass(frozen=True)
 class EpochRecord:
     """One epoch: the stopping loss (nats), both splits measured at the final weights (None
     once the loss diverged: there is nothing left to measure), why training stopped (None
-    while it goes on), the 𝒱-information measurements made, by (layer, split), and the
+    while it goes on), the 𝒱-information measurements made, by (layer, split, family), and the
     baseline generalisation measures (value, note), measured where training stops."""
 
     epoch: int
@@ -486,7 +515,7 @@ class EpochRecord:
     train: CollapseReport | None
     test: CollapseReport | None
     stop_reason: Stop | None
-    vinfo: dict[tuple[int, str], VInfoResult] = field(default_factory=dict)
+    vinfo: dict[VInfoKey, VInfoResult] = field(default_factory=dict)
     baselines: dict[Baseline, tuple[float, str]] = field(default_factory=dict)
 
     def reports(self) -> Iterator[tuple[str, CollapseReport]]:
@@ -497,14 +526,14 @@ class EpochRecord:
 
     def to_json(self) -> dict[str, Any]:
         """One row of the history file: plain JSON, NaN allowed."""
-        vinfo: dict[str, dict[str, Any]] = {}
-        for (layer, split), result in self.vinfo.items():
-            vinfo.setdefault(split, {})[str(layer)] = result.to_json()
+        vinfo: dict[str, dict[str, dict[str, Any]]] = {}  # family → split → layer → result
+        for (layer, split, family), result in self.vinfo.items():
+            vinfo.setdefault(family, {}).setdefault(split, {})[str(layer)] = result.to_json()
         return {
             "epoch": self.epoch, "train_step_loss": self.train_step_loss,
             "stop_reason": self.stop_reason and self.stop_reason.value,
             "splits": {split: report.to_json() for split, report in self.reports()},
-            "vinfo": vinfo,
+            VINFO_BY_FAMILY: vinfo,
             "baselines": {name: list(measured) for name, measured in self.baselines.items()},
         }  # fmt: skip
 
@@ -512,9 +541,12 @@ class EpochRecord:
     def from_json(cls, data: dict[str, Any]) -> EpochRecord:
         splits = {s: CollapseReport.from_json(r) for s, r in data["splits"].items()}
         reason = data["stop_reason"]
+        # written before families: one family's split → layer → result, under "vinfo"
+        families = data.get(VINFO_BY_FAMILY) or {NETWORK: data.get("vinfo", {})}
         vinfo = {
-            (int(layer), split): VInfoResult.from_json(values)
-            for split, layers in data["vinfo"].items()
+            (int(layer), split, family): VInfoResult.from_json(values)
+            for family, splits in families.items()
+            for split, layers in splits.items()
             for layer, values in layers.items()
         }
         return cls(
@@ -526,13 +558,10 @@ class EpochRecord:
     def rows(self) -> list[Row]:
         """The epoch as tidy rows (see COLUMNS); the step loss's note is why training stopped."""
         e = self.epoch
-        out: list[Row] = [(e, "train", None, TRAIN_STEP_LOSS, None, self.train_step_loss,
-                           self.stop_reason or "")]  # fmt: skip
+        out = [row(e, "train", None, TRAIN_STEP_LOSS, self.train_step_loss, self.stop_reason or "")]
         for split, report in self.reports():
             out += report.rows(e, split)
-        for (layer, split), result in self.vinfo.items():
-            out += result.rows(e, split, layer)
-        out += [
-            (e, "train", None, name, None, v, note) for name, (v, note) in self.baselines.items()
-        ]
+        for (layer, split, family), result in self.vinfo.items():
+            out += result.rows((e, split, layer, family))
+        out += [row(e, "train", None, name, v, note) for name, (v, note) in self.baselines.items()]
         return out

@@ -49,6 +49,7 @@ class BenchmarkStream(StrEnum):
     # A benchmark's, from its seed.
     SYNTHETIC = "synthetic"  # random inputs, labels, features or values standing in for data
     TIMED_ORDER = "timed_order"  # (i): the batch order of a benchmark's timed epoch i
+    AUDIT_SAMPLE = "audit_sample"  # which decoders an audit of the certificate re-runs
 
 
 def derive_seed(seed: int, *names: str | int) -> int:

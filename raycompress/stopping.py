@@ -13,7 +13,7 @@ class Stop(StrEnum):
     DIVERGED = "diverged"  # a non-finite loss
     LOSS_THRESHOLD = "loss_threshold"  # the loss reached the threshold
     PLATEAU = "plateau"  # no improvement for `patience` epochs (decoders)
-    CERTIFIED = "certified"  # the scored value gained ≤ a tolerance over a doubling (decoders)
+    CERTIFIED = "certified"  # stopped gaining: ≤ a tolerance over its last span (decoders)
     MAX_EPOCHS = "max_epochs"  # the epoch cap
     ERROR = "error"  # a trial ended by bad settings or missing data (Tune's summary only)
 

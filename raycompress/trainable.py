@@ -27,9 +27,9 @@ from raycompress.data import DataNotFoundError
 from raycompress.definition import Resources
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import Builder, LayeredNet, ModelSpec, describe
-from raycompress.plan import Measurement, WarmStates, gather, measure_layer, plan
+from raycompress.plan import Layer0, Measurement, WarmStates, gather, measure_layer, plan
 from raycompress.sampling import Split
-from raycompress.schema import EpochRecord, Placement, VInfoResult
+from raycompress.schema import EpochRecord, Placement, VInfoKey, VInfoResult
 from raycompress.training import Run
 from raycompress.trial import Trial
 
@@ -89,9 +89,9 @@ class RayVInfo:
         config: VInfoConfig,
         run_seed: int,
         epoch: int,
-        layer0: dict[str, VInfoResult],
+        layer0: Layer0,
         warm: WarmStates | None = None,
-    ) -> dict[tuple[int, str], VInfoResult]:
+    ) -> dict[VInfoKey, VInfoResult]:
         for name, split in splits.items():  # the splits never change: ship them once
             if name not in self._splits:
                 self._splits[name] = ray.put(split.to("cpu"))
@@ -100,12 +100,10 @@ class RayVInfo:
             num_cpus=self.num_cpus, num_gpus=self.num_gpus,
             max_retries=self.max_retries, retry_exceptions=True,
         )  # fmt: skip
-        planned = plan(model.depth, splits, run_seed, epoch, layer0, config.layers)
+        planned = plan(model.depth, splits, run_seed, epoch, layer0, config)
         starts = warm or {}
         pending = [
-            task.remote(
-                model.spec, state, m, self._splits[m.split], config, starts.get((m.layer, m.split))
-            )
+            task.remote(model.spec, state, m, self._splits[m.split], config, starts.get(m.key))
             for m in planned
         ]
         return gather(planned, [self._result(ref) for ref in pending], layer0, warm)
@@ -210,7 +208,7 @@ def report(
         record.write_rows(Path(folder), history, identity)
         record.write_model(Path(folder), model)
         tune.report(
-            record.summary_metrics(history[-1], run.model.depth),
+            record.summary_metrics(history[-1], run.model.depth, run.families),
             checkpoint=tune.Checkpoint.from_directory(folder),
         )
 

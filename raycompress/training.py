@@ -27,9 +27,9 @@ from raycompress.metrics.baselines import measure_baselines
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
 from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
 from raycompress.models import LayeredNet
-from raycompress.plan import WarmStates, measure_in_process
+from raycompress.plan import Layer0, WarmStates, measure_in_process
 from raycompress.sampling import Split, batch_indices
-from raycompress.schema import SPLITS, EpochRecord, VInfoResult
+from raycompress.schema import NETWORK, SPLITS, EpochRecord, VInfoKey, VInfoResult
 from raycompress.seeds import Stream, derive_seed
 from raycompress.stopping import Stop, stop_reason
 
@@ -71,10 +71,11 @@ def train_epoch(
     return float(total) / len(split)
 
 
-# (model, splits, config, run seed, epoch, layer0, warm) → {(layer, split): result}; see `plan`
+# (model, splits, config, run seed, epoch, layer0, warm) → {(layer, split, family): result};
+# see `plan`
 VInfoMeasurer = Callable[
-    [LayeredNet, dict[str, Split], VInfoConfig, int, int, dict[str, VInfoResult], WarmStates],
-    dict[tuple[int, str], VInfoResult],
+    [LayeredNet, dict[str, Split], VInfoConfig, int, int, Layer0, WarmStates],
+    dict[VInfoKey, VInfoResult],
 ]
 
 
@@ -117,8 +118,8 @@ class Run:
         self.optimizer = make_optimizer(model, config)
         self.generator = torch.Generator().manual_seed(derive_seed(config.seed, Stream.TRAIN_ORDER))
         self.epoch = 0
-        self.layer0: dict[str, VInfoResult] = {}
-        self.warm: WarmStates = {}  # the latest decoders of each (layer, split): warm starts
+        self.layer0: Layer0 = {}
+        self.warm: WarmStates = {}  # the latest decoders of each (layer, split, family)
 
     def step(self) -> EpochRecord:
         """Train the next epoch, then measure both splits with its final weights."""
@@ -140,7 +141,7 @@ class Run:
             None if diverged else measure_collapse(measured, split, data.num_classes, self.collapse)
             for split in (data.train, data.test)
         ]
-        values: dict[tuple[int, str], VInfoResult] = {}
+        values: dict[VInfoKey, VInfoResult] = {}
         due = self.epoch in self.scheduled or (reason is not None and bool(self.scheduled))
         if self.vinfo and due and not diverged:
             splits = dict(zip(SPLITS, (data.train, data.test), strict=True))
@@ -154,6 +155,11 @@ class Run:
             )
         return EpochRecord(self.epoch, step_loss, *reports, reason, values, baselines)
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The labels of the decoder families measured (the network's without 𝒱-information)."""
+        return tuple(f.label for f in self.vinfo.families) if self.vinfo else (NETWORK,)
+
     def describe_compute(self) -> str:
         """How the training steps ran (`Compute.describe`), with a compile fall-back's reason."""
         return "; ".join(filter(None, [self.config.compute.describe(), self.forward.fallback]))
@@ -165,8 +171,8 @@ class Run:
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "initial": self.initial,
-            "layer0": {split: result.to_json() for split, result in self.layer0.items()},
-            "decoders": {f"{layer}/{split}": s for (layer, split), s in self.warm.items()},
+            "layer0": {"/".join(key): result.to_json() for key, result in self.layer0.items()},
+            "decoders": {"/".join(map(str, key)): s for key, s in self.warm.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -175,11 +181,16 @@ class Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.initial = state.get("initial", self.initial)  # absent before the baselines
-        self.layer0 = {s: VInfoResult.from_json(r) for s, r in state["layer0"].items()}
+        # keys written before decoder families name no family: the network's
+        self.layer0 = {
+            (split, family): VInfoResult.from_json(r)
+            for key, r in state["layer0"].items()
+            for split, family in [(*key.split("/", 1), NETWORK)[:2]]
+        }
         self.warm = {
-            (int(layer), split): decoders
+            (int(layer), split, family): decoders
             for key, decoders in state.get("decoders", {}).items()
-            for layer, split in [key.split("/")]
+            for layer, split, family in [(*key.split("/", 2), NETWORK)[:3]]
         }
 
 

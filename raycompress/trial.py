@@ -29,6 +29,7 @@ from raycompress.data import (
 )
 from raycompress.metrics.collapse import CollapseConfig
 from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.families import FAMILIES, parse_families
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import (
     THESIS_MODELS,
@@ -40,6 +41,7 @@ from raycompress.models import (
     make_spec,
 )
 from raycompress.plan import measured_layers
+from raycompress.schema import NETWORK
 from raycompress.seeds import Stream, derive_seed
 from raycompress.training import TrainConfig
 
@@ -148,6 +150,14 @@ SETTINGS: dict[str, Setting] = {
         "null or a list of increasing integers",
         _optional(_integers),
     ),
+    # the decoder families 𝒱 (metrics.families): a name or a list, each measured
+    "decoder_family": Setting(
+        NETWORK,
+        f"a family ({', '.join(FAMILIES)}) or a list of them",
+        lambda v: _text(v) or (isinstance(v, list) and all(map(_text, v))),
+    ),
+    # the mlp family's hidden units; None: families.MLP_WIDTH
+    "decoder_width": Setting(None, "null or a positive integer", _optional(_positive_integer)),
     "held_out": Setting(default(VInfoConfig, "held_out"), "true or false", _flag),
     # thesis: the thesis' fixed recipe; converged: decoders train until certified (protocol)
     "vinfo_protocol": Setting(
@@ -267,6 +277,7 @@ class Trial:
             decoder, schedule=c["vinfo_schedule"], held_out=bool(c["held_out"]),
             layers=None if c["vinfo_layers"] is None else tuple(c["vinfo_layers"]),
             monte_carlo=int(c["monte_carlo"]), warm_start=c["decoder_warm_start"],
+            families=parse_families(c["decoder_family"], c["decoder_width"]),
             warm_optimizer=c["decoder_warm_optimizer"],
             halves_seed=derive_seed(c["seed"], Stream.HALVES) if converged else None,
         )  # fmt: skip

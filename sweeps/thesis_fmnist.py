@@ -2,6 +2,8 @@
 
 from ray import tune
 
+from raycompress import protocol
+
 # Both networks' 𝒱-information at the log-spaced epochs 1 and 7 and where training stops (with
 # layer 0 once), every decoder trained to the thesis' minimality budget of 50 epochs and scored
 # along the way at 5, 10, 20 (the thesis' sufficiency budget) and 50 epochs. f₊ trains and
@@ -13,6 +15,7 @@ PARAM_SPACE = {
     "train_size": 10_000,
     "download": False,
     "vinfo_schedule": "log:3",
+    "vinfo_protocol": protocol.THESIS,  # the thesis' recipe, as the thesis measured
     "decoder_epochs": 50,
     "precision": tune.sample_from(
         lambda config: "bf16" if config["model"] == "cifarnet" else "fp32"

@@ -3,6 +3,7 @@ pixels, bf16-true, compiled): f₊ and f₋ × seeds 0, 1, 2, NC every epoch, no
 
 from ray import tune
 
+from raycompress import protocol
 from raycompress.trial import THESIS_RECIPE
 
 # The same 10 000 / 10 000 protocol as thesis_fmnist, each seed with its own training subset;
@@ -14,6 +15,7 @@ PARAM_SPACE = {
     "train_size": 10_000,
     "download": False,
     "vinfo_schedule": "none",
+    "vinfo_protocol": protocol.THESIS,  # none is measured; said, so that no default is read
     **THESIS_RECIPE,
 }
 # One single-threaded trial per core; no 𝒱-information, so no decoder bundles.

@@ -169,8 +169,8 @@ def test_every_figure_on_the_demo_sweep(demo: tuple[int, Path], tmp_path: Path) 
     frame = load(storage / "demo")
     identical = identical_layers(storage / "demo")
     for name, make in figures.FIGURES.items():
-        if name == "budget_curves":  # the shortened demo scores its decoders at one budget
-            with pytest.raises(figures.NothingToPlot, match="after 1 epoch only"):
+        if name == "budget_curves":  # the demo's linear family: in-sample optima, no curve
+            with pytest.raises(figures.NothingToPlot, match="no values of v_suff_at_budget"):
                 make(frame, identical)
             continue
         figure = make(frame, identical)
@@ -321,3 +321,26 @@ def test_every_figure_orders_its_panels_alike(frame: pd.DataFrame) -> None:
         panels = [column.split("\n")[0] for column in figure.grid.col_names]
         assert list(dict.fromkeys(panels)) == order, name
         figure.close()
+
+
+def test_two_decoder_families_get_their_own_panels_and_saturated_values_a_ring(
+    frame: pd.DataFrame,
+) -> None:
+    """The synthetic 𝒱-information rows as two families: each draws its own panels, the values
+    of one never in the other's, and every saturated point (here: the linear family's l = 0)
+    gets one ring."""
+    vinfo = frame.metric.isin(["v_suff", "v_min"])
+    network = frame[vinfo].assign(family="network", saturated=False)
+    linear = frame[vinfo].assign(family="linear", value=frame[vinfo].value / 2)
+    linear = linear.assign(saturated=linear.layer.eq(0))
+    both = pd.concat([frame[~vinfo], network, linear], ignore_index=True)
+    figure = figures.vinfo_curves(both)
+    panel = PANELS["mnistnet"]
+    for family, rows in (("network", network), ("linear", linear)):
+        ax = figure.grid.axes_dict[("v_min", f"{panel} · $\\mathcal{{V}}$ = {family}")]
+        assert drawn_lines(ax) == seed_means(rows, "v_min", "mnistnet", ["layer", "split"])
+        rings = sum(len(c.get_offsets()) for c in ax.collections if c.get_facecolor().size == 0)
+        ringed = rows[(rows.model == "mnistnet") & (rows.metric == "v_min") & rows.saturated]
+        expected = ringed.dropna(subset=["value"]).groupby(["epoch", "layer", "split"]).ngroups
+        assert rings == expected and (family == "network") == (rings == 0)
+    figure.close()

@@ -18,6 +18,7 @@ from raycompress import record, schema, trainable
 from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
+from raycompress.metrics.families import LINEAR, MLP, Family
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.plan import gather, measure_layer, plan
@@ -31,12 +32,12 @@ def layers_up_to(deepest: int):
     def measure(model, splits, config, run_seed, epoch, layer0, warm=None):
         device = next(model.parameters()).device
         state = {k: v.detach() for k, v in model.state_dict().items()}
-        planned = plan(model.depth, splits, run_seed, epoch, layer0)
+        planned = plan(model.depth, splits, run_seed, epoch, layer0, config)
         planned = [m for m in planned if m.layer <= deepest]
         results = [
             measure_layer(
                 model.spec, state, m, splits[m.split], config, device,
-                (warm or {}).get((m.layer, m.split)),
+                (warm or {}).get(m.key),
             )
             for m in planned
         ]  # fmt: skip
@@ -57,7 +58,10 @@ def test_a_real_state_file_restores_as_data_and_its_run_continues_exactly(
     data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
     config = TrainConfig(batch_size=100, max_epochs=2, compute=Compute("bf16-true"))
     vinfo = VInfoConfig(
-        DecoderConfig(max_epochs=1, batch_size=100), "every", held_out=True, monte_carlo=1
+        DecoderConfig(protocol="thesis", max_epochs=1, batch_size=100),
+        "every",
+        held_out=True,
+        monte_carlo=1,
     )
     spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(32, 32))
 
@@ -85,7 +89,10 @@ def test_a_real_state_file_restores_as_data_and_its_run_continues_exactly(
     assert {r["model"] for r in rows_file} == {'"mlp"'}  # a setting, as its JSON text
     raw = torch.load(written / record.STATE_FILE, weights_only=False)  # what it holds
     assert {v.dtype for v in raw["model"].values()} == {torch.bfloat16}
-    assert raw["generator"].dtype == torch.uint8 and set(raw["layer0"]) == {"train", "test"}
+    assert raw["generator"].dtype == torch.uint8 and set(raw["layer0"]) == {
+        "train/network",
+        "test/network",
+    }
     plain = torch.load(written / record.STATE_FILE, weights_only=True)  # data only: as it is
     assert json.dumps(plain["layer0"]) == json.dumps(raw["layer0"])  # strings, not enums
 
@@ -186,7 +193,9 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     epoch exactly as the run that was never interrupted."""
     data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
     config = TrainConfig(batch_size=100, max_epochs=3)
-    decoder = DecoderConfig(batch_size=100, max_epochs=4, certify_from=2, protocol="converged")
+    decoder = DecoderConfig(  # certified at the earliest after 1 → 4 epochs: a short cap
+        batch_size=100, max_epochs=4, certify_from=1, warm_certify_from=1, protocol="converged"
+    )
     vinfo = VInfoConfig(
         decoder, "every", held_out=True, warm_start=True, warm_optimizer=True, halves_seed=5
     )
@@ -206,9 +215,10 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     )
     trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
     plain = torch.load(written / record.STATE_FILE, weights_only=True)
-    assert set(plain["decoders"]) == {"1/train", "1/test"}  # the latest only; never layer 0
-    assert set(plain["decoders"]["1/train"]) == {"in_sample", "held_out"}
-    assert any(name.startswith("adamw.") for name in plain["decoders"]["1/train"]["in_sample"])
+    assert set(plain["decoders"]) == {"1/train/network", "1/test/network"}  # never layer 0
+    saved = plain["decoders"]["1/train/network"]  # the latest only
+    assert set(saved) == {"in_sample", "held_out"}
+    assert any(name.startswith("adamw.") for name in saved["in_sample"])
     state, _ = trainable.resumed(tune.Checkpoint.from_directory(written))
     restored = started(seed=99)
     restored.load_state_dict(state)
@@ -216,3 +226,45 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
     for key, tensors in straight.warm.items():
         for part, named in tensors.items():
             assert all(torch.equal(t, restored.warm[key][part][n]) for n, t in named.items())
+
+
+@pytest.mark.slow  # three families' decoders over three epochs
+def test_every_family_resumes_from_its_checkpoint_to_the_same_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three decoder families side by side, warm-started: the state file holds each family's
+    decoders apart (the linear optima, the network's and the mlp's stacks), and a run restored
+    from it measures its next epoch exactly as the run that was never interrupted."""
+    data = load_dataset("fashion-mnist-demo", train_size=200, test_size=200)
+    config = TrainConfig(batch_size=100, max_epochs=3)
+    decoder = DecoderConfig(
+        batch_size=100, max_epochs=4, certify_from=1, warm_certify_from=1, protocol="converged"
+    )
+    families = (Family(), Family(LINEAR), Family(MLP, 8))
+    vinfo = VInfoConfig(decoder, "every", warm_start=True, families=families)
+    spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(32, 32))
+
+    def started(seed: int = 0) -> Run:
+        return Run(
+            build_model(spec, seed=seed), data, config, vinfo=vinfo, measure_vinfo=layers_up_to(1)
+        )
+
+    straight = started()
+    expected = [straight.step() for _ in range(3)]
+    first = started()
+    history = [first.step(), first.step()]
+    written = tmp_path / "checkpoint_000001"
+    monkeypatch.setattr(
+        tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
+    )
+    trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
+    state, _ = trainable.resumed(tune.Checkpoint.from_directory(written))
+    assert set(state["decoders"]) == {
+        f"1/{s}/{f.label}" for s in ("train", "test") for f in families
+    }
+    assert set(state["layer0"]) == {f"{s}/{f.label}" for s in ("train", "test") for f in families}
+    restored = started(seed=99)
+    restored.load_state_dict(state)
+    again = restored.step()
+    assert {key[2] for key in again.vinfo} == {"network", "linear", "mlp-8"}
+    assert json.dumps(again.to_json()) == json.dumps(expected[2].to_json())

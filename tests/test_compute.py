@@ -98,7 +98,7 @@ def test_bf16_true_trains_bfloat16_weights_and_state_and_measures_them_in_float3
         encoders.append(encoder)
         return {}
 
-    vinfo = VInfoConfig(DecoderConfig(), schedule=[1])
+    vinfo = VInfoConfig(DecoderConfig(protocol="thesis"), schedule=[1])
     before = torch.cat([p.detach().flatten().bfloat16() for p in model.parameters()])
     trained = Run(model, data, config, vinfo=vinfo, measure_vinfo=measure_vinfo)
     record = trained.step()
@@ -159,7 +159,12 @@ def test_channels_last_gives_the_same_values_up_to_rounding(small, device) -> No
 def fixed_budget(how: Compute, epochs: int = 3) -> VInfoConfig:
     """Every head trains exactly `epochs` epochs: no stopping test that rounding could move."""
     decoder = DecoderConfig(
-        batch_size=100, max_epochs=epochs, loss_threshold=0.0, patience=100, compute=how
+        protocol="thesis",
+        batch_size=100,
+        max_epochs=epochs,
+        loss_threshold=0.0,
+        patience=100,
+        compute=how,
     )
     return VInfoConfig(decoder)
 

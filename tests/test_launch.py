@@ -129,7 +129,7 @@ from ray import tune
 from raycompress.sweeps import GPU_SHARES
 PARAM_SPACE = {"model": "mlp", "seed": tune.grid_search([0, 1, 2, 3, 4]), "train_size": 200,
                "test_size": 200, "batch_size": 100, "epochs": 2, "decoder_epochs": 1,
-               "vinfo_layers": [-1]}
+               "vinfo_protocol": "thesis", "vinfo_layers": [-1]}
 RESOURCES = {**GPU_SHARES, "trial_cpu": 0.5, "decoder_cpu": 0.5}  # the GPU shares, as shipped
 '''
 

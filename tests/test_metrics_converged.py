@@ -54,40 +54,57 @@ def data(n: int = 100, dim: int = 4, heads: int = 2) -> tuple[torch.Tensor, torc
 
 def test_a_rising_head_is_not_certified_and_a_flat_one_is() -> None:
     """Budgets at 1, 2, 4, 8: head 0 keeps gaining 0.5 bit a doubling and ends at the cap
-    uncertified with that last gain; head 1 gains 0.004 bit from 1 to 2 epochs and is certified
-    there; the budgets score only the heads still training."""
+    uncertified with its last gain over a quadrupling (2 → 8: 1 bit); head 1 gains 0.006 bit
+    from 1 to 4 epochs and is certified there; the budgets score only the heads still
+    training."""
     x, t = data()
-    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.004]})
+    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.004, 1.006]})
     fits = train_heads(
         linear_stack(2), x, t, CONVERGED, torch.Generator().manual_seed(0), at_budget=at_budget
     )
-    assert calls == [(1, [0, 1]), (2, [0, 1]), (4, [0]), (8, [0])]
+    assert calls == [(1, [0, 1]), (2, [0, 1]), (4, [0, 1]), (8, [0])]
     rising, flat = fits
     assert (rising.epochs, rising.stop, rising.certified) == (8, Stop.MAX_EPOCHS, False)
-    assert rising.last_gain == pytest.approx(0.5)
-    assert (flat.epochs, flat.stop, flat.certified) == (2, Stop.CERTIFIED, True)
-    assert flat.last_gain == pytest.approx(0.004)
+    assert rising.last_gain == pytest.approx(1.0)
+    assert (flat.epochs, flat.stop, flat.certified) == (4, Stop.CERTIFIED, True)
+    assert flat.last_gain == pytest.approx(0.006)
     assert flat.converged and not rising.converged
 
 
-def test_only_a_doubling_certifies_and_a_cap_that_is_none_is_scored_too() -> None:
-    """Cap 6 with budgets at 1, 2, 4 and 6: the head is flat from 4 to 6, but 4 → 6 is not a
-    doubling, so it ends at the cap uncertified, its last gain that of 2 → 4."""
+def test_a_plateau_that_one_doubling_does_not_lift_is_not_certified() -> None:
+    """Budgets at 1, 2, …, 32: the head climbs to 2.0 bits at 2 epochs, gains only 0.005 bit
+    from 2 to 4 (one flat doubling: what the one-doubling rule certified), then climbs to 2.5 at
+    8; it is certified only once two doublings in a row are flat (8 → 32: 0.009 bit)."""
     x, t = data(heads=1)
-    config = dataclasses.replace(CONVERGED, max_epochs=6)
-    assert config.curve() == (1, 2, 4, 6)
-    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.0]})
+    config = dataclasses.replace(CONVERGED, max_epochs=32)
+    at_budget, calls = scripted({0: [1.0, 2.0, 2.005, 2.5, 2.505, 2.509]})
     (fit,) = train_heads(
         linear_stack(1), x, t, config, torch.Generator().manual_seed(0), at_budget=at_budget
     )
-    assert [epoch for epoch, _ in calls] == [1, 2, 4, 6]
-    assert (fit.epochs, fit.stop, fit.certified) == (6, Stop.MAX_EPOCHS, False)
+    assert [epoch for epoch, _ in calls] == [1, 2, 4, 8, 16, 32]
+    assert (fit.epochs, fit.stop, fit.certified) == (32, Stop.CERTIFIED, True)
+    assert fit.last_gain == pytest.approx(0.009)
+
+
+def test_only_a_quadrupling_certifies_and_a_cap_that_ends_none_is_scored_too() -> None:
+    """Cap 12 with budgets at 1, 2, 4, 8 and 12: the head is flat from 4 to 12, but 3 → 12 is
+    not a quadrupling of budgets, so it ends at the cap uncertified, its last gain that of
+    2 → 8."""
+    x, t = data(heads=1)
+    config = dataclasses.replace(CONVERGED, max_epochs=12)
+    assert config.curve() == (1, 2, 4, 8, 12)
+    at_budget, calls = scripted({0: [1.0, 1.5, 2.0, 2.0, 2.0]})
+    (fit,) = train_heads(
+        linear_stack(1), x, t, config, torch.Generator().manual_seed(0), at_budget=at_budget
+    )
+    assert [epoch for epoch, _ in calls] == [1, 2, 4, 8, 12]
+    assert (fit.epochs, fit.stop, fit.certified) == (12, Stop.MAX_EPOCHS, False)
     assert fit.last_gain == pytest.approx(0.5)
 
 
 def test_a_warm_start_certifies_from_its_own_first_budget() -> None:
     config = DecoderConfig(protocol="converged", max_epochs=400)
-    assert config.curve() == (25, 50, 100, 200, 400)
+    assert config.curve() == (12, 24, 48, 96, 192, 384, 400)
     assert config.warm().curve() == (2, 4, 8, 16, 32, 64, 128, 256, 400)
 
 
@@ -108,7 +125,7 @@ def test_a_head_that_meets_the_loss_threshold_is_certified() -> None:
 def test_the_thesis_protocol_judges_nothing() -> None:
     x, t = data()
     fits = train_heads(
-        linear_stack(2), x, t, DecoderConfig(batch_size=50, max_epochs=3),
+        linear_stack(2), x, t, DecoderConfig(protocol="thesis", batch_size=50, max_epochs=3),
         torch.Generator().manual_seed(0),
     )  # fmt: skip
     assert all(f.certified is None and f.last_gain is None for f in fits)
@@ -120,7 +137,7 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
     lines: list[str] = []
     progress = Progress("l=1 train", every=30, clock=lambda: next(ticks),
                         write=lambda line, flush: lines.append(line))  # fmt: skip
-    at_budget, _ = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.0]})
+    at_budget, _ = scripted({0: [1.0, 1.5, 2.0, 2.5], 1: [1.0, 1.0, 1.0]})
     generator = torch.Generator().manual_seed(0)
     train_heads(linear_stack(2), x, t, CONVERGED, generator, at_budget=at_budget, progress=progress)
     assert "heads training 0, 1 of 0..1, certified none" in lines[0]  # after epoch 1
@@ -136,13 +153,14 @@ def test_progress_lines_say_which_heads_are_certified() -> None:
         ({"vinfo_protocol": "converged", "decoder_tolerance": 0}, "setting "
          "'decoder_tolerance' takes a positive number (bits), got 0"),
         ({"vinfo_protocol": "converged", "decoder_epochs": 40}, "the decoder epoch cap 40 is "
-         "below the first doubling (50 epochs), where a decoder can first be certified: raise "
-         "decoder_epochs or lower decoder_certify_from"),
-        ({"vinfo_protocol": "converged", "decoder_epochs": 20, "decoder_certify_from": 5,
-          "decoder_warm_certify_from": 15}, "cap 20 is below the first doubling (30 epochs)"),
+         "below the first quadrupling (48 epochs: two doublings), where a decoder can first be "
+         "certified: raise decoder_epochs or lower decoder_certify_from"),
+        ({"vinfo_protocol": "converged", "decoder_epochs": 50, "decoder_certify_from": 5,
+          "decoder_warm_certify_from": 15}, "cap 50 is below the first quadrupling (60 epochs"),
         ({"vinfo_protocol": "converged", "decoder_budgets": [5, 50]}, "decoder budgets belong "
          "to the thesis protocol"),
-        ({"decoder_warm_start": True}, "warm starts belong to the converged protocol"),
+        ({"vinfo_protocol": "thesis", "decoder_warm_start": True},
+         "warm starts belong to the converged protocol"),
         ({"vinfo_protocol": "converged", "decoder_warm_optimizer": True}, "decoder_warm_optimizer "
          "continues a warm start's optimiser: set decoder_warm_start=true"),
         ({"vinfo_protocol": "converged", "decoder_certify_from": 0}, "setting "
@@ -160,7 +178,8 @@ def test_a_converged_trial_fixes_its_held_out_halves_for_the_run() -> None:
     again = Trial.from_config({"vinfo_protocol": "converged", "seed": 3, "held_out": True})
     assert trial.vinfo.decoder.converged and trial.vinfo.halves_seed is not None
     assert trial.vinfo.halves_seed == again.vinfo.halves_seed
-    assert Trial.from_config({"seed": 3}).vinfo.halves_seed is None  # thesis: per measurement
+    thesis = Trial.from_config({"seed": 3, "vinfo_protocol": "thesis"})
+    assert thesis.vinfo.halves_seed is None  # thesis: per measurement
 
 
 def mnistnet_case(config: VInfoConfig, seed: int = 3, warm=None, layer: int = 1) -> VInfoResult:
@@ -192,9 +211,9 @@ def test_every_converged_value_says_whether_it_is_certified_and_how_it_was_train
     # each decoder is kept at its best budget: no value below a point of its curve
     assert suff.raw == max(suff.curve.values())
     assert mini.raw >= max(mini.curve.values()) - 1e-12
-    rows = out.rows(1, "test", 1)
-    certified = [r for r in rows if r[3] == Quantity.MINIMALITY.certified]
-    assert len(certified) == 1 and certified[0][5] == float(
+    rows = out.rows((1, "test", 1, "network"))
+    certified = [r for r in rows if r[4] == Quantity.MINIMALITY.certified]
+    assert len(certified) == 1 and certified[0][6] == float(
         out.terms[Quantity.MINIMALITY].certified
     )
     assert VInfoResult.from_json(out.to_json()).terms == out.terms  # certified, gains kept
@@ -223,21 +242,16 @@ def test_a_restored_optimizer_continues_adamw_bit_exactly() -> None:
     """Two epochs, then two more in the same optimiser, equal two more in a new stack and
     optimiser restored from the state after the first two (weights and AdamW moments); a
     fresh optimiser on the restored weights goes elsewhere."""
-    from raycompress.metrics.decoders import make_optimizer
-    from raycompress.metrics.vinfo import (
-        OPTIMIZER_STATE,
-        load_optimizer,
-        load_stack,
-        optimizer_state,
-        stack_state,
-    )
+    from raycompress.metrics.decoders import OPTIMIZER_STATE, make_optimizer
 
     x, t = data()
-    config = DecoderConfig(lr=1e-2, batch_size=50, max_epochs=2, loss_threshold=0)
+    config = DecoderConfig(
+        protocol="thesis", lr=1e-2, batch_size=50, max_epochs=2, loss_threshold=0
+    )
     straight, generator = linear_stack(2), torch.Generator().manual_seed(1)
     optimizer = make_optimizer(straight, config)
     train_heads(straight, x, t, config, generator, optimizer=optimizer)
-    state = stack_state(straight) | optimizer_state(straight, optimizer)
+    state = straight.state(optimizer)
     assert {k.split(".")[1] for k in state if k.startswith(OPTIMIZER_STATE)} == {
         "step", "exp_avg", "exp_avg_sq"
     }  # fmt: skip
@@ -246,10 +260,8 @@ def test_a_restored_optimizer_continues_adamw_bit_exactly() -> None:
 
     def continued(moments: bool) -> dict[str, torch.Tensor]:
         stack = linear_stack(2, classes=3)
-        load_stack(stack, state)
         again = make_optimizer(stack, config)
-        if moments:
-            assert load_optimizer(stack, again, state)
+        assert stack.load(state, again if moments else None) is moments
         generator = torch.Generator()
         generator.set_state(order)
         train_heads(stack, x, t, config, generator, optimizer=again)
@@ -258,7 +270,7 @@ def test_a_restored_optimizer_continues_adamw_bit_exactly() -> None:
     restored, fresh = continued(moments=True), continued(moments=False)
     assert all(torch.equal(p, restored[n]) for n, p in straight.params.items())
     assert not all(torch.equal(p, fresh[n]) for n, p in straight.params.items())
-    assert not load_optimizer(straight, optimizer, stack_state(straight))  # none in it
+    assert not straight.load(straight.state(), optimizer)  # none in it
 
 
 def test_a_warm_start_can_continue_the_optimizer_too() -> None:
@@ -281,7 +293,9 @@ def test_a_warm_start_can_continue_the_optimizer_too() -> None:
 
 def test_the_affine_layer_needs_no_trained_decoders_under_converged() -> None:
     out = mnistnet_case(VInfoConfig(SMALL), layer=3)  # the head alone: affine
-    thesis = mnistnet_case(VInfoConfig(DecoderConfig(batch_size=100, max_epochs=4)), layer=3)
+    thesis = mnistnet_case(
+        VInfoConfig(DecoderConfig(protocol="thesis", batch_size=100, max_epochs=4)), layer=3
+    )
     for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY):
         term = out.terms[q]
         assert term.certified and all(h.fit.epochs == 0 for h in term.heads)
@@ -348,14 +362,16 @@ def test_the_held_out_decoder_never_sees_the_half_it_is_scored_on() -> None:
 
 
 def test_the_cosine_schedule_warms_up_then_decays_to_zero_at_the_cap() -> None:
-    config = DecoderConfig(lr=1e-2, max_epochs=40, lr_schedule="cosine")  # warm-up: 2 epochs
+    config = DecoderConfig(
+        protocol="thesis", lr=1e-2, max_epochs=40, lr_schedule="cosine"
+    )  # warm-up: 2 epochs
     assert [config.lr_at(e) for e in (1, 2)] == [5e-3, 1e-2]
     assert config.lr_at(21) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 19 / 39)))
     assert config.lr_at(40) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 38 / 39)))
     assert all(config.lr_at(e) > config.lr_at(e + 1) for e in range(2, 40))
-    assert DecoderConfig(lr=3e-3).lr_at(17) == 3e-3  # constant: the thesis'
+    assert DecoderConfig(protocol="thesis", lr=3e-3).lr_at(17) == 3e-3  # constant: the thesis'
     with pytest.raises(ValueError, match="lr_schedule must be constant or cosine, got 'step'"):
-        DecoderConfig(lr_schedule="step")
+        DecoderConfig(protocol="thesis", lr_schedule="step")
     with pytest.raises(ValueError, match="a cosine schedule needs a fixed horizon"):
         DecoderConfig(lr_schedule="cosine", protocol="converged")
 
@@ -376,7 +392,7 @@ def test_a_head_that_stops_between_budgets_keeps_its_final_weights_when_they_sco
 
     shared = {"lr": 0.05, "batch_size": 30, "max_epochs": 8, "loss_threshold": 0.5}
     converged = DecoderConfig(certify_from=2, protocol="converged", **shared)
-    thesis = DecoderConfig(budgets=(2, 4, 8), patience=100, **shared)
+    thesis = DecoderConfig(protocol="thesis", budgets=(2, 4, 8), patience=100, **shared)
     split = (x, y[:, None])
     ours = fit_and_score(make, split, split, 3, VInfoConfig(converged), 0, "cpu", select=split)
     recipe = fit_and_score(make, split, split, 3, VInfoConfig(thesis), 0, "cpu")
@@ -399,9 +415,11 @@ def test_the_training_batch_is_only_the_optimisers(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(decoders.Steps, "step", counted)
     x, t = data(heads=1)
-    config = DecoderConfig(batch_size=50, train_batch_size=25, max_epochs=2, loss_threshold=0)
+    config = DecoderConfig(
+        protocol="thesis", batch_size=50, train_batch_size=25, max_epochs=2, loss_threshold=0
+    )
     train_heads(linear_stack(1), x, t, config, torch.Generator().manual_seed(0))
     assert steps == [25] * 8 and config.train_batch == 25
     assert "batch 25" in config.recipe(warm=False)
     with pytest.raises(ValueError, match="decoder train_batch must be positive"):
-        DecoderConfig(train_batch_size=0)
+        DecoderConfig(protocol="thesis", train_batch_size=0)

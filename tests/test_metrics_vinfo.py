@@ -83,7 +83,7 @@ def features_split(features: torch.Tensor, labels: torch.Tensor) -> Split:
     return Split(features, labels)
 
 
-FAST = DecoderConfig(lr=1e-2, batch_size=100, max_epochs=60, patience=5)
+FAST = DecoderConfig(protocol="thesis", lr=1e-2, batch_size=100, max_epochs=60, patience=5)
 
 
 def test_sufficiency_of_one_hot_labels_is_the_label_entropy() -> None:
@@ -104,7 +104,8 @@ def test_sufficiency_of_independent_features_is_zero_held_out() -> None:
     labels = torch.arange(4).repeat(200)
     features = torch.randn(800, 8, generator=g)
     config = VInfoConfig(
-        DecoderConfig(lr=1e-3, batch_size=100, max_epochs=30, patience=3), held_out=True
+        DecoderConfig(protocol="thesis", lr=1e-3, batch_size=100, max_epochs=30, patience=3),
+        held_out=True,
     )
     out = measure_vinfo(nn.Identity(), mlp_decoder(8, 4), Split(features, labels), 4, config)
     held_out = out.terms[Quantity.HELD_OUT]
@@ -118,7 +119,9 @@ def test_minimality_of_memorisable_inputs_is_the_mean_digit_entropy() -> None:
     labels = torch.arange(3).repeat(40)  # 40 per class in base 3: 4 digits, leading one skewed
     g = torch.Generator().manual_seed(1)
     x = torch.randn(120, 16, generator=g)
-    config = VInfoConfig(DecoderConfig(lr=1e-2, batch_size=120, max_epochs=400, patience=50))
+    config = VInfoConfig(
+        DecoderConfig(protocol="thesis", lr=1e-2, batch_size=120, max_epochs=400, patience=50)
+    )
     out = measure_vinfo(nn.Identity(), mlp_decoder(16, 3), Split(x, labels), 3, config)
     digits = relabel(labels, 3)
     mean_entropy = sum(entropy_bits(digits[:, j], 3) for j in range(4)) / 4
@@ -133,7 +136,9 @@ def test_batched_heads_match_heads_trained_one_at_a_time() -> None:
     x = torch.randn(200, 6, generator=g) + labels[:, None]
     targets = torch.cat([labels[:, None], relabel(labels, 5)], 1)  # (200, 4): y and 3 digits
     make = mlp_decoder(6, 5)
-    config = DecoderConfig(lr=5e-3, batch_size=50, max_epochs=30, patience=2, min_delta=0.01)
+    config = DecoderConfig(
+        protocol="thesis", lr=5e-3, batch_size=50, max_epochs=30, patience=2, min_delta=0.01
+    )
     seeds = (10, 11, 12, 13)
     batched = StackedDecoders([make(s) for s in seeds])
     fits = train_heads(batched, x, targets, config, torch.Generator().manual_seed(3))
@@ -157,7 +162,7 @@ def test_head_stops_are_recorded() -> None:
         stack,
         x,
         targets,
-        DecoderConfig(lr=3e-2, batch_size=100, max_epochs=300, patience=10),
+        DecoderConfig(protocol="thesis", lr=3e-2, batch_size=100, max_epochs=300, patience=10),
         torch.Generator(),
     )
     assert fits[0].stop is Stop.LOSS_THRESHOLD and fits[0].converged
@@ -181,7 +186,7 @@ def test_undefined_values_give_messages_not_crashes() -> None:
     assert "N_D = 0" in one_each.error
     diverged = measure_vinfo(
         nn.Identity(), make, Split(torch.randn(60, 3), torch.arange(3).repeat(20)), 3,
-        VInfoConfig(DecoderConfig(lr=1e30, batch_size=20, max_epochs=5)),
+        VInfoConfig(DecoderConfig(protocol="thesis", lr=1e30, batch_size=20, max_epochs=5)),
     )  # fmt: skip
     assert math.isnan(diverged.value(SUFF)) and "diverged" in diverged.error
     assert diverged.terms[SUFF].heads[0].fit.stop is Stop.DIVERGED
@@ -215,7 +220,7 @@ def test_vmap_and_loop_batching_train_the_same_heads(device: str) -> None:
     for batching in ("vmap", "loop", "auto"):
         stack = StackedDecoders([make(s) for s in range(targets.shape[1])], device)
         config = DecoderConfig(
-            lr=5e-3, batch_size=30, max_epochs=4, patience=100, batching=batching
+            protocol="thesis", lr=5e-3, batch_size=30, max_epochs=4, patience=100, batching=batching
         )
         train_heads(stack, x, targets, config, torch.Generator().manual_seed(0), device)
         scores[batching] = score_heads(stack, x, targets, 30, seed=0, device=device)
@@ -224,7 +229,7 @@ def test_vmap_and_loop_batching_train_the_same_heads(device: str) -> None:
     assert torch.equal(scores["auto"], scores[batching_mode("auto", device)])  # bit for bit
     assert batching_mode("auto", "cuda") == "vmap" and batching_mode("loop", "cuda") == "loop"
     with pytest.raises(ValueError, match="batching must be auto, vmap or loop"):
-        DecoderConfig(batching="threads")
+        DecoderConfig(protocol="thesis", batching="threads")
 
 
 def test_decoders_with_running_statistics_keep_them_per_head() -> None:
@@ -240,7 +245,9 @@ def test_decoders_with_running_statistics_keep_them_per_head() -> None:
     x = torch.randn(120, 5, generator=g) + labels[:, None]
     targets = torch.stack([labels, labels.flip(0)], 1)
     stack = StackedDecoders([make(s) for s in (0, 1)])
-    config = DecoderConfig(lr=1e-2, batch_size=30, max_epochs=3, patience=100, batching="vmap")
+    config = DecoderConfig(
+        protocol="thesis", lr=1e-2, batch_size=30, max_epochs=3, patience=100, batching="vmap"
+    )
     fits = train_heads(stack, x, targets, config, torch.Generator().manual_seed(0))
     assert stack.mode == "loop" and stack.running_stats  # in-place statistics cannot vmap
     mean = stack.buffers["1.running_mean"]
@@ -265,7 +272,7 @@ def curve_case(
 
     data = load_dataset("fashion-mnist-demo", train_size=300, test_size=300)
     model = build_model(make_spec("mnistnet", data.input_shape, 10, widths=(4, 8, 8)), seed=0)
-    decoder = DecoderConfig(
+    decoder = DecoderConfig(protocol="thesis",
         **{"batch_size": 100, "max_epochs": max_epochs, "patience": 100, "budgets": budgets,
            **overrides}
     )  # fmt: skip
@@ -299,10 +306,10 @@ def test_a_head_that_stopped_early_keeps_its_value_at_later_budgets() -> None:
 
 
 def test_default_budgets_and_bad_budgets() -> None:
-    assert DecoderConfig().curve() == (5, 10, 20, 50)
-    assert DecoderConfig(max_epochs=12).curve() == (5, 10, 12)
-    assert DecoderConfig(max_epochs=3).curve() == (3,)
-    assert DecoderConfig(budgets=(7,)).curve() == (7, 50)
+    assert DecoderConfig(protocol="thesis").curve() == (5, 10, 20, 50)
+    assert DecoderConfig(protocol="thesis", max_epochs=12).curve() == (5, 10, 12)
+    assert DecoderConfig(protocol="thesis", max_epochs=3).curve() == (3,)
+    assert DecoderConfig(protocol="thesis", budgets=(7,)).curve() == (7, 50)
     bad = {
         (10, 5): "decoder budgets must be increasing positive integers, e.g. [5, 10, 20, 50], "
         "got [10, 5]",
@@ -314,7 +321,7 @@ def test_default_budgets_and_bad_budgets() -> None:
     }
     for budgets, message in bad.items():
         with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
-            DecoderConfig(budgets=budgets)
+            DecoderConfig(protocol="thesis", budgets=budgets)
 
 
 def test_progress_reports_every_interval_and_stays_quiet_in_short_runs() -> None:
@@ -322,7 +329,7 @@ def test_progress_reports_every_interval_and_stays_quiet_in_short_runs() -> None
     labels = torch.arange(3).repeat(30)
     x = torch.randn(90, 5, generator=g) + labels[:, None]
     targets = torch.cat([labels[:, None], relabel(labels, 3)], 1)
-    config = DecoderConfig(lr=5e-3, batch_size=30, max_epochs=4, patience=100)
+    config = DecoderConfig(protocol="thesis", lr=5e-3, batch_size=30, max_epochs=4, patience=100)
     # the clock is read at the start, after each batch but an epoch's last, and after each
     # epoch (3 batches: 3 reads an epoch); 10 s pass between two reads
     ticks = iter(range(0, 1000, 10))

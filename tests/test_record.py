@@ -30,7 +30,7 @@ def history(epochs: int, schedule: str = "every:2", held_out: bool = False) -> l
     """The epochs of a short MLP run with 𝒱-information on a schedule."""
     data = load_dataset("fashion-mnist-demo", train_size=200)
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(16, 8)))
-    decoder = DecoderConfig(batch_size=100, max_epochs=1)
+    decoder = DecoderConfig(protocol="thesis", batch_size=100, max_epochs=1)
     vinfo = VInfoConfig(decoder, schedule=schedule, held_out=held_out)
     run = Run(model, data, TrainConfig(batch_size=100, max_epochs=epochs), vinfo=vinfo)
     return [run.step() for _ in range(epochs)]
@@ -63,7 +63,7 @@ def test_summary_has_the_same_keys_every_epoch() -> None:
     first, second = (record.summary_metrics(r, 3) for r in rows[:2])
     key = record.summary_key("train", Quantity.SUFFICIENCY, 1)
     assert key == "train/v_suff/l1" and math.isnan(first[key]) and not math.isnan(second[key])
-    assert second[key] == rows[1].vinfo[1, "train"].terms[Quantity.SUFFICIENCY].value
+    assert second[key] == rows[1].vinfo[1, "train", "network"].terms[Quantity.SUFFICIENCY].value
     within = record.summary_key("test", NC.WITHIN_TRACE, 2)
     assert within == "test/nc_within_trace/l2"  # the statistic's one spelling
     assert first[within] == rows[0].test.layers[2].nc_within_trace
@@ -106,7 +106,7 @@ def test_a_written_record_reads_back_field_for_field(tmp_path: Path) -> None:
             for layer, stats in report.layers.items():
                 for stat in NC:
                     check((e, split, layer, stat, None), getattr(stats, stat), stats.path)
-        for (layer, split), result in epoch.vinfo.items():
+        for (layer, split, _), result in epoch.vinfo.items():
             key = (e, split, layer)
             check((*key, "num_digits", None), result.num_digits)
             check((*key, "clipped", None), result.clipped)
@@ -153,11 +153,11 @@ def test_a_history_written_before_the_typed_records_still_loads(tmp_path: Path) 
     pd.testing.assert_frame_equal(ours, old, check_dtype=False)
     # read as types: the task's placement, the lost task's error, the decoders' configuration
     history = record.read_history(trial / "checkpoint_000001")
-    placed = history[0].vinfo[1, "train"]
+    placed = history[0].vinfo[1, "train", "network"]
     assert placed.placement is not None and placed.placement.placement_group == "pg1"
     assert placed.decoders is not None and placed.decoders.config["budgets"] == (1, 2)
     assert placed.terms[Quantity.MINIMALITY].monte_carlo is not None
-    lost = history[1].vinfo[2, "test"]
+    lost = history[1].vinfo[2, "test", "network"]
     assert not lost.terms and lost.error.startswith("𝒱-information task failed")
     # and written again in today's format, it reads back the same
     record.write_history(tmp_path, history)
@@ -169,7 +169,7 @@ def test_todays_records_have_the_rows_of_the_old_ones() -> None:
     """The same configuration as the old history's: the same metrics, layers and budgets."""
     data = load_dataset("fashion-mnist-demo", train_size=200)
     model = build_model(make_spec("mlp", data.input_shape, 10, widths=(16, 8)))
-    decoder = DecoderConfig(batch_size=100, max_epochs=2, budgets=(1, 2))
+    decoder = DecoderConfig(protocol="thesis", batch_size=100, max_epochs=2, budgets=(1, 2))
     vinfo = VInfoConfig(decoder, held_out=True, monte_carlo=1, clip_negative=True)
     config = TrainConfig(batch_size=100, max_epochs=2)
     run = Run(model, data, config, vinfo=vinfo, baselines=True)

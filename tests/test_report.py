@@ -218,6 +218,7 @@ def test_report_of_a_six_stage_network(tmp_path: Path) -> None:
     settings = {
         "dataset": f"imagefolder:{tmp_path / 'images'}", "model": "torchvision:resnet18",
         "batch_size": 20, "epochs": 2, "vinfo_schedule": [2], "decoder_epochs": 1,
+        "vinfo_protocol": "thesis",
     }  # fmt: skip
     write_image_folder(tmp_path / "images", "L", size=(4, 4))
     trial = Trial.from_config(settings)

@@ -83,7 +83,7 @@ def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> No
     measured = frame[frame.metric.isin(["v_suff", "v_min", "suff_epochs", "digit0_epochs"])]
     assert len(measured) == 4 * 3 * 2  # metrics × layers × splits, at epoch 2 only
     for _, row in measured.iterrows():
-        result = rows[1].vinfo[row.layer, row.split]
+        result = rows[1].vinfo[row.layer, row.split, row.family]
         if row.metric == "v_suff":
             protocol = result.terms[Quantity.SUFFICIENCY].protocol
             expected = f"{protocol}; decoder epochs (stop): 1 (max_epochs)"
@@ -95,7 +95,7 @@ def test_vinfo_values_carry_their_protocol_and_convergence(tmp_path: Path) -> No
             expected = "max_epochs"
         assert row.note == expected, (row.metric, row.note)
     # 20 and 200 samples per class: the v_min notes above listed 2 and 3 decoders
-    digits = {split: rows[1].vinfo[0, split].num_digits for split in ("train", "test")}
+    digits = {split: rows[1].vinfo[0, split, "network"].num_digits for split in ("train", "test")}
     assert digits == {"train": 2, "test": 3}
 
 
@@ -154,7 +154,7 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """A frame in one row order, its categorical columns as plain values: frames read by
     different paths compare equal when their rows and values are."""
     plain = frame.astype({c: object for c in frame.select_dtypes("category")})
-    keys = [c for c in ("trial_id", "epoch", "split", "layer", "metric", "budget", "note")
+    keys = [c for c in ("trial_id", "epoch", "split", "layer", "family", "metric", "budget", "note")
             if c in plain]  # fmt: skip
     return plain.sort_values(keys, key=lambda c: c.astype(str)).reset_index(drop=True)
 
@@ -165,9 +165,13 @@ def test_columnar_and_legacy_folders_give_the_same_frame(tmp_path: Path, two_epo
     assert len(columnar) == len(legacy) > 0 and list(columnar.columns) == list(legacy.columns)
     pd.testing.assert_frame_equal(canonical(columnar), canonical(legacy))
     assert set(columnar.widths) == {(8, 16), (16, 32)} and set(columnar.lr) == {0.1, 0.2}
-    for name in ("trial_id", "dataset", "model", "lr", "widths", "split", "metric", "note"):
+    for name in ("trial_id", "dataset", "model", "lr", "widths", "split", "family", "metric",
+                 "note"):  # fmt: skip
         assert isinstance(columnar[name].dtype, pd.CategoricalDtype), name
     assert columnar.value.dtype == "float64" and columnar.layer.dtype == pd.Int64Dtype()
+    assert columnar.saturated.dtype == pd.BooleanDtype()
+    vinfo = columnar.metric.isin(["v_suff", "v_min", "num_digits"])
+    assert set(columnar.family[vinfo]) == {"network"} and columnar.family[~vinfo].isna().all()
 
 
 def test_consolidation_is_idempotent_and_read_while_current(tmp_path: Path, two_epochs) -> None:
@@ -221,6 +225,8 @@ def test_a_stale_consolidation_is_ignored_for_trials_that_moved_on(
         {"trials": ["bbbbb", "ccccc"]},
         {"where": {"lr": [0.2], "widths": [[8, 16]]}},
         {"metrics": ["loss"], "columns": ["trial_id", "epoch", "split", "value"]},
+        {"families": ["network"], "layers": [1]},
+        {"families": [None], "splits": ["train"]},
     ],
 )
 @pytest.mark.parametrize("consolidated", [False, True])
@@ -242,6 +248,9 @@ def test_a_selection_equals_filtering_the_whole_frame(
         keep &= whole.split.isin(select["splits"])
     if "trials" in select:
         keep &= whole.trial_id.isin(select["trials"])
+    if "families" in select:
+        chosen = whole.family.isin(select["families"]).astype(bool)
+        keep &= chosen | whole.family.isna() if None in select["families"] else chosen
     for name, values in select.get("where", {}).items():
         keep &= whole[name].isin([tuple(v) if isinstance(v, list) else v for v in values])
     expected = whole[keep][select.get("columns", list(whole.columns))]

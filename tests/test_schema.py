@@ -39,7 +39,7 @@ def measured(error: str = "") -> VInfoResult:
 
 
 def notes(result: VInfoResult) -> dict[tuple[str, int | None], tuple[float, str]]:
-    return {(row[3], row[4]): (row[5], row[6]) for row in result.rows(3, "train", 1)}
+    return {(r[4], r[5]): (r[6], r[8]) for r in result.rows((3, "train", 1, "network"))}
 
 
 def test_a_result_reads_back_from_its_json() -> None:
@@ -82,8 +82,9 @@ def test_budget_points_after_a_decoder_stopped_say_so() -> None:
 
 
 def test_a_lost_measurement_is_a_nan_row_per_headline_quantity() -> None:
-    rows = VInfoResult.failed("worker died").rows(3, "test", 2)
-    assert [(r[3], math.isnan(r[5]), r[6]) for r in rows] == [
+    rows = VInfoResult.failed("worker died").rows((3, "test", 2, "linear"))
+    assert {r[3] for r in rows} == {"linear"}  # the family is the value's identity
+    assert [(r[4], math.isnan(r[6]), r[8]) for r in rows] == [
         ("v_suff", True, "error: worker died"), ("v_min", True, "error: worker died"),
     ]  # fmt: skip
 
@@ -93,8 +94,36 @@ def test_each_statistic_has_one_spelling() -> None:
     assert stored | {NC.TRACE_RATIO} == set(NC)
     stats = CollapseStats(2.0, 3, 1e-12, 4.0, 2.0, 0.1, 0.0, 0.0, math.nan, 1.0, 100, 8, "features")
     rows = CollapseReport(0.3, 0.9, {1: stats}).rows(1, "test")
-    assert {r[3]: r[5] for r in rows if r[2] == 1}[NC.TRACE_RATIO] == 2.0
-    assert {r[3] for r in rows if r[2] == 1} == set(NC)
+    assert {r[4]: r[6] for r in rows if r[2] == 1}[NC.TRACE_RATIO] == 2.0
+    assert {r[4] for r in rows if r[2] == 1} == set(NC)
+    assert {(r[3], r[7]) for r in rows} == {(None, None)}  # no family, nothing saturated
     # a history from before the one spelling: unprefixed keys, the derived ratio stored
     old = {k.removeprefix("nc_") if k != "nc_trace" else k: v for k, v in stats.to_json().items()}
     assert CollapseStats.from_json({**old, "trace_ratio": 2.0}) == stats
+
+
+def test_only_the_value_and_its_raw_rows_carry_the_saturated_mark() -> None:
+    certified = Head("suff", HeadFit(40, Stop.CERTIFIED, 0.01, True, 0.0), 3.32, 3.31)
+    term = Term(Quantity.SUFFICIENCY, 3.31, 3.31, "in_sample", (certified,), {}, saturated=True)
+    rows = VInfoResult({Quantity.SUFFICIENCY: term}).rows((5, "train", 2, "mlp-64"))
+    marked = {r[4]: r[7] for r in rows}
+    assert marked["v_suff"] is True and marked["v_suff_raw"] is True
+    assert marked["h_y_bits"] is None and marked["v_suff_certified"] is None
+    assert Term.from_json(Quantity.SUFFICIENCY, term.to_json()).saturated is True
+
+
+def test_an_epoch_keeps_each_familys_measurement_apart_through_its_json() -> None:
+    from raycompress.schema import EpochRecord
+
+    network, linear = measured(), VInfoResult.failed("not run")
+    epoch = EpochRecord(2, 0.5, None, None, None, {(1, "train", "network"): network,
+                                                   (1, "train", "linear"): linear})  # fmt: skip
+    again = EpochRecord.from_json(json.loads(json.dumps(epoch.to_json())))
+    assert set(again.vinfo) == {(1, "train", "network"), (1, "train", "linear")}
+    assert again.vinfo[1, "train", "linear"].error == "not run"
+    families = {r[3] for r in again.rows() if r[4] == "v_suff"}
+    assert families == {"network", "linear"}
+    # a history written before families: its measurements are the network family's
+    old = {**epoch.to_json(), "vinfo": {"train": {"1": network.to_json()}}}
+    del old["vinfo_families"]
+    assert set(EpochRecord.from_json(old).vinfo) == {(1, "train", "network")}

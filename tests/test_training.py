@@ -103,5 +103,5 @@ def test_the_baselines_are_measured_once_where_training_stops(small) -> None:
     ))  # fmt: skip
     value, _ = records[-1].baselines[Baseline.DISTANCE_FROM_INIT]
     assert value == pytest.approx(distance, rel=1e-9) and value > 0
-    rows = [row for row in records[-1].rows() if row[3] in set(Baseline)]
+    rows = [row for row in records[-1].rows() if row[4] in set(Baseline)]
     assert len(rows) == len(Baseline) and all(row[1:3] == ("train", None) for row in rows)

@@ -14,6 +14,7 @@ from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import make_spec
 from raycompress.protocol import Optimisation
+from raycompress.schema import NETWORK
 from raycompress.training import TrainConfig
 from raycompress.trial import DEFAULTS, SETTINGS, Trial, check_types
 
@@ -48,7 +49,8 @@ def test_a_trial_without_settings_is_every_configuration_at_its_own_defaults() -
     vinfo = dataclasses.replace(trial.vinfo, halves_seed=VInfoConfig().halves_seed)
     assert vinfo == VInfoConfig() and trial.baselines is False
     assert issubclass(TrainConfig, Optimisation) and issubclass(DecoderConfig, Optimisation)
-    assert DecoderConfig().protocol == protocol.THESIS == DEFAULTS["vinfo_protocol"]
+    assert DecoderConfig().protocol == protocol.CONVERGED == DEFAULTS["vinfo_protocol"]
+    assert [f.label for f in vinfo.families] == [NETWORK] == [DEFAULTS["decoder_family"]]
 
 
 def test_the_model_spec_is_built_once_on_a_trials_way(monkeypatch: pytest.MonkeyPatch) -> None:

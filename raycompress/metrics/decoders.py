@@ -15,11 +15,15 @@ training's random streams or weights, so the final values do not depend on the b
 Two protocols (`DecoderConfig.protocol`). "thesis": the thesis' recipe, a head stops at the
 loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified —
 its training loss meets the threshold, or its scored value gained at most `tolerance` bits over
-the last doubling of its epochs (the budgets are certify_from · 2^k, and the cap) — or until the
-cap, where it stops uncertified; its last gain is recorded either way. A fresh head's early
-epochs can be flat (a minimality head memorises slowly at first), so doubling starts late
-(certify_from, 25); a warm-started one continues a trained decoder and starts early
-(warm_certify_from, 2).
+the last quadrupling of its epochs, its last two doublings (the budgets are certify_from · 2^k,
+and the cap) — or until the cap, where it stops uncertified; its last gain is recorded either
+way. Two doublings, not one: a memorising head can sit on a plateau for a whole doubling and
+climb after it (3 of 206 values a whole f₋ run certified by one doubling sat 0.04–0.10 bit
+below what the same term reached later: warm-started minimality heads of h², flat from 64 to
+128 epochs; docs/benchmarks.md, "Auditing the certificate"). A fresh head's early epochs can be
+flat (a minimality head memorises slowly at first), so its first certificate comes late
+(certify_from 12: 12 → 48 epochs); a warm-started one continues a trained decoder and starts
+early (warm_certify_from 2: 2 → 8).
 
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
@@ -76,10 +80,12 @@ class DecoderConfig(protocol.Optimisation):
     # "constant" (the thesis'), or "cosine": a linear warm-up over the first 5 % of the cap,
     # then a cosine decay that would reach 0 one epoch after the cap (thesis protocol only)
     lr_schedule: str = "constant"
-    tolerance: float = protocol.CERTIFY_TOLERANCE  # converged: bits over a doubling
+    tolerance: float = protocol.CERTIFY_TOLERANCE  # converged: bits over a quadrupling
     certify_from: int = protocol.CERTIFY_FROM  # converged: the first scored epoch
     warm_certify_from: int = protocol.WARM_CERTIFY_FROM  # … of a warm-started head
-    protocol: str = protocol.THESIS  # or CONVERGED (the module docstring); after the module's use
+    # CONVERGED (the default: every value certified or said not to be) or THESIS, the thesis'
+    # fixed recipe (the module docstring)
+    protocol: str = protocol.CONVERGED
     role: ClassVar[str] = "decoder "
 
     def __post_init__(self) -> None:
@@ -122,12 +128,12 @@ class DecoderConfig(protocol.Optimisation):
                 "decoder budgets belong to the thesis protocol; under converged every head is "
                 f"scored at {self.certify_from}·2^k epochs: drop decoder_budgets"
             )
-        first = 2 * max(self.certify_from, self.warm_certify_from)
+        first = 4 * max(self.certify_from, self.warm_certify_from)
         if self.max_epochs < first:
             raise ValueError(
-                f"the decoder epoch cap {self.max_epochs} is below the first doubling "
-                f"({first} epochs), where a decoder can first be certified: raise "
-                "decoder_epochs or lower decoder_certify_from"
+                f"the decoder epoch cap {self.max_epochs} is below the first quadrupling "
+                f"({first} epochs: two doublings), where a decoder can first be certified: "
+                "raise decoder_epochs or lower decoder_certify_from"
             )
 
     def curve(self) -> tuple[int, ...]:
@@ -284,6 +290,66 @@ class StackedDecoders:
             buffers = {name: b[heads] for name, b in buffers.items()}
         return torch.vmap(self.forward, in_dims=(0, 0, None))(params, buffers, x)
 
+    # A warm start's state: the stack's tensors by name ("params.<name>", "buffers.<name>"),
+    # and with its optimiser, AdamW's per parameter ("adamw.<key>.<name>"); on the CPU.
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Every stacked parameter and buffer, by its state name."""
+        tensors = {f"params.{n}": p for n, p in self.params.items()}
+        return tensors | {f"buffers.{n}": b for n, b in self.buffers.items()}
+
+    def state(self, optimizer: torch.optim.Optimizer | None = None) -> DecoderState:
+        """A copy of the stack's tensors on the CPU, with `optimizer`'s state when given."""
+        state = {name: t.detach().cpu().clone() for name, t in self.tensors().items()}
+        if optimizer is not None:
+            state |= {
+                f"{OPTIMIZER_STATE}{key}.{name}": t.detach().cpu().clone()
+                for name, p in self.params.items()
+                for key, t in optimizer.state.get(p, {}).items()
+            }
+        return state
+
+    def head_state(self, k: int) -> DecoderState:
+        """Head k's own slice of the stack's tensors (a copy, where they are)."""
+        return {name: t[k].detach().clone() for name, t in self.tensors().items()}
+
+    @torch.no_grad()
+    def load_head(self, k: int, state: DecoderState) -> None:
+        for name, tensor in self.tensors().items():
+            tensor[k] = state[name]
+
+    @torch.no_grad()
+    def load(self, state: DecoderState, optimizer: torch.optim.Optimizer | None = None) -> bool:
+        """Start from a state of the same decoders (a warm start), a one-line ValueError when
+        it is of other decoders; with `optimizer`, continue it from the state's optimiser
+        moments. Returns whether the optimiser continues (False: none in the state)."""
+        mine = self.tensors()
+        shapes = {n: tuple(t.shape) for n, t in state.items() if not n.startswith(OPTIMIZER_STATE)}
+        if shapes != {n: tuple(t.shape) for n, t in mine.items()}:
+            raise ValueError(OTHER_DECODERS)
+        for name, tensor in mine.items():
+            tensor.copy_(state[name])
+        return optimizer is not None and self._load_optimizer(optimizer, state)
+
+    def _load_optimizer(self, optimizer: torch.optim.Optimizer, state: DecoderState) -> bool:
+        for name, p in self.params.items():
+            # by exact name: a suffix match would confuse "0.weight" with "1.0.weight"
+            mine = {k: state[f"{OPTIMIZER_STATE}{k}.{name}"] for k in ADAMW_STATE
+                    if f"{OPTIMIZER_STATE}{k}.{name}" in state}  # fmt: skip
+            if not mine:
+                return False
+            # the step count stays where the optimiser keeps it (the CPU), the moments go to p's
+            optimizer.state[p] = {
+                k: t.clone() if k == "step" else t.to(p.device, copy=True) for k, t in mine.items()
+            }
+        return True
+
+
+DecoderState = dict[str, Tensor]
+OPTIMIZER_STATE = "adamw."
+ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")  # what AdamW (no amsgrad) keeps per parameter
+OTHER_DECODERS = "a warm start's decoder state is of other decoders (names or shapes)"
+
 
 # One weightless copy and one compiled forward per decoder architecture in this process.
 _SHARED: dict[str, tuple[nn.Module, Compiled]] = {}
@@ -371,18 +437,19 @@ def make_optimizer(stack: StackedDecoders, config: DecoderConfig) -> torch.optim
 @dataclass
 class HeadStopping:
     """Each head's stopping state: its best epoch loss, the epochs since it improved by a
-    relative `min_delta`, its scored bits at the last budget and its gain since the one
-    before, and its fit once it stopped (`stopping.stop_reason`, the rule of the main network
-    too; under the converged protocol no plateau, and a gain ≤ tolerance certifies)."""
+    relative `min_delta`, its scored bits at every budget and its gain over the last
+    quadrupling of its epochs, and its fit once it stopped (`stopping.stop_reason`, the rule of
+    the main network too; under the converged protocol no plateau, and a gain ≤ tolerance
+    certifies: the module docstring says why over two doublings)."""
 
     num_heads: int
     config: DecoderConfig
     best: Tensor = field(init=False)
     stale: Tensor = field(init=False)
     stopped: dict[int, HeadFit] = field(default_factory=dict)
-    bits: dict[int, tuple[int, float]] = field(default_factory=dict)  # last budget: epoch, bits
-    gain: dict[int, float] = field(default_factory=dict)  # over its last doubling of epochs
-    gained_now: set[int] = field(default_factory=set)  # heads whose doubling ended this epoch
+    bits: dict[int, dict[int, float]] = field(default_factory=dict)  # head → budget → bits
+    gain: dict[int, float] = field(default_factory=dict)  # over its last quadrupling of epochs
+    gained_now: set[int] = field(default_factory=set)  # heads whose quadrupling ended this epoch
 
     def __post_init__(self) -> None:
         self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
@@ -394,13 +461,14 @@ class HeadStopping:
         return torch.tensor(active, dtype=torch.int64)
 
     def scored(self, epoch: int, heads: Tensor, bits: Tensor) -> None:
-        """Each of `heads`' scored bits at this epoch's budget, and its gain since the budget
-        before when that was half as many epochs (a doubling; the cap may not end one)."""
+        """Each of `heads`' scored bits at this epoch's budget, and its gain since its budget
+        at a quarter of these epochs (two doublings back; the cap may not end a quadrupling)."""
         for k, value in zip(heads.tolist(), bits.tolist(), strict=True):
-            if k in self.bits and 2 * self.bits[k][0] == epoch:
-                self.gain[k] = value - self.bits[k][1]
+            scored = self.bits.setdefault(k, {})
+            if epoch % 4 == 0 and epoch // 4 in scored:
+                self.gain[k] = value - scored[epoch // 4]
                 self.gained_now.add(k)
-            self.bits[k] = (epoch, value)
+            scored[epoch] = value
 
     def update(self, epoch: int, heads: Tensor, losses: Tensor) -> list[int]:
         """Record epoch `epoch`'s mean loss (nats) of each of `heads`; returns those that stop."""

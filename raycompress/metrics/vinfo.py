@@ -1,42 +1,34 @@
 """𝒱-information of one layer on one split, in bits (Xu et al. 2020; thesis §1.3 and §2.2).
 
-    I_𝒱(h^l → t) = H(t) − CE(t | h^l)   [bits]
+    I_𝒱(h^l → t) = H(t) − inf_{f ∈ 𝒱} CE(t | f(h^l))   [bits]
 
-H(t) is the empirical entropy of target t on the scored samples; CE is the cross-entropy of a
-freshly initialised decoder f^{L:l+1} trained on the frozen encoder's features and scored after
-training over every scored sample.
+H(t) is the empirical entropy of target t on the scored samples, 𝒱 a decoder family
+(`families`: the network above l, every affine map, a one-hidden-layer mlp), and the infimum
+is reached by fitting the family's decoders on the frozen encoder's features and scoring them
+over every scored sample.
 
     sufficiency  I_𝒱(h^l → y):            t = the labels
     minimality   I_𝒱(h^l → Dec(x, 𝒴)):    t = each base-C digit of the relabelling r(x)
                                           (thesis Algorithm 2, `sampling.relabel`); mean over digits
 
+Every family answers one call, `fit_in_sample`: its decoders fitted, each with its certificate,
+and the state a warm start continues from. A decoder affine in its input (the linear family;
+the network's at l = L−1, its head on pooled features) is the convex problem's optimum
+(`affine.fit_affine`, float64); any other trains by SGD as one batched stack
+(`decoders.StackedDecoders`, `fit_and_score`), scored at the protocol's budgets along the way
+(`Term.curve`; its last gain is the convergence indicator). A certified value within the
+certificate's slack of its ceiling H(t) is marked saturated: the family memorises the split.
+
+Protocols. Each decoder is fitted and scored on the same split ("in_sample", the thesis').
+Sufficiency can also be "held_out": fit on a seeded, stratified half, scored on the other half
+(by SGD for every family). Minimality is in-sample by definition: a relabelling is arbitrary,
+so no decoder predicts it on unseen samples.
+
 The result is a `schema.VInfoResult`: one `schema.Term` per quantity, with its protocol, its
-decoders (`schema.Head`: fit, entropy, bits) and its budget curve.
-
-Budget curves. Every decoder is also scored at the config's budgets (`DecoderConfig.curve`:
-`protocol.DECODER_BUDGETS` below the epoch cap, and the cap, by default) during its one
-training: each term is recorded at every budget (`Term.curve`), a head that stopped before a
-budget keeping its final value there, and the bits gained between the last two budgets are its
-convergence indicator (`Term.last_gain`).
-
-The affine layer. At l = L−1 the decoder is the head alone, affine in its pooled input
-(`affine`): there sufficiency and every minimality digit are convex problems, and the values
-reported are the family's optimum (`affine.fit_affine`, float64), which the decoders' budget
-curve approaches from below; the protocol note says so. The held-out sufficiency stays a
-trained decoder's.
-
-Protocols. The thesis fits and scores each decoder on the same split ("in_sample", the
-default). Sufficiency can also be measured "held_out": fit on a seeded, stratified half of the
-split, score on the other half. Minimality is in-sample by definition: its relabellings are
-arbitrary, so no decoder predicts them on unseen samples and a held-out minimality is ≤ 0 by
-construction.
-
-Speed: the encoder runs once per measurement and its features are cached (on the device, or in
-host memory above a budget); the sufficiency decoder and every minimality decoder train
-together as one batched step (`decoders.StackedDecoders`).
-
-Randomness: every stream of a measurement (batch orders, initialisations, relabellings, the
-held-out halves) is derived from its one seed by name (`seeds.Stream`).
+decoders (`schema.Head`) and its budget curve. The encoder runs once per measurement and its
+features are cached (on the device, or in host memory above a budget); every stream (batch
+orders, initialisations, relabellings, halves) is derived from the measurement's one seed by
+name (`seeds.Stream`).
 """
 
 from __future__ import annotations
@@ -45,6 +37,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -52,13 +45,16 @@ from torch import Tensor, nn
 from raycompress.compute import DEFAULT, Compute, memory_format
 from raycompress.metrics.affine import CHUNK, AffineFit, affine_pre, fit_affine
 from raycompress.metrics.decoders import (
+    OTHER_DECODERS,
     DecoderConfig,
+    DecoderState,
     Progress,
     StackedDecoders,
     make_optimizer,
     score_heads,
     train_heads,
 )
+from raycompress.metrics.families import LINEAR, Family
 from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
 from raycompress.schema import (
     HELD_OUT_HEAD,
@@ -77,10 +73,10 @@ from raycompress.stopping import Stop
 LN2 = math.log(2)  # nats → bits
 
 IN_SAMPLE = "in_sample: fit on the split, scored on it"
-AT_OPTIMUM = "the affine decoder at its optimum (L-BFGS, float64)"
+SOLVER = "float64 Newton-CG on whitened features, every head at once"  # `affine.fit_affine`
+AT_OPTIMUM = f"the affine decoder at its optimum ({SOLVER})"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
 IN_SAMPLE_STATE, HELD_OUT_STATE = "in_sample", "held_out"  # the decoder states of a measurement
-OTHER_DECODERS = "a warm start's decoder state is of other decoders (names or shapes)"
 
 
 def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
@@ -134,6 +130,7 @@ class VInfoConfig:
     warm_optimizer: bool = False
     # the held-out halves' seed, fixed for a run (None: from each measurement's seed)
     halves_seed: int | None = None
+    families: tuple[Family, ...] = (Family(),)  # 𝒱: each family measured at every (layer, split)
 
     def __post_init__(self) -> None:
         if self.monte_carlo < 0:
@@ -147,6 +144,16 @@ class VInfoConfig:
             raise ValueError(
                 "decoder_warm_optimizer continues a warm start's optimiser: set "
                 "decoder_warm_start=true or drop decoder_warm_optimizer"
+            )
+        if self.warm_optimizer and not any(f.trained for f in self.families):
+            raise ValueError(
+                "decoder_warm_optimizer continues AdamW's moments, and the linear family has "
+                "none (L-BFGS solves it): drop decoder_warm_optimizer"
+            )
+        if not self.decoder.converged and any(f.name == LINEAR for f in self.families):
+            raise ValueError(
+                "the linear family is solved to its optimum, which the thesis protocol's fixed "
+                "decoder budget does not change: use vinfo_protocol=converged with it"
             )
         schedule_epochs(self.schedule, 1)  # validates the spelling before any training
 
@@ -189,9 +196,10 @@ def head_seeds(count: int, seed: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Fitted:
-    """Decoders trained on one target column each, then scored: per head k its fit, the
-    entropy H(t_k) of its scored targets and its raw 𝒱-information H(t_k) − CE_k (bits; NaN
-    for a diverged head)."""
+    """A family's decoders fitted on one target column each, then scored — what every family
+    returns: per head k its fit (with its certificate), the entropy H(t_k) of its scored
+    targets and its raw 𝒱-information H(t_k) − CE_k (bits; NaN for a diverged head), and the
+    state a warm start of the next measurement continues from."""
 
     fits: list[HeadFit]
     entropy: list[float]
@@ -203,72 +211,52 @@ class Fitted:
     moments: bool = False  # a warm start that continued the optimiser's state too
 
 
-# A stack's parameters and buffers by name ("params.<name>", "buffers.<name>"), on the CPU;
-# with `VInfoConfig.warm_optimizer`, its optimiser's state too ("adamw.<key>.<name>").
-DecoderState = dict[str, Tensor]
-OPTIMIZER_STATE = "adamw."
-ADAMW_STATE = ("step", "exp_avg", "exp_avg_sq")  # what AdamW (no amsgrad) keeps per parameter
+@dataclass
+class Budgets:
+    """`train_heads`' callback: scores the heads that trained up to a budget on `checked`
+    (bits), and with `keep_best` remembers each head's best budget and its weights."""
 
+    stack: StackedDecoders
+    checked: tuple[Tensor, Tensor]
+    entropy: Tensor  # (K,) H(t_k) of the checked targets
+    batch: int
+    order: int
+    device: torch.device | str
+    keep_best: bool
+    scored: dict[int, dict[int, float]] = field(default_factory=dict)  # budget → head → bits
+    best: dict[int, tuple[float, DecoderState]] = field(default_factory=dict)
 
-def stack_state(stack: StackedDecoders) -> DecoderState:
-    return {name: t.detach().cpu().clone() for name, t in _tensors(stack).items()}
+    def score(self, heads: Tensor | None = None) -> Tensor:
+        """The bits of `heads` (default all) on the checked set as the weights are now."""
+        ce = score_heads(self.stack, *self.checked, self.batch, self.order, self.device, heads)
+        return self.entropy[heads if heads is not None else slice(None)] - ce / LN2
 
+    def __call__(self, budget: int, heads: Tensor) -> Tensor:
+        bits = self.score(heads)
+        self.scored[budget] = dict(zip(heads.tolist(), bits.tolist(), strict=True))
+        for k, value in self.scored[budget].items():
+            if self.keep_best and (k not in self.best or value > self.best[k][0]):
+                self.best[k] = (value, self.stack.head_state(k))
+        return bits
 
-def head_state(stack: StackedDecoders, k: int) -> DecoderState:
-    """Head k's own slice of the stack's parameters and buffers (a copy)."""
-    return {name: t[k].detach().clone() for name, t in _tensors(stack).items()}
+    def finish(self) -> Tensor:
+        """Every head's final bits on the checked set; with `keep_best`, the better of its best
+        budget and its final weights, which the stack is left holding (a head stops between
+        budgets, so its final weights compete too)."""
+        final = self.score()
+        for k, (value, weights) in self.best.items():
+            if value > final[k]:
+                self.stack.load_head(k, weights)
+                final[k] = value
+        return final
 
-
-@torch.no_grad()
-def load_head(stack: StackedDecoders, k: int, state: DecoderState) -> None:
-    for name, tensor in _tensors(stack).items():
-        tensor[k] = state[name]
-
-
-def _tensors(stack: StackedDecoders) -> dict[str, Tensor]:
-    tensors = {f"params.{n}": p for n, p in stack.params.items()}
-    return tensors | {f"buffers.{n}": b for n, b in stack.buffers.items()}
-
-
-def optimizer_state(stack: StackedDecoders, optimizer: torch.optim.Optimizer) -> DecoderState:
-    """The optimiser's state of every stacked parameter (AdamW: step, exp_avg, exp_avg_sq),
-    by parameter name, copied to the CPU."""
-    return {
-        f"{OPTIMIZER_STATE}{key}.{name}": t.detach().cpu().clone()
-        for name, p in stack.params.items()
-        for key, t in optimizer.state.get(p, {}).items()
-    }
-
-
-@torch.no_grad()
-def load_optimizer(
-    stack: StackedDecoders, optimizer: torch.optim.Optimizer, state: DecoderState
-) -> bool:
-    """Continue `optimizer` from the optimiser state in `state` (`optimizer_state`); False,
-    and the optimiser left fresh, when `state` holds none."""
-    for name, p in stack.params.items():
-        # looked up by exact name: a suffix match would confuse "0.weight" with "1.0.weight"
-        mine = {k: state[f"{OPTIMIZER_STATE}{k}.{name}"] for k in ADAMW_STATE
-                if f"{OPTIMIZER_STATE}{k}.{name}" in state}  # fmt: skip
-        if not mine:
-            return False
-        # the step count stays where the optimiser keeps it (the CPU), the moments go to p's
-        optimizer.state[p] = {
-            k: t.clone() if k == "step" else t.to(p.device, copy=True) for k, t in mine.items()
+    def curves(self, budgets: Sequence[int], final: list[float]) -> dict[int, list[float]]:
+        """budget → every head's bits then; a head that stopped before a budget holds its
+        final value there."""
+        return {
+            b: [self.scored.get(b, {}).get(k, value) for k, value in enumerate(final)]
+            for b in budgets
         }
-    return True
-
-
-@torch.no_grad()
-def load_stack(stack: StackedDecoders, state: DecoderState) -> None:
-    """Start `stack` from a state of the same decoders (a warm start); a one-line ValueError
-    when the state is of other decoders. An optimiser's state in it is `load_optimizer`'s."""
-    mine = _tensors(stack)
-    shapes = {n: tuple(t.shape) for n, t in state.items() if not n.startswith(OPTIMIZER_STATE)}
-    if shapes != {n: tuple(t.shape) for n, t in mine.items()}:
-        raise ValueError(OTHER_DECODERS)
-    for name, tensor in mine.items():
-        tensor.copy_(state[name])
 
 
 def fit_and_score(
@@ -283,67 +271,45 @@ def fit_and_score(
     warm: DecoderState | None = None,
     select: tuple[Tensor, Tensor] | None = None,
 ) -> Fitted:
-    """Train one decoder per target column of fit = (features (N, ...), targets (N, K)) as one
-    batched stack — fresh, or continuing from `warm` — and score each on `score` (at every
-    budget, then at the end). With `select` (a validation set, or the fit set itself), the
-    budgets are scored on it instead and each head ends with the best there of its budgets'
-    weights and its final ones."""
+    """The SGD families: one decoder per target column of fit = (features (N, ...), targets
+    (N, K)) trained as one batched stack — fresh, or continuing from `warm` — and scored on
+    `score` (at every budget, then at the end). With `select` (a validation set, or `score`
+    itself: in-sample, then scored once), the budgets are scored on it instead and each head
+    ends with the best there of its budgets' weights and its final ones."""
     features, targets = fit
-    compute = config.decoder.compute
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
-    stack = StackedDecoders(decoders, device, compile=compute.compile)
+    stack = StackedDecoders(decoders, device, compile=config.decoder.compute.compile)
     decoder = config.decoder.warm() if warm is not None else config.decoder
     optimizer = make_optimizer(stack, decoder)
-    moments = False  # whether the optimiser continues too
-    if warm is not None:
-        load_stack(stack, warm)
-        moments = config.warm_optimizer and load_optimizer(stack, optimizer, warm)
-    generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
-    order = derive_seed(seed, Stream.SCORE_ORDER)
-    batch = config.decoder.batch_size
-    entropy = [entropy_bits(t.cpu(), num_classes) for t in score[1].T]
+    moments = warm is not None and stack.load(warm, optimizer if config.warm_optimizer else None)
     checked = select or score
-    checked_entropy = [entropy_bits(t.cpu(), num_classes) for t in checked[1].T]
-    scored: dict[int, dict[int, float]] = {}  # budget → {head training then: CE in bits}
-    best: dict[int, tuple[float, DecoderState]] = {}  # with `select`: head → its best budget
-
-    def at_budget(budget: int, heads: Tensor) -> Tensor:
-        ce = score_heads(stack, *checked, batch, order, device, heads) / LN2
-        scored[budget] = dict(zip(heads.tolist(), ce.tolist(), strict=True))
-        bits = torch.tensor([checked_entropy[k] for k in heads.tolist()], dtype=torch.float64)
-        bits -= ce
-        if select is not None:
-            for k, value in zip(heads.tolist(), bits.tolist(), strict=True):
-                if k not in best or value > best[k][0]:
-                    best[k] = (value, head_state(stack, k))
-        return bits
-
-    fits = train_heads(
-        stack, features, targets, decoder, generator, device, at_budget, progress, optimizer
-    )
-    if select is not None:  # the final weights compete too: a head stops between budgets
-        final = torch.tensor(checked_entropy, dtype=torch.float64)
-        final -= score_heads(stack, *checked, batch, order, device) / LN2
-        for k, (value, weights) in best.items():
-            if value > final[k]:
-                load_head(stack, k, weights)
-    state = stack_state(stack)
-    if config.warm_optimizer:
-        state |= optimizer_state(stack, optimizer)
-    ce = (score_heads(stack, *score, batch, order, device) / LN2).tolist()
+    budgets = Budgets(
+        stack, checked, _entropies(checked[1], num_classes), config.decoder.batch_size,
+        derive_seed(seed, Stream.SCORE_ORDER), device, keep_best=select is not None,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
+    fits = train_heads(stack, features, targets, decoder, generator, device, budgets, progress,
+                       optimizer)  # fmt: skip
+    final = budgets.finish()
+    entropy = _entropies(score[1], num_classes)
+    if checked is not score:  # chosen on a validation set: scored on `score` once more
+        ce = score_heads(stack, *score, budgets.batch, budgets.order, device)
+        final = entropy - ce / LN2
     bits = [
-        h - c if f.stop != Stop.DIVERGED and math.isfinite(h - c) else math.nan
-        for h, c, f in zip(entropy, ce, fits, strict=True)
+        b if f.stop != Stop.DIVERGED and math.isfinite(b) else math.nan
+        for b, f in zip(final.tolist(), fits, strict=True)
     ]
-    curves = {  # a head that stopped before a budget holds its final weights there
-        budget: [
-            checked_entropy[k] - scored[budget][k] if k in scored.get(budget, {}) else bits[k]
-            for k in range(len(bits))
-        ]
-        for budget in decoder.curve()
-    }
-    ran = "; ".join(filter(None, [compute.describe(), stack.compiled.fallback]))
-    return Fitted(fits, entropy, bits, stack.mode, ran, curves, state, moments)
+    ran = "; ".join(filter(None, [config.decoder.compute.describe(), stack.compiled.fallback]))
+    state = stack.state(optimizer if config.warm_optimizer else None)
+    curves = budgets.curves(decoder.curve(), bits)
+    return Fitted(fits, entropy.tolist(), bits, stack.mode, ran, curves, state, moments)
+
+
+def _entropies(targets: Tensor, num_classes: int) -> Tensor:
+    """H(t_k) in bits of each target column of targets (N, K)."""
+    return torch.tensor(
+        [entropy_bits(t.cpu(), num_classes) for t in targets.T], dtype=torch.float64
+    )
 
 
 def at_optimum(
@@ -351,15 +317,18 @@ def at_optimum(
 ) -> tuple[Fitted, list[AffineFit]]:
     """`fitted` with every head's bits replaced by the affine family's optimum on the same
     targets (`affine.fit_affine`); the trained decoders' values stay in the budget curves."""
-    with torch.no_grad():
-        z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
-    fits = fit_affine(z, targets.to(z.device), num_classes)
+    fits = _optima(head, features, targets, num_classes)
     bits = [h - f.ce / LN2 for h, f in zip(fitted.entropy, fits, strict=True)]
     return dataclasses.replace(fitted, bits=bits), fits
 
 
-def _chunks(n: int, size: int = 4096) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+@torch.no_grad()
+def _optima(head: nn.Module, features: Tensor, targets: Tensor, num_classes: int,
+            **solver: Any) -> list[AffineFit]:  # fmt: skip
+    """The affine optimum of every target column on the head's input features."""
+    n = features.shape[0]
+    z = torch.cat([head.features(features[i : i + 4096]).double() for i in range(0, n, 4096)])
+    return fit_affine(z, targets.to(z.device), num_classes, **solver)
 
 
 def _optimum_note(fits: list[AffineFit]) -> str:
@@ -525,51 +494,87 @@ def in_sample(
     progress: Progress,
     warm: DecoderState | None = None,
 ) -> tuple[list[Term], Decoders, list[str], DecoderState]:
-    """Sufficiency and minimality, every decoder fitted and scored on the split (the affine
-    optimum at l = L−1); how the decoders ran; what made a value undefined; the decoders'
-    state. Under the converged protocol the affine optimum needs no trained decoders: its
-    heads are certified by the optimum's own convergence."""
-    affine = affine_pre(make_decoder(0))
-    converged = config.decoder.converged
-    if affine is not None and converged:
-        fitted = optimum_only(
-            affine.to(device), features, columns, num_classes, config.decoder.tolerance, warm
-        )
-    else:
-        # converged: each decoder ends at the best of its budgets and its end (each bounds the
-        # in-sample supremum from below, so the best of them is the estimate)
-        fitted = fit_and_score(
-            make_decoder, (features, columns), (features, columns), num_classes, config, seed,
-            device, progress, warm, select=(features, columns) if converged else None,
-        )  # fmt: skip
-    protocol = IN_SAMPLE
-    if affine is not None and not converged:
-        fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
-        protocol = f"{IN_SAMPLE}; {_optimum_note(optima)}"
-    elif affine is not None:
-        protocol = (
-            f"{IN_SAMPLE}; {AT_OPTIMUM}, certified by its convergence (gradient, or separable) "
-            f"or, where the optimum is not attained, by ≤ {config.decoder.tolerance:g} bits "
-            f"gained over its last doubling of iterations; no SGD decoders"
-        )
-        if warm is not None:
-            protocol += "; started from the previous measurement's optima"
-    elif converged:
-        rule = certification(config.decoder.warm() if warm is not None else config.decoder)
-        protocol = f"{IN_SAMPLE}; {rule}; "
-        protocol += config.decoder.recipe(warm is not None, fitted.moments)
+    """Sufficiency and minimality, every decoder fitted and scored on the split
+    (`fit_in_sample`), certified values marked where they sit at their ceiling; how the
+    decoders ran; what made a value undefined; the decoders' state."""
+    fitted, protocol = fit_in_sample(
+        make_decoder, features, columns, num_classes, config, seed, device, progress, warm
+    )
     names = ["the sufficiency decoder"] + [
         f"minimality decoder {k}" for k in range(1, columns.shape[1])
     ]
     errors = _diverged(fitted, names)
     if num_digits == 0:
         errors.append("no class has two samples (N_D = 0): minimality is undefined")
+    slack = saturation_slack(config.decoder)
     terms = [
-        sufficiency(fitted, protocol),
-        minimality(fitted, num_digits, config.monte_carlo, protocol),
+        saturation(sufficiency(fitted, protocol), slack),
+        saturation(minimality(fitted, num_digits, config.monte_carlo, protocol), slack),
     ]
     decoders = Decoders(asdict(config.decoder), fitted.batching, fitted.compute)
     return terms, decoders, errors, fitted.state
+
+
+def fit_in_sample(
+    make_decoder: Callable[[int], nn.Module],
+    features: Tensor,
+    columns: Tensor,
+    num_classes: int,
+    config: VInfoConfig,
+    seed: int,
+    device: torch.device | str,
+    progress: Progress,
+    warm: DecoderState | None = None,
+) -> tuple[Fitted, str]:
+    """Every family's one interface: its decoders fitted on the split and scored there, and the
+    protocol behind their values. A decoder affine in its input (the linear family, and the
+    network's at l = L−1) is at the family's optimum: under converged no SGD decoder trains,
+    the optimum's convergence certifies it; under the thesis' recipe the trained decoders'
+    values stay as the budget curve. Every other family's decoders train (`fit_and_score`)."""
+    affine = affine_pre(make_decoder(0))
+    converged = config.decoder.converged
+    if affine is not None and converged:
+        fitted = optimum_only(
+            affine.to(device), features, columns, num_classes, config.decoder.tolerance, warm
+        )
+        protocol = (  # the solver's description names the form that ran and its rank
+            f"{IN_SAMPLE}; the affine decoder at its optimum ({fitted.compute}), certified by "
+            "its convergence (gradient, or separable) "
+            f"or, where the optimum is not attained, by ≤ {config.decoder.tolerance:g} bits "
+            f"gained over its last doubling of iterations; no SGD decoders"
+        )
+        if warm is not None:
+            protocol += "; started from the previous measurement's optima"
+        return fitted, protocol
+    # converged: each decoder ends at the best of its budgets and its end (each bounds the
+    # in-sample supremum from below, so the best of them is the estimate)
+    data = (features, columns)
+    fitted = fit_and_score(
+        make_decoder, data, data, num_classes, config, seed, device, progress, warm,
+        select=data if converged else None,
+    )  # fmt: skip
+    if affine is not None:
+        fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
+        return fitted, f"{IN_SAMPLE}; {_optimum_note(optima)}"
+    if not converged:
+        return fitted, IN_SAMPLE
+    rule = certification(config.decoder.warm() if warm is not None else config.decoder)
+    return fitted, f"{IN_SAMPLE}; {rule}; {config.decoder.recipe(warm is not None, fitted.moments)}"
+
+
+def saturation_slack(config: DecoderConfig) -> float:
+    """How close to its ceiling (bits) a certified value is at it: within the doubling rule's
+    tolerance, or the loss threshold's bits (a head certified there has CE ≤ that much)."""
+    return max(config.tolerance, config.loss_threshold / LN2)
+
+
+def saturation(term: Term, slack: float) -> Term:
+    """The term marked saturated when it is certified and its raw value lies within `slack`
+    bits of its ceiling H(t) (`Term.entropy`): the family memorises this split. Unjudged
+    (None) where the value is not certified."""
+    if not term.certified:
+        return term
+    return dataclasses.replace(term, saturated=term.entropy - term.raw <= slack)
 
 
 def certification(config: DecoderConfig) -> str:
@@ -577,7 +582,7 @@ def certification(config: DecoderConfig) -> str:
     return (
         f"converged: each decoder trained until certified (training loss ≤ "
         f"{config.loss_threshold:g} nats, or ≤ {config.tolerance:g} bits gained over its last "
-        f"doubling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
+        f"quadrupling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
         f"{config.max_epochs} (uncertified), and kept at the best of its budgets and its end"
     )
 
@@ -593,12 +598,10 @@ def optimum_only(
     last doubling of iterations gained ≤ `tolerance` bits; no decoder trained, so no budget
     curve. The solver starts from `warm` (the previous measurement's optima) when given, and
     the state returned holds these optima for the next."""
-    with torch.no_grad():
-        z = torch.cat([head.features(features[i]).double() for i in _chunks(features.shape[0])])
     start = None if warm is None else warm.get(AFFINE_STATE)
     if warm is not None and start is None:
         raise ValueError(OTHER_DECODERS)
-    optima = fit_affine(z, targets.to(z.device), num_classes, tolerance=tolerance, start=start)
+    optima = _optima(head, features, targets, num_classes, tolerance=tolerance, start=start)
     entropy = [entropy_bits(t.cpu(), num_classes) for t in targets.T]
     fits = [  # the optimum's certificate, or its gain over the last doubling of iterations
         HeadFit(0, Stop.CERTIFIED if f.certified else Stop.MAX_EPOCHS, f.ce, f.certified,
@@ -607,7 +610,8 @@ def optimum_only(
     ]  # fmt: skip
     bits = [h - f.ce / LN2 for h, f in zip(entropy, optima, strict=True)]
     state = {AFFINE_STATE: torch.stack([f.weights for f in optima])}
-    return Fitted(fits, entropy, bits, "none", "float64 L-BFGS", {}, state)
+    solver = f"{SOLVER} ({optima[0].form} form, rank {optima[0].rank})"
+    return Fitted(fits, entropy, bits, "none", solver, {}, state)
 
 
 def measure_vinfo(
@@ -621,18 +625,13 @@ def measure_vinfo(
     label: str = "𝒱-information",
     warm: dict[str, DecoderState] | None = None,
 ) -> VInfoResult:
-    """Sufficiency and minimality (bits) of encoder's features on `split`: features once, the
-    targets, the decoders fitted (in-sample, then held-out when asked), the result assembled.
-
-    The sufficiency decoder and every minimality decoder train together as one stack. Problems
-    that make a value undefined (a single class, no relabelling digit, a diverged decoder) give
-    NaN for that value and a message in the result's error; nothing is raised for them. While
-    decoders train, a line tagged `label` reports progress every 20 s (`decoders.Progress`).
-
-    Warm starts (`config.warm_start`, converged only): the decoders start from `warm` — the
-    previous measurement's `decoder_state` of this (layer, split) — and the result carries
-    theirs for the next one.
-    """
+    """Sufficiency and minimality (bits) of encoder's features on `split` under the family
+    of `make_decoder`: features once, the targets, the decoders fitted (in-sample, then
+    held-out when asked), the result assembled. What makes a value undefined (a single class,
+    no relabelling digit, a diverged decoder) is NaN and a message in the result's error, never
+    raised; a line tagged `label` reports progress every 20 s (`decoders.Progress`). With
+    `config.warm_start` the decoders start from `warm`, the previous measurement's
+    `decoder_state`, and the result carries theirs for the next one."""
     present = int((torch.bincount(split.y, minlength=num_classes) > 0).sum())
     if present < 2:
         return VInfoResult.failed(

@@ -1,0 +1,350 @@
+"""Auditing the converged certificate: does a certified value stay put when its decoder trains
+four times longer? (docs/benchmarks.md, "Auditing the certificate").
+
+    OMP_NUM_THREADS=1 nohup nice -n 10 python benchmarks/vinfo_audit.py --family network \
+        --epochs 4 --heads 40 > benchmarks/out/vinfo_audit.log 2>&1 &
+
+f₋ (`vinfo_whole_run.py`'s trial: Fashion-MNIST, 10 000 training images, mnistnet, seed 0,
+fp32, converged, warm-started, cap 400) is trained here by `training.Run` for `--epochs`
+epochs, its 𝒱-information measured every epoch at the family's SGD layers (network: 1–2; the
+affine layer 3 has no SGD decoders), both splits — the library's own measurement, under the
+rule of `decoders.HeadStopping`. A measured value is the mean of heads (sufficiency: one head;
+minimality: one per digit), so the audit is of heads: a seeded sample (`sample_slots`, the
+stream `BenchmarkStream.AUDIT_SAMPLE`) of (epoch, layer, split, head) is drawn before the run;
+at each sampled measurement the model's weights and the warm decoder state it started from
+are kept. Once the run's measurements are done, each sampled head that was certified is
+trained again alone (a stack of 1: the heads of a stack share nothing but their batches), from
+the same start, on the same features, targets and batch order, with 4× the epochs it used and
+no early stop, scored at the budgets of both rules; shortfall = that re-run's value (the best
+of its budgets and its end, as the protocol keeps a head) − the certified value. The re-run
+also says what the one-doubling rule (the rule before this audit) would have certified on the
+same trajectory: its first doubling with ≤ tolerance gained, or the loss threshold.
+
+Reduced to fit ≈ 90 minutes of one core, stated in the output's "reduced": the encoder's first
+`--epochs` epochs only (a whole run is 26), layers 1–2 (not layer 0: measured once, fresh,
+1 500 CPU s), `--heads` sampled heads in sample order until the process is stopped. Raw:
+benchmarks/out/vinfo_audit.json (rewritten after every measurement and every re-run) and .log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from raycompress import plan, protocol  # noqa: E402
+from raycompress.metrics import decoders  # noqa: E402
+from raycompress.metrics.decoders import (  # noqa: E402
+    DecoderConfig,
+    StackedDecoders,
+    doublings,
+    score_heads,
+    train_heads,
+)
+from raycompress.metrics.vinfo import (  # noqa: E402
+    IN_SAMPLE_STATE,
+    LN2,
+    encode,
+    entropy_bits,
+    head_seeds,
+    targets,
+)
+from raycompress.models import build_model  # noqa: E402
+from raycompress.schema import Quantity  # noqa: E402
+from raycompress.seeds import BenchmarkStream, Stream, derive_seed  # noqa: E402
+from raycompress.training import Run  # noqa: E402
+from raycompress.trial import Trial  # noqa: E402
+
+SEED = 0
+HEADS = 4  # a measurement's in-sample heads: sufficiency, then the relabelling's 3 digits
+SGD_LAYERS = {"network": (1, 2), "mlp": (1, 2, 3)}  # the layers whose decoders SGD trains
+OLD_WARM_FROM, OLD_FROM = 2, 25  # the one-doubling rule's first budgets (warm, fresh)
+GROWTH = 4  # a re-run trains the head 4× the epochs it used
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One decoder of one measurement: head 0 the sufficiency, 1.. the minimality digits."""
+
+    epoch: int
+    layer: int
+    split: str
+    head: int
+
+
+def sample_slots(epochs: int, layers: tuple[int, ...], count: int, seed: int) -> list[Slot]:
+    """`count` slots of epochs 1..`epochs` × `layers` × both splits × the heads, in a seeded
+    random order (the order in which they are re-run); the same seed gives the same sample."""
+    slots = [
+        Slot(epoch, layer, split, head)
+        for epoch in range(1, epochs + 1)
+        for layer in layers
+        for split in ("train", "test")
+        for head in range(HEADS)
+    ]
+    generator = torch.Generator().manual_seed(derive_seed(seed, BenchmarkStream.AUDIT_SAMPLE))
+    return [slots[i] for i in torch.randperm(len(slots), generator=generator)[:count].tolist()]
+
+
+@dataclass
+class Captured:
+    """What a sampled measurement started from and what it certified."""
+
+    spec: Any
+    state: dict[str, torch.Tensor]
+    measurement: plan.Measurement
+    split: Any
+    config: Any
+    warm: dict[str, dict[str, torch.Tensor]] | None
+    result: Any = None
+
+
+def head_fit(result: Any, head: int) -> tuple[Any, float]:
+    """The HeadFit and raw bits of in-sample head `head` of a measurement's result."""
+    term = result.terms[Quantity.SUFFICIENCY if head == 0 else Quantity.MINIMALITY]
+    chosen = term.heads[0 if head == 0 else head - 1]
+    return chosen.fit, chosen.bits
+
+
+def certified_at(
+    curve: dict[int, float], losses: list[float], first: int, span: int, config: DecoderConfig
+) -> int | None:
+    """The epoch a rule stops this trajectory at: the loss threshold, or the first budget
+    first·2^k whose value gained ≤ tolerance over `span`× fewer epochs; None: not in it."""
+    hit = next((e for e, loss in enumerate(losses, 1) if loss <= config.loss_threshold), None)
+    checks = [
+        b for b in doublings(first, len(losses))
+        if b % span == 0 and b // span in curve and b in curve
+        and curve[b] - curve[b // span] <= config.tolerance
+    ]  # fmt: skip
+    stops = [e for e in (hit, checks[0] if checks else None) if e is not None]
+    return min(stops) if stops else None
+
+
+def best_until(curve: dict[int, float], epoch: int, points: set[int]) -> float:
+    return max(v for b, v in curve.items() if b <= epoch and (b in points or b == epoch))
+
+
+def rerun(captured: Captured, head: int, used: int) -> dict[str, Any]:
+    """Head `head` of the captured measurement trained alone from the same start for
+    GROWTH × `used` epochs, no early stop; its scored curve, losses and seconds."""
+    m, config = captured.measurement, captured.config
+    model = build_model(captured.spec)
+    model.load_state_dict(captured.state)
+    decoder = config.decoder.warm() if captured.warm else config.decoder
+    features = encode(
+        model.encoder(m.layer), captured.split.x, decoder.batch_size,
+        derive_seed(m.seed, Stream.ENCODE_ORDER), "cpu", config.cache_bytes, decoder.compute,
+    )  # fmt: skip
+    columns, _ = targets(captured.split, captured.spec.num_classes, config.monte_carlo, m.seed)
+    column = columns[:, head : head + 1]
+    make = m.family.decoder(model, m.layer)
+    stack = StackedDecoders([make(head_seeds(columns.shape[1], m.seed)[head])])
+    if captured.warm:
+        with torch.no_grad():  # head `head`'s slice of the stacked state it continued
+            warm = captured.warm[IN_SAMPLE_STATE]
+            for name, tensor in {**_named(stack.params, "params"),
+                                 **_named(stack.buffers, "buffers")}.items():  # fmt: skip
+                tensor.copy_(warm[name][head : head + 1])
+    cap = GROWTH * used
+    first = OLD_WARM_FROM if captured.warm else OLD_FROM
+    points = {*doublings(decoder.certify_from, cap), *doublings(first, cap), used}
+    rule = dataclasses.replace(
+        decoder, protocol=protocol.THESIS, max_epochs=cap, loss_threshold=0.0,
+        patience=cap + 1, budgets=tuple(sorted(b for b in points if b < cap)) or None,
+    )  # fmt: skip
+    entropy = entropy_bits(column[:, 0], captured.spec.num_classes)
+    order = derive_seed(m.seed, Stream.SCORE_ORDER)
+    curve: dict[int, float] = {}
+
+    def at_budget(epoch: int, heads: torch.Tensor) -> torch.Tensor:
+        ce = score_heads(stack, features, column, decoder.batch_size, order, "cpu", heads)
+        curve[epoch] = entropy - float(ce[0]) / LN2
+        return torch.tensor([curve[epoch]], dtype=torch.float64)
+
+    losses: list[float] = []
+    epoch_of = decoders.Steps.epoch
+
+    def recorded(self: decoders.Steps, *args: Any) -> torch.Tensor:  # each epoch's mean loss
+        out = epoch_of(self, *args)
+        losses.append(float(out[0]))
+        return out
+
+    decoders.Steps.epoch = recorded
+    start = time.process_time()
+    try:
+        generator = torch.Generator().manual_seed(derive_seed(m.seed, Stream.DECODER_ORDER))
+        train_heads(stack, features, column, rule, generator, at_budget=at_budget)
+    finally:
+        decoders.Steps.epoch = epoch_of
+    return {"curve": curve, "losses": losses, "cpu_s": time.process_time() - start}
+
+
+def _named(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    return {f"{kind}.{name}": t for name, t in tensors.items()}
+
+
+def judged(slot: Slot, captured: Captured, run: dict[str, Any]) -> dict[str, Any]:
+    """One re-run against its certificate and against the one-doubling rule's."""
+    fit, bits = head_fit(captured.result, slot.head)
+    decoder = captured.config.decoder
+    decoder = decoder.warm() if captured.warm else decoder
+    curve, losses = run["curve"], run["losses"]
+    ours = set(decoder.curve()) | {fit.epochs}
+    new = certified_at(curve, losses, decoder.certify_from, 4, decoder)
+    old_from = OLD_WARM_FROM if captured.warm else OLD_FROM
+    # not certified within the re-run: it would train on (a lower bound of its epochs)
+    old = certified_at(curve, losses, old_from, 2, decoder) or len(losses)
+    old_points = set(doublings(old_from, decoder.max_epochs)) | {old}
+    value = max(curve.values())
+    per_epoch = run["cpu_s"] / len(losses)
+    return {
+        **dataclasses.asdict(slot), "warm": bool(captured.warm), "stop": str(fit.stop),
+        "epochs": fit.epochs, "certified_bits": bits,
+        "reproduced_bits": best_until(curve, fit.epochs, ours), "rule_stops_at": new,
+        "rerun_epochs": len(losses), "rerun_bits": value, "shortfall": value - bits,
+        "old_rule_epochs": old, "old_rule_bits": best_until(curve, old, old_points),
+        "old_rule_shortfall": value - best_until(curve, old, old_points),
+        "cpu_s_per_epoch": per_epoch, "curve": {str(b): v for b, v in sorted(curve.items())},
+    }  # fmt: skip
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    qs = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+    return {f"q{round(100 * q)}": float(torch.quantile(t, q)) for q in qs}
+
+
+def summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """The shortfalls' distribution under both rules, over every head and by how the rule
+    certified it (the loss threshold promises only ≤ threshold/ln 2 = 0.029 bit below H(t)),
+    and what each rule's epochs cost."""
+    if not rows:
+        return {}
+
+    def spread(short: list[float]) -> dict[str, Any]:
+        return {
+            "heads": len(short), "quantiles": quantiles(short),
+            "within_tolerance": sum(s <= tolerance for s in short),
+            "over_0.03": sum(s > 0.03 for s in short), "max": max(short),
+        }  # fmt: skip
+
+    out: dict[str, Any] = {"heads": len(rows), "warm": sum(r["warm"] for r in rows)}
+    for rule, key, epochs in (("new", "shortfall", "epochs"),
+                              ("old", "old_rule_shortfall", "old_rule_epochs")):  # fmt: skip
+        out[rule] = spread([r[key] for r in rows]) | {
+            "by_stop": {
+                stop: spread([r[key] for r in rows if r["stop"] == stop])
+                for stop in sorted({r["stop"] for r in rows})
+            },
+            "epochs": sum(r[epochs] for r in rows),
+            "cpu_s": sum(r[epochs] * r["cpu_s_per_epoch"] for r in rows),
+        }
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--family", default="network", choices=sorted(SGD_LAYERS))
+    p.add_argument("--epochs", type=int, default=4, help="the encoder's epochs measured")
+    p.add_argument("--heads", type=int, default=40, help="heads sampled")
+    p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "vinfo_audit.json"))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
+                   help="further trial settings (a quick check on the demo data)")  # fmt: skip
+    args = p.parse_args()
+    layers = SGD_LAYERS[args.family]
+    settings = {
+        "dataset": "fashion-mnist", "model": "mnistnet", "train_size": 10_000,
+        "download": False, "data_dir": args.data_dir, "epochs": args.epochs,
+        "vinfo_protocol": protocol.CONVERGED, "decoder_warm_start": True,
+        "decoder_epochs": 400, "vinfo_layers": list(layers), "decoder_family": args.family,
+        **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)},
+    }  # fmt: skip
+    slots = sample_slots(args.epochs, layers, args.heads, SEED)
+    wanted = {(s.epoch, s.layer, s.split) for s in slots}
+    trial = Trial.from_config(settings)
+    data, model = trial.build()
+    captured: dict[tuple[int, int, str], Captured] = {}
+    measure_layer = plan.measure_layer
+    epoch_now = [0]
+
+    def capturing(
+        spec: Any, state: dict[str, torch.Tensor], m: plan.Measurement, split: Any,
+        config: Any, device: torch.device | str = "cpu", warm: Any = None,
+    ) -> Any:  # fmt: skip
+        result = measure_layer(spec, state, m, split, config, device, warm)
+        if (epoch_now[0], m.layer, m.split) in wanted:
+            kept = {k: v.clone() for k, v in state.items()}
+            captured[epoch_now[0], m.layer, m.split] = Captured(
+                spec, kept, m, split, config, warm, result
+            )
+        return result
+
+    plan.measure_layer = capturing
+    run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
+    out = Path(args.out)
+    record: dict[str, Any] = {
+        "settings": settings, "sample_seed": SEED, "sample": [dataclasses.asdict(s) for s in slots],
+        "reduced": (
+            f"the encoder's first {args.epochs} epochs of f₋'s 26; layers {list(layers)} (not "
+            f"layer 0); {args.heads} of {args.epochs * len(layers) * 2 * HEADS} heads sampled, "
+            "re-run in sample order until stopped"
+        ),
+        "measurements": [], "heads": [], "summary": {},
+    }  # fmt: skip
+
+    def write() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+
+    for epoch in range(1, args.epochs + 1):
+        epoch_now[0] = epoch
+        start = time.process_time()
+        step = run.step()
+        record["measurements"].append({
+            "epoch": epoch, "cpu_s": time.process_time() - start,
+            "heads": {  # each in-sample head's epochs, stop and bits, sufficiency's first
+                f"l{layer}/{split}": [
+                    [h.fit.epochs, str(h.fit.stop), h.bits]
+                    for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY)
+                    for h in result.terms[q].heads
+                ]
+                for (layer, split, *_), result in step.vinfo.items()
+            },
+        })  # fmt: skip
+        print(f"epoch {epoch}: measured in {record['measurements'][-1]['cpu_s']:.0f} CPU s",
+              flush=True)  # fmt: skip
+        write()
+    tolerance = trial.vinfo.decoder.tolerance
+    for slot in slots:
+        cap = captured[slot.epoch, slot.layer, slot.split]
+        if slot.head > cap.result.num_digits:  # fewer digits than HEADS − 1: a small split
+            continue
+        fit, bits = head_fit(cap.result, slot.head)
+        if not fit.certified:
+            print(f"{slot}: not certified ({fit.stop}, {fit.epochs} epochs), skipped", flush=True)
+            continue
+        row = judged(slot, cap, rerun(cap, slot.head, fit.epochs))
+        record["heads"].append(row)
+        record["summary"] = summary(record["heads"], tolerance)
+        print(f"{slot}: {row['stop']} at {row['epochs']}, {bits:.4f} bits; re-run "
+              f"{row['rerun_bits']:.4f} (shortfall {row['shortfall']:+.4f}); one-doubling rule "
+              f"{row['old_rule_epochs']} epochs, shortfall {row['old_rule_shortfall']:+.4f}; "
+              f"{row['cpu_s_per_epoch'] * row['rerun_epochs']:.0f} CPU s", flush=True)  # fmt: skip
+        write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
