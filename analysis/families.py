@@ -78,12 +78,22 @@ def _saturated_text(rows: pd.DataFrame) -> str:
     return f"{int(judged.astype(bool).sum())} of {len(last)}" if len(judged) else "not judged"
 
 
+def _measured_on_every_split(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the layers measured on both splits (a run cut short leaves some on one):
+    the claims read only those, and their values name them."""
+    values = rows[rows.metric.isin([V_SUFF, V_MIN])].dropna(subset=["value"])
+    splits = values.groupby("layer").split.nunique()
+    return rows[rows.layer.isin(splits[splits == len(SPLITS)].index)]
+
+
 def family_claims(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each 𝒱-information claim per (model, family): the values the reproduction's check reads,
-    its verdict, how many values are certified and how many saturated."""
+    """Each 𝒱-information claim per (model, family, run): the values the reproduction's check
+    reads (of the layers measured on both splits), its verdict, how many values are certified
+    and how many saturated."""
     out = []
     for point in reproduction.BUDGET_CLAIMS:
         for (model, family, source), rows in frame.groupby(["model", FAMILY, SOURCE]):
+            rows = _measured_on_every_split(rows)
             _, ours, verdict = reproduction.CHECKS[point](rows, model)
             certified = reproduction.certified_text(rows, model)
             name = reproduction.MODELS.get(model, model)
@@ -108,7 +118,7 @@ def minimality_figure(frame: pd.DataFrame, out: Path) -> Path:
             ax.scatter(marked.epoch, marked.value, s=60, facecolors="none", edgecolors="black")
         title = f"{reproduction.MODELS.get(model, model)}, $\\mathcal{{V}}$ = {family}"
         ax.set(xlabel="epoch", ylabel="minimality (bits)", title=title)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="center right")
     figure.tight_layout()
     figure.savefig(out, dpi=150)
     plt.close(figure)

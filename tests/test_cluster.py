@@ -306,7 +306,7 @@ def test_losing_the_second_node_retries_its_trial_from_its_checkpoint(
     assert [len(lines_of(printed, lost_id, f"epoch {e}:")) for e in (1, 2)] == [1, 1]
     history = record.newest_history(lost)
     assert {r.placement.node for r in history[0].vinfo.values()} == {lost_node}
-    measured = {r.placement.node for (layer, _), r in history[1].vinfo.items() if layer > 0}
+    measured = {r.placement.node for (layer, *_), r in history[1].vinfo.items() if layer > 0}
     assert lost_node not in measured  # (layer 0's values are epoch 1's, carried: plan.py)
 
     frame = load(storage / "demo")

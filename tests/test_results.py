@@ -39,7 +39,7 @@ def test_load_builds_the_tidy_frame(tmp_path: Path) -> None:
     frame = load(tmp_path)
     assert list(frame.columns[:4]) == ["trial_id", "dataset", "model", "lr"]
     assert list(frame.columns[4:]) == [
-        "epoch", "split", "layer", "metric", "budget", "value", "note",
+        "epoch", "split", "layer", "family", "metric", "budget", "value", "saturated", "note",
     ]  # fmt: skip
     assert set(frame["trial_id"]) == {"aaaaa", "bbbbb"}
     assert set(frame["epoch"]) == {1, 2}  # the newest checkpoint's history

@@ -24,7 +24,8 @@ def test_short_run_prints_every_epoch(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.slow
 def test_vinfo_is_printed_when_scheduled(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--epochs", "1", "--train-size", "200", "--batch-size", "100", "--vinfo", "every"]
-    assert main([*argv, "--decoder-epochs", "1", "--model", "mlp"]) == 0
+    shortened = ["--vinfo-protocol", "thesis", "--decoder-epochs", "1"]
+    assert main([*argv, *shortened, "--model", "mlp"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "𝒱-info" in line]
     assert len(lines) == 8  # layers 0..3 × train, test
     assert "l=0 test" in lines[0] or "l=0 train" in lines[0]

@@ -14,6 +14,7 @@ from tensorboardX.record_writer import masked_crc32c
 
 from raycompress import record
 from raycompress.schema import NC, SPLITS, Quantity
+from raycompress.sweeps import demo as demo_sweep
 
 PREFIX = "ray/tune/"  # Tune's TBXLoggerCallback: ray/tune/<summary key>
 EVENT_FILES = "events.out.tfevents.*"
@@ -50,6 +51,9 @@ def scalars(trial: Path) -> dict[str, dict[int, float]]:
     return curves
 
 
+FAMILY = demo_sweep.PARAM_SPACE["decoder_family"]  # the demo's one decoder family: "linear"
+
+
 def test_every_summary_value_is_a_tensorboard_curve_at_every_epoch(demo) -> None:
     code, storage = demo
     assert code == 0
@@ -70,18 +74,18 @@ def test_every_summary_value_is_a_tensorboard_curve_at_every_epoch(demo) -> None
             for layer in range(1, depth + 1)
         }
         named |= {
-            key(split, q, layer)
+            key(split, q, layer, FAMILY)
             for split in SPLITS
             for q in record.VINFO_SUMMARY
             for layer in range(depth)
         }
         assert {key(s, NC.TRACE, layer) for s in SPLITS for layer in range(1, depth + 1)} <= named
         assert {
-            key(s, Quantity.MINIMALITY, layer) for s in SPLITS for layer in range(depth)
+            key(s, Quantity.MINIMALITY, layer, FAMILY) for s in SPLITS for layer in range(depth)
         } <= named
         assert [epoch.epoch for epoch in history] == [1, 2]
         for epoch in history:
-            summary = record.summary_metrics(epoch, depth)
+            summary = record.summary_metrics(epoch, depth, (FAMILY,))
             numbers = {k for k, v in summary.items() if not isinstance(v, str)}
             assert numbers == named  # what the test names is the whole numeric summary
             for name in sorted(named):
