@@ -171,7 +171,9 @@ def test_columnar_and_legacy_folders_give_the_same_frame(tmp_path: Path, two_epo
     assert columnar.value.dtype == "float64" and columnar.layer.dtype == pd.Int64Dtype()
     assert columnar.saturated.dtype == pd.BooleanDtype()
     vinfo = columnar.metric.isin(["v_suff", "v_min", "num_digits"])
-    assert set(columnar.family[vinfo]) == {"network"} and columnar.family[~vinfo].isna().all()
+    whole_network_or_nc = columnar.metric.isin(["loss", "accuracy", "nc_trace"])
+    assert set(columnar.family[vinfo]) == {"network"}
+    assert columnar.family[whole_network_or_nc].isna().all()
 
 
 def test_consolidation_is_idempotent_and_read_while_current(tmp_path: Path, two_epochs) -> None:
