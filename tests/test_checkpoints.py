@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,23 @@ def layers_up_to(deepest: int):
         return gather(planned, results, layer0, warm)
 
     return measure
+
+
+def interrupted(
+    started: Callable[[], Run], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Run, list, Path]:
+    """A run never interrupted and its three epochs, and the checkpoint folder the trainable
+    writes for another run of the same settings after its second epoch."""
+    straight = started()
+    expected = [straight.step() for _ in range(3)]
+    first = started()
+    history = [first.step(), first.step()]
+    written = folder / "checkpoint_000001"
+    monkeypatch.setattr(
+        tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
+    )
+    trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
+    return straight, expected, written
 
 
 # layer 0, the only 𝒱-information a state file keeps under the thesis protocol
@@ -205,15 +223,7 @@ def test_warm_decoders_travel_in_the_state_file_and_their_run_continues_exactly(
         model = build_model(spec, seed=seed)
         return Run(model, data, config, vinfo=vinfo, measure_vinfo=layers_up_to(1))
 
-    straight = started()
-    expected = [straight.step() for _ in range(3)]
-    first = started()
-    history = [first.step(), first.step()]
-    written = tmp_path / "checkpoint_000001"
-    monkeypatch.setattr(
-        tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
-    )
-    trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
+    straight, expected, written = interrupted(started, tmp_path, monkeypatch)
     plain = torch.load(written / record.STATE_FILE, weights_only=True)
     assert set(plain["decoders"]) == {"1/train/network", "1/test/network"}  # never layer 0
     saved = plain["decoders"]["1/train/network"]  # the latest only
@@ -249,15 +259,7 @@ def test_every_family_resumes_from_its_checkpoint_to_the_same_values(
             build_model(spec, seed=seed), data, config, vinfo=vinfo, measure_vinfo=layers_up_to(1)
         )
 
-    straight = started()
-    expected = [straight.step() for _ in range(3)]
-    first = started()
-    history = [first.step(), first.step()]
-    written = tmp_path / "checkpoint_000001"
-    monkeypatch.setattr(
-        tune, "report", lambda _, checkpoint: shutil.copytree(checkpoint.path, written)
-    )
-    trainable.report(first, history, {"model": "mlp"}, {record.TRIAL_ID: "abcde"})
+    _, expected, written = interrupted(started, tmp_path, monkeypatch)
     state, _ = trainable.resumed(tune.Checkpoint.from_directory(written))
     assert set(state["decoders"]) == {
         f"1/{s}/{f.label}" for s in ("train", "test") for f in families
