@@ -3,12 +3,17 @@
 `Optimisation` holds what the network and its decoders share; `TrainConfig` and
 `DecoderConfig` extend it, a trial's settings (`trial.SETTINGS`) read their defaults from those
 dataclasses, and both command lines read the settings: nothing else writes the numbers down.
+`schedule_epochs` reads when a run measures 𝒱-information.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+import torch
 
 from raycompress.compute import Compute
 
@@ -72,3 +77,37 @@ class Optimisation:
         for name in names:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{self.role}{name} must be positive, got {getattr(self, name)}")
+
+
+def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
+    """The epochs at which 𝒱-information is measured.
+
+    "every" (default), "every:K" (K, 2K, …), "log:N" (N log-spaced epochs from 1 to
+    max_epochs, rounded, duplicates merged), "stop" (only where training stops: a run also
+    measures at its stopping epoch whatever the schedule), "none", or an explicit list of
+    epochs.
+    """
+    if not isinstance(schedule, str):
+        epochs = frozenset(int(e) for e in schedule)
+        if any(e < 1 for e in epochs):
+            raise ValueError(f"scheduled epochs must be ≥ 1, got {sorted(epochs)}")
+        return epochs
+    kind, _, arg = schedule.partition(":")
+    if kind in ("every", "log") and arg:
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"schedule {schedule!r}: {kind}:K needs a positive integer K")
+        k = int(arg)
+        if kind == "every":
+            return frozenset(range(k, max_epochs + 1, k))
+        grid = torch.logspace(0, math.log10(max_epochs), k, dtype=torch.float64)
+        return frozenset(int(e) for e in grid.round().tolist())
+    if schedule == "every":
+        return frozenset(range(1, max_epochs + 1))
+    if schedule == "stop":
+        return frozenset({max_epochs})
+    if schedule == "none":
+        return frozenset()
+    raise ValueError(
+        f"unknown 𝒱-information schedule {schedule!r}: use every, every:K, log:N, stop, none or "
+        "a list"
+    )

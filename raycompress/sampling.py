@@ -5,6 +5,7 @@ check_labels        one-line errors for labels that are not C-class integer ids
 batch_indices       seeded, class-mixed batch order (training and measurement)
 stratified_subset   a seeded subset with the class proportions of the labels
 relabel             the base-C relabelling of thesis Algorithm 2 (minimality's targets)
+held_out_parts      the seeded halves (and validation part) of held-out sufficiency
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from raycompress.seeds import Stream, derive_seed
 
 
 @dataclass(frozen=True)
@@ -137,3 +140,24 @@ def relabel(labels: Tensor, num_classes: int, generator: torch.Generator | None 
     n_digits = num_digits(int(torch.bincount(labels, minlength=num_classes).max()) - 1, num_classes)
     powers = num_classes ** torch.arange(n_digits - 1, -1, -1)
     return (index[:, None] // powers) % num_classes
+
+
+VALIDATION = 0.2  # converged held-out: the part of the fit half that early-stops the decoder
+
+
+def held_out_parts(y: Tensor, seed: int, validation: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Indices (fit, validation, scored) of a split with labels y (N,): a seeded, stratified
+    half is fitted on, the other half scored; with `validation`, a stratified VALIDATION part
+    of the fit half is held back to early-stop the decoder (else empty). Disjoint."""
+    halves = torch.Generator().manual_seed(derive_seed(seed, Stream.HALVES))
+    half = stratified_subset(y, y.numel() // 2, halves)
+    rest = torch.ones(y.numel(), dtype=torch.bool)
+    rest[half] = False
+    scored = torch.nonzero(rest).flatten()
+    if not validation:
+        return half, half[:0], scored
+    parts = torch.Generator().manual_seed(derive_seed(seed, Stream.VALIDATION))
+    held = half[stratified_subset(y[half], round(VALIDATION * half.numel()), parts)]
+    keep = torch.ones(y.numel(), dtype=torch.bool)
+    keep[held] = False
+    return half[keep[half]], held, scored

@@ -25,7 +25,7 @@ from raycompress.compute import Compiled, Compute
 from raycompress.data import Dataset
 from raycompress.metrics.baselines import measure_baselines
 from raycompress.metrics.collapse import CollapseConfig, measure_collapse
-from raycompress.metrics.vinfo import VInfoConfig, schedule_epochs
+from raycompress.metrics.vinfo import VInfoConfig
 from raycompress.models import LayeredNet
 from raycompress.plan import Layer0, WarmStates, measure_in_process
 from raycompress.sampling import Split, batch_indices
@@ -108,7 +108,7 @@ class Run:
         )
         self.vinfo, self.measure_vinfo = vinfo, measure_vinfo
         self.scheduled = (
-            schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
+            protocol.schedule_epochs(vinfo.schedule, config.max_epochs) if vinfo else frozenset()
         )
         # w⁰ of the distance from initialisation (the model arrives freshly initialised); a
         # checkpoint carries it, since a resumed run may be built with other weights

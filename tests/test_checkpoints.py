@@ -20,7 +20,7 @@ from raycompress.compute import Compute
 from raycompress.data import load_dataset
 from raycompress.metrics.decoders import DecoderConfig
 from raycompress.metrics.families import LINEAR, MLP, Family
-from raycompress.metrics.vinfo import VInfoConfig
+from raycompress.metrics.vinfo import AFFINE_STATE, IN_SAMPLE_STATE, VInfoConfig
 from raycompress.models import build_model, make_spec
 from raycompress.plan import gather, measure_layer, plan
 from raycompress.training import Run, TrainConfig
@@ -250,7 +250,7 @@ def test_every_family_resumes_from_its_checkpoint_to_the_same_values(
     decoder = DecoderConfig(
         batch_size=100, max_epochs=4, certify_from=1, warm_certify_from=1, protocol="converged"
     )
-    families = (Family(), Family(LINEAR), Family(MLP, 8))
+    families = (Family(), Family(LINEAR), Family(MLP, 12))  # width ≥ C: it starts affine
     vinfo = VInfoConfig(decoder, "every", warm_start=True, families=families)
     spec = make_spec("mlp", data.input_shape, data.num_classes, widths=(32, 32))
 
@@ -265,8 +265,9 @@ def test_every_family_resumes_from_its_checkpoint_to_the_same_values(
         f"1/{s}/{f.label}" for s in ("train", "test") for f in families
     }
     assert set(state["layer0"]) == {f"{s}/{f.label}" for s in ("train", "test") for f in families}
+    assert AFFINE_STATE in state["decoders"]["1/train/mlp-12"][IN_SAMPLE_STATE]  # its start's
     restored = started(seed=99)
     restored.load_state_dict(state)
     again = restored.step()
-    assert {key[2] for key in again.vinfo} == {"network", "linear", "mlp-8"}
+    assert {key[2] for key in again.vinfo} == {"network", "linear", "mlp-12"}
     assert json.dumps(again.to_json()) == json.dumps(expected[2].to_json())

@@ -15,10 +15,9 @@ from raycompress.metrics.decoders import DecoderConfig, Progress, StackedDecoder
 from raycompress.metrics.vinfo import (
     IN_SAMPLE_STATE,
     VInfoConfig,
-    held_out_parts,
     measure_vinfo,
 )
-from raycompress.sampling import Split
+from raycompress.sampling import Split, held_out_parts
 from raycompress.schema import Quantity, VInfoResult
 from raycompress.stopping import Stop
 from raycompress.trial import Trial

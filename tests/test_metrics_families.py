@@ -10,8 +10,9 @@ import torch
 
 from raycompress import plan
 from raycompress.data import load_dataset
+from raycompress.metrics import affine
 from raycompress.metrics.decoders import DecoderConfig
-from raycompress.metrics.families import LINEAR, MLP, MLP_WIDTH, Family, parse_families
+from raycompress.metrics.families import LINEAR, MLP, MLP_WIDTH, Family, MLPDecoder, parse_families
 from raycompress.metrics.vinfo import VInfoConfig, saturation, saturation_slack
 from raycompress.models import build_model, make_spec
 from raycompress.schema import Head, HeadFit, Quantity, Term
@@ -96,3 +97,53 @@ def test_a_family_that_memorises_is_marked_saturated_and_one_that_cannot_is_not(
     assert pixels.certified and pixels.saturated is True
     assert pixels.entropy - pixels.raw <= saturation_slack(config.decoder)
     assert deep.certified and deep.saturated is False and deep.raw < deep.entropy - 0.1
+
+
+def test_the_mlp_started_at_an_affine_map_computes_it_exactly_on_the_samples() -> None:
+    """The embedding of `MLPDecoder.start_at` against the affine logits in float64, on
+    samples whose logits are negative (the lift must keep every unit above zero) and from
+    weights fitted on the standardised features (`affine.on_raw` back to the raw ones)."""
+    generator = torch.Generator().manual_seed(0)
+    z = 3 * torch.randn(200, 2, 3, 5, generator=generator, dtype=torch.float64) - 4
+    flat = z.flatten(1)
+    standardised = affine.standardised(flat)
+    weights = torch.randn(10, 31, generator=generator, dtype=torch.float64)  # (C, D + 1)
+    w, b = affine.on_raw(weights, flat)
+    expected = standardised @ weights[:, :-1].T + weights[:, -1]
+    assert torch.allclose(flat @ w.T + b, expected, atol=1e-10)
+    assert (expected < 0).any()
+    mlp = MLPDecoder(30, 16, 10).double()
+    mlp.start_at(w, b, expected.amin(0))
+    with torch.no_grad():
+        assert torch.allclose(mlp(z), expected, atol=1e-10)
+    assert mlp[3].weight[:, 10:].abs().max() == 0  # the free units start with no say
+    with pytest.raises(ValueError, match="width ≥ C"):
+        MLPDecoder(30, 8, 10).start_at(w, b, expected.amin(0))
+
+
+def test_the_mlp_family_reads_at_least_the_linear_optimum_it_contains() -> None:
+    """Width 16 ≥ C holds every affine map, so its certified in-sample values are at least
+    the linear family's on the same features, the embedded optimum being its start; a width
+    below C has no such start and says nothing of one."""
+    data = load_dataset("fashion-mnist-demo", train_size=200)
+    spec = make_spec("mlp", data.input_shape, 10, widths=(64, 16))
+    state = build_model(spec, seed=0).state_dict()
+    decoder = DecoderConfig(batch_size=100, protocol="converged", max_epochs=48,
+                            certify_from=3)  # fmt: skip
+
+    def measured(family: Family) -> dict[Quantity, Term]:
+        m = plan.Measurement(2, "train", family, seed=1)
+        config = VInfoConfig(decoder, families=(family,))
+        return plan.measure_layer(spec, state, m, data.train, config).terms
+
+    linear, mlp, narrow = (
+        measured(Family(LINEAR)),
+        measured(Family(MLP, 16)),
+        measured(Family(MLP, 4)),
+    )
+    for q in (Quantity.SUFFICIENCY, Quantity.MINIMALITY):
+        assert linear[q].certified
+        assert mlp[q].raw >= linear[q].raw - 1e-3, q
+        assert "started at the linear family's optimum" in mlp[q].protocol
+        assert "linear family's optimum" not in narrow[q].protocol
+    assert mlp[Quantity.MINIMALITY].raw > narrow[Quantity.MINIMALITY].raw

@@ -22,8 +22,8 @@ from raycompress.metrics.vinfo import (
     VInfoConfig,
     entropy_bits,
     measure_vinfo,
-    schedule_epochs,
 )
+from raycompress.protocol import schedule_epochs
 from raycompress.sampling import Split, num_digits, relabel
 from raycompress.schema import Quantity, VInfoResult
 from raycompress.stopping import Stop

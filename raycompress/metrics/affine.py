@@ -168,6 +168,14 @@ def standardised(z: Tensor) -> Tensor:
     return (z - z.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
 
 
+def on_raw(weights: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+    """W (…, C, D) and b (…, C) giving on z (N, D) itself the logits that `weights`
+    (…, C, D + 1), a fit's, give on standardised(z)."""
+    std = z.std(0, correction=0)
+    w = weights[..., :-1] / torch.where(std > 0, std, torch.ones_like(std))
+    return w, weights[..., -1] - w @ z.mean(0)
+
+
 def whitened(z: Tensor, form: str) -> tuple[Tensor, Tensor]:
     """Q (N, r) with QᵀQ/N = I spanning what z (N, D, centred) spans, and the eigenvalues Λ (r,)
     kept (module docstring, 2): from the covariance ("primal") or the Gram matrix ("dual")."""

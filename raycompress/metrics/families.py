@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from raycompress.metrics.affine import fit_affine, on_raw
 from raycompress.models import Head, LayeredNet
 from raycompress.schema import NETWORK
 
@@ -70,12 +71,40 @@ class Family:
             return lambda seed: _seeded(seed, lambda: Head(nn.Flatten(), nn.Linear(dim, classes)))
         assert self.width is not None
         width = self.width
-        return lambda seed: _seeded(
-            seed,
-            lambda: nn.Sequential(
-                nn.Flatten(), nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, classes)
-            ),
-        )
+        return lambda seed: _seeded(seed, lambda: MLPDecoder(dim, width, classes))
+
+
+class MLPDecoder(nn.Sequential):
+    """W₂·relu(W₁·flatten(h) + b₁) + b₂: h (N, …) flattened to D features, `width` hidden
+    units, C logits."""
+
+    def __init__(self, dim: int, width: int, classes: int) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, classes))
+
+    def embeds_affine(self) -> bool:
+        """Whether every affine map of h is one of this family's decoders (width ≥ C)."""
+        return self[1].out_features >= self[3].out_features
+
+    @torch.no_grad()
+    def start_at(self, weight: Tensor, bias: Tensor, lowest: Tensor) -> None:
+        """Become the affine map W·flatten(h) + b (W (C, D), b (C,)) on samples whose logits
+        are at least `lowest` (C,): hidden unit c computes relu(W_c h + b_c + m_c), lifted
+        by m_c = 1 − min(lowest_c, 0) above zero on every such sample, and logit c reads
+        unit c back less m_c. The other units keep their initial weights in, and none out,
+        so SGD from here can use them."""
+        if not self.embeds_affine():
+            raise ValueError(
+                f"an mlp of width {self[1].out_features} holds no affine map of "
+                f"{self[3].out_features} logits: it needs width ≥ C"
+            )
+        first, last = self[1], self[3]
+        classes = weight.shape[0]
+        lift = 1 - lowest.clamp(max=0)
+        first.weight[:classes] = weight
+        first.bias[:classes] = bias + lift
+        last.weight.zero_()
+        last.weight[:, :classes] = torch.eye(classes)
+        last.bias.copy_(-lift)
 
 
 DecoderFactory = Callable[[int], nn.Module]
@@ -114,3 +143,22 @@ def parse_families(names: str | Sequence[str], width: int | None = None) -> tupl
         Family(name, (MLP_WIDTH if width is None else width) if name == MLP else None)
         for name in listed
     )
+
+
+AffineStart = tuple[Tensor, Tensor, Tensor]  # W (C, D), b (C,), the lowest logits (C,)
+
+
+@torch.no_grad()
+def linear_starts(
+    features: Tensor, targets: Tensor, num_classes: int, tolerance: float,
+    previous: Tensor | None = None,
+) -> tuple[list[AffineStart], Tensor]:  # fmt: skip
+    """The linear family's optimum (`affine.fit_affine`, from `previous`' weights when given)
+    of each target column of targets (N, K) on the flattened features, as each mlp head's
+    start (`MLPDecoder.start_at`; on the CPU), and the optima's weights for a warm start."""
+    z = features.flatten(1).double()
+    optima = fit_affine(z, targets, num_classes, tolerance=tolerance, start=previous)
+    weights = torch.stack([f.weights for f in optima])
+    w, b = on_raw(weights.to(z.device), z)
+    starts = [(w[k], b[k], (z @ w[k].T + b[k]).amin(0)) for k in range(len(optima))]
+    return [tuple(t.float().cpu() for t in s) for s in starts], weights  # type: ignore[misc]

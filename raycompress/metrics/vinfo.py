@@ -54,8 +54,9 @@ from raycompress.metrics.decoders import (
     score_heads,
     train_heads,
 )
-from raycompress.metrics.families import LINEAR, Family
-from raycompress.sampling import Split, batch_indices, relabel, stratified_subset
+from raycompress.metrics.families import LINEAR, AffineStart, Family, MLPDecoder, linear_starts
+from raycompress.protocol import schedule_epochs
+from raycompress.sampling import VALIDATION, Split, batch_indices, held_out_parts, relabel
 from raycompress.schema import (
     HELD_OUT_HEAD,
     SUFF_HEAD,
@@ -77,40 +78,6 @@ SOLVER = "float64 Newton-CG on whitened features, every head at once"  # `affine
 AT_OPTIMUM = f"the affine decoder at its optimum ({SOLVER})"
 HELD_OUT_HALVES = "held_out: fit on a seeded half, scored on the other half"
 IN_SAMPLE_STATE, HELD_OUT_STATE = "in_sample", "held_out"  # the decoder states of a measurement
-
-
-def schedule_epochs(schedule: str | Sequence[int], max_epochs: int) -> frozenset[int]:
-    """The epochs at which 𝒱-information is measured.
-
-    "every" (default), "every:K" (K, 2K, …), "log:N" (N log-spaced epochs from 1 to
-    max_epochs, rounded, duplicates merged), "stop" (only where training stops: a run also
-    measures at its stopping epoch whatever the schedule), "none", or an explicit list of
-    epochs.
-    """
-    if not isinstance(schedule, str):
-        epochs = frozenset(int(e) for e in schedule)
-        if any(e < 1 for e in epochs):
-            raise ValueError(f"scheduled epochs must be ≥ 1, got {sorted(epochs)}")
-        return epochs
-    kind, _, arg = schedule.partition(":")
-    if kind in ("every", "log") and arg:
-        if not arg.isdigit() or int(arg) < 1:
-            raise ValueError(f"schedule {schedule!r}: {kind}:K needs a positive integer K")
-        k = int(arg)
-        if kind == "every":
-            return frozenset(range(k, max_epochs + 1, k))
-        grid = torch.logspace(0, math.log10(max_epochs), k, dtype=torch.float64)
-        return frozenset(int(e) for e in grid.round().tolist())
-    if schedule == "every":
-        return frozenset(range(1, max_epochs + 1))
-    if schedule == "stop":
-        return frozenset({max_epochs})
-    if schedule == "none":
-        return frozenset()
-    raise ValueError(
-        f"unknown 𝒱-information schedule {schedule!r}: use every, every:K, log:N, stop, none or "
-        "a list"
-    )
 
 
 @dataclass(frozen=True)
@@ -270,23 +237,30 @@ def fit_and_score(
     progress: Progress | None = None,
     warm: DecoderState | None = None,
     select: tuple[Tensor, Tensor] | None = None,
+    start: Sequence[AffineStart] | None = None,
 ) -> Fitted:
     """The SGD families: one decoder per target column of fit = (features (N, ...), targets
     (N, K)) trained as one batched stack — fresh, or continuing from `warm` — and scored on
     `score` (at every budget, then at the end). With `select` (a validation set, or `score`
     itself: in-sample, then scored once), the budgets are scored on it instead and each head
-    ends with the best there of its budgets' weights and its final ones."""
+    ends with the best there of its budgets' weights and its final ones. `start` (with
+    `select`): head k begins as the affine map start[k] (`families.MLPDecoder.start_at`), or as its
+    warm state where that scores higher, and that start competes as budget 0."""
     features, targets = fit
     decoders = [make_decoder(s) for s in head_seeds(targets.shape[1], seed)]
+    for built, affine in zip(decoders, start or (), strict=start is not None):
+        built.start_at(*affine)
     stack = StackedDecoders(decoders, device, compile=config.decoder.compute.compile)
     decoder = config.decoder.warm() if warm is not None else config.decoder
     optimizer = make_optimizer(stack, decoder)
-    moments = warm is not None and stack.load(warm, optimizer if config.warm_optimizer else None)
     checked = select or score
     budgets = Budgets(
         stack, checked, _entropies(checked[1], num_classes), config.decoder.batch_size,
         derive_seed(seed, Stream.SCORE_ORDER), device, keep_best=select is not None,
     )  # fmt: skip
+    moments = _begin(
+        stack, budgets, warm, optimizer if config.warm_optimizer else None, start is not None
+    )
     generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
     fits = train_heads(stack, features, targets, decoder, generator, device, budgets, progress,
                        optimizer)  # fmt: skip
@@ -303,6 +277,24 @@ def fit_and_score(
     state = stack.state(optimizer if config.warm_optimizer else None)
     curves = budgets.curves(decoder.curve(), bits)
     return Fitted(fits, entropy.tolist(), bits, stack.mode, ran, curves, state, moments)
+
+
+def _begin(
+    stack: StackedDecoders, budgets: Budgets, warm: DecoderState | None,
+    optimizer: torch.optim.Optimizer | None, embedded: bool,
+) -> bool:  # fmt: skip
+    """Each head's first weights: the stack as built, or `warm`; when the built stack holds
+    embedded starts, per head the better-scoring of the two, kept as budget 0 so that a
+    start no SGD epoch improves on is the value. Whether the optimiser continues."""
+    built = [stack.head_state(k) for k in range(len(stack))] if embedded else []
+    before = budgets.score() if embedded and warm is not None else None
+    moments = warm is not None and stack.load(warm, optimizer)
+    if before is not None:
+        for k in torch.nonzero(before > budgets.score()).flatten().tolist():
+            stack.load_head(k, built[k])
+    if embedded:
+        budgets(0, torch.arange(len(stack)))
+    return moments
 
 
 def _entropies(targets: Tensor, num_classes: int) -> Tensor:
@@ -391,27 +383,6 @@ def minimality(
     raw = mean(fitted.bits)
     curve = {b: mean(bits) for b, bits in fitted.curves.items()}
     return Term(Quantity.MINIMALITY, raw, raw, protocol, heads, curve, spread)
-
-
-VALIDATION = 0.2  # converged held-out: the part of the fit half that early-stops the decoder
-
-
-def held_out_parts(y: Tensor, seed: int, validation: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Indices (fit, validation, scored) of a split with labels y (N,): a seeded, stratified
-    half is fitted on, the other half scored; with `validation`, a stratified VALIDATION part
-    of the fit half is held back to early-stop the decoder (else empty). Disjoint."""
-    halves = torch.Generator().manual_seed(derive_seed(seed, Stream.HALVES))
-    half = stratified_subset(y, y.numel() // 2, halves)
-    rest = torch.ones(y.numel(), dtype=torch.bool)
-    rest[half] = False
-    scored = torch.nonzero(rest).flatten()
-    if not validation:
-        return half, half[:0], scored
-    parts = torch.Generator().manual_seed(derive_seed(seed, Stream.VALIDATION))
-    held = half[stratified_subset(y[half], round(VALIDATION * half.numel()), parts)]
-    keep = torch.ones(y.numel(), dtype=torch.bool)
-    keep[held] = False
-    return half[keep[half]], held, scored
 
 
 def held_out_sufficiency(
@@ -531,7 +502,8 @@ def fit_in_sample(
     network's at l = L−1) is at the family's optimum: under converged no SGD decoder trains,
     the optimum's convergence certifies it; under the thesis' recipe the trained decoders'
     values stay as the budget curve. Every other family's decoders train (`fit_and_score`)."""
-    affine = affine_pre(make_decoder(0))
+    probe = make_decoder(0)
+    affine = affine_pre(probe)
     converged = config.decoder.converged
     if affine is not None and converged:
         fitted = optimum_only(
@@ -549,17 +521,31 @@ def fit_in_sample(
     # converged: each decoder ends at the best of its budgets and its end (each bounds the
     # in-sample supremum from below, so the best of them is the estimate)
     data = (features, columns)
+    starts = converged and isinstance(probe, MLPDecoder) and probe.embeds_affine()
+    start, optima = None, None
+    if starts:  # the mlp holds every affine map: its supremum is at least the linear one's
+        previous = None if warm is None else warm.get(AFFINE_STATE)
+        tolerance = config.decoder.tolerance
+        start, optima = linear_starts(features, columns, num_classes, tolerance, previous)
+        warm = None if warm is None else {k: v for k, v in warm.items() if k != AFFINE_STATE}
     fitted = fit_and_score(
         make_decoder, data, data, num_classes, config, seed, device, progress, warm,
-        select=data if converged else None,
+        select=data if converged else None, start=start,
     )  # fmt: skip
+    if optima is not None:
+        fitted = dataclasses.replace(fitted, state=fitted.state | {AFFINE_STATE: optima})
     if affine is not None:
         fitted, optima = at_optimum(fitted, affine.to(device), features, columns, num_classes)
         return fitted, f"{IN_SAMPLE}; {_optimum_note(optima)}"
     if not converged:
         return fitted, IN_SAMPLE
     rule = certification(config.decoder.warm() if warm is not None else config.decoder)
-    return fitted, f"{IN_SAMPLE}; {rule}; {config.decoder.recipe(warm is not None, fitted.moments)}"
+    protocol = f"{IN_SAMPLE}; {rule}; {config.decoder.recipe(warm is not None, fitted.moments)}"
+    if starts:
+        protocol += f"; each decoder started at the linear family's optimum ({SOLVER})" + (
+            " where it scored above the warm start" if warm is not None else ""
+        )
+    return fitted, protocol
 
 
 def saturation_slack(config: DecoderConfig) -> float:
