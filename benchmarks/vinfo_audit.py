@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from raycompress import plan, protocol  # noqa: E402
-from raycompress.metrics import decoders  # noqa: E402
+from raycompress.metrics import decoders, vinfo  # noqa: E402
 from raycompress.metrics.decoders import (  # noqa: E402
     DecoderConfig,
     StackedDecoders,
@@ -51,8 +51,8 @@ from raycompress.metrics.decoders import (  # noqa: E402
     score_heads,
     train_heads,
 )
+from raycompress.metrics.families import MLP  # noqa: E402
 from raycompress.metrics.vinfo import (  # noqa: E402
-    IN_SAMPLE_STATE,
     LN2,
     encode,
     entropy_bits,
@@ -67,7 +67,7 @@ from raycompress.trial import Trial  # noqa: E402
 
 SEED = 0
 HEADS = 4  # a measurement's in-sample heads: sufficiency, then the relabelling's 3 digits
-SGD_LAYERS = {"network": (1, 2), "mlp": (1, 2, 3)}  # the layers whose decoders SGD trains
+SGD_LAYERS = {"network": (1, 2), "mlp": (0, 1, 2, 3)}  # the layers whose decoders SGD trains
 OLD_WARM_FROM, OLD_FROM = 2, 25  # the one-doubling rule's first budgets (warm, fresh)
 GROWTH = 4  # a re-run trains the head 4× the epochs it used
 
@@ -85,10 +85,11 @@ class Slot:
 def sample_slots(epochs: int, layers: tuple[int, ...], count: int, seed: int) -> list[Slot]:
     """`count` slots of epochs 1..`epochs` × `layers` × both splits × the heads, in a seeded
     random order (the order in which they are re-run); the same seed gives the same sample."""
-    slots = [
+    slots = [  # layer 0 (x) is measured once, at epoch 1 (`plan.Layer0`)
         Slot(epoch, layer, split, head)
         for epoch in range(1, epochs + 1)
         for layer in layers
+        if layer > 0 or epoch == 1
         for split in ("train", "test")
         for head in range(HEADS)
     ]
@@ -106,6 +107,7 @@ class Captured:
     split: Any
     config: Any
     warm: dict[str, dict[str, torch.Tensor]] | None
+    start: dict[str, torch.Tensor]  # the in-sample stack as its training began (`vinfo._begin`)
     result: Any = None
 
 
@@ -150,12 +152,7 @@ def rerun(captured: Captured, head: int, used: int) -> dict[str, Any]:
     column = columns[:, head : head + 1]
     make = m.family.decoder(model, m.layer)
     stack = StackedDecoders([make(head_seeds(columns.shape[1], m.seed)[head])])
-    if captured.warm:
-        with torch.no_grad():  # head `head`'s slice of the stacked state it continued
-            warm = captured.warm[IN_SAMPLE_STATE]
-            for name, tensor in {**_named(stack.params, "params"),
-                                 **_named(stack.buffers, "buffers")}.items():  # fmt: skip
-                tensor.copy_(warm[name][head : head + 1])
+    stack.load_head(0, {name: t[head] for name, t in captured.start.items()})  # its start
     cap = GROWTH * used
     first = OLD_WARM_FROM if captured.warm else OLD_FROM
     points = {*doublings(decoder.certify_from, cap), *doublings(first, cap), used}
@@ -182,16 +179,14 @@ def rerun(captured: Captured, head: int, used: int) -> dict[str, Any]:
 
     decoders.Steps.epoch = recorded
     start = time.process_time()
+    if m.family.name == MLP:  # its start competed as budget 0 (`vinfo._begin`)
+        at_budget(0, torch.tensor([0]))
     try:
         generator = torch.Generator().manual_seed(derive_seed(m.seed, Stream.DECODER_ORDER))
         train_heads(stack, features, column, rule, generator, at_budget=at_budget)
     finally:
         decoders.Steps.epoch = epoch_of
     return {"curve": curve, "losses": losses, "cpu_s": time.process_time() - start}
-
-
-def _named(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
-    return {f"{kind}.{name}": t for name, t in tensors.items()}
 
 
 def judged(slot: Slot, captured: Captured, run: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +251,7 @@ def summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", default="network", choices=sorted(SGD_LAYERS))
-    p.add_argument("--epochs", type=int, default=4, help="the encoder's epochs measured")
+    p.add_argument("--epochs", type=int, default=4, help="the encoder's epochs, at most")
     p.add_argument("--heads", type=int, default=40, help="heads sampled")
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "vinfo_audit.json"))
@@ -276,32 +271,39 @@ def main() -> int:
     trial = Trial.from_config(settings)
     data, model = trial.build()
     captured: dict[tuple[int, int, str], Captured] = {}
-    measure_layer = plan.measure_layer
+    measure_layer, begin = plan.measure_layer, vinfo._begin
     epoch_now = [0]
+    starts: list[dict[str, torch.Tensor]] = []  # each stack's first weights, as it began
+
+    def beginning(stack: StackedDecoders, *args: Any) -> bool:
+        moments = begin(stack, *args)
+        starts.append({name: t.detach().clone() for name, t in stack.tensors().items()})
+        return moments
 
     def capturing(
         spec: Any, state: dict[str, torch.Tensor], m: plan.Measurement, split: Any,
         config: Any, device: torch.device | str = "cpu", warm: Any = None,
     ) -> Any:  # fmt: skip
+        starts.clear()
         result = measure_layer(spec, state, m, split, config, device, warm)
         if (epoch_now[0], m.layer, m.split) in wanted:
             kept = {k: v.clone() for k, v in state.items()}
-            captured[epoch_now[0], m.layer, m.split] = Captured(
-                spec, kept, m, split, config, warm, result
+            captured[epoch_now[0], m.layer, m.split] = Captured(  # in-sample: the first stack
+                spec, kept, m, split, config, warm, starts[0], result
             )
         return result
 
-    plan.measure_layer = capturing
+    plan.measure_layer, vinfo._begin = capturing, beginning
     run = Run(model, data, trial.train, trial.collapse, trial.vinfo)
     out = Path(args.out)
     record: dict[str, Any] = {
         "settings": settings, "sample_seed": SEED, "sample": [dataclasses.asdict(s) for s in slots],
         "reduced": (
-            f"the encoder's first {args.epochs} epochs of f₋'s 26; layers {list(layers)} (not "
-            f"layer 0); {args.heads} of {args.epochs * len(layers) * 2 * HEADS} heads sampled, "
-            "re-run in sample order until stopped"
+            f"the encoder's first {args.epochs} epochs at most (f₋ stops at 26); layers "
+            f"{list(layers)}; {args.heads} of {len(sample_slots(args.epochs, layers, 10**6, SEED))}"
+            " heads sampled, re-run in sample order until stopped"
         ),
-        "measurements": [], "heads": [], "summary": {},
+        "epochs": [], "heads": [], "summary": {},
     }  # fmt: skip
 
     def write() -> None:
@@ -312,8 +314,10 @@ def main() -> int:
         epoch_now[0] = epoch
         start = time.process_time()
         step = run.step()
-        record["measurements"].append({
+        record["epochs"].append({
             "epoch": epoch, "cpu_s": time.process_time() - start,
+            # every measurement as the history holds it (`schema.VInfoResult`), by its key
+            "results": {"/".join(map(str, k)): r.to_json() for k, r in step.vinfo.items()},
             "heads": {  # each in-sample head's epochs, stop and bits, sufficiency's first
                 f"l{layer}/{split}": [
                     [h.fit.epochs, str(h.fit.stop), h.bits]
@@ -323,11 +327,15 @@ def main() -> int:
                 for (layer, split, *_), result in step.vinfo.items()
             },
         })  # fmt: skip
-        print(f"epoch {epoch}: measured in {record['measurements'][-1]['cpu_s']:.0f} CPU s",
+        print(f"epoch {epoch}: measured in {record['epochs'][-1]['cpu_s']:.0f} CPU s",
               flush=True)  # fmt: skip
         write()
+        if step.stop_reason is not None:
+            break
     tolerance = trial.vinfo.decoder.tolerance
     for slot in slots:
+        if (slot.epoch, slot.layer, slot.split) not in captured:  # after the run stopped
+            continue
         cap = captured[slot.epoch, slot.layer, slot.split]
         if slot.head > cap.result.num_digits:  # fewer digits than HEADS − 1: a small split
             continue
