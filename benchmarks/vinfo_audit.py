@@ -123,7 +123,7 @@ def certified_at(
 ) -> int | None:
     """The epoch a rule stops this trajectory at: the loss threshold, or the first budget
     first·2^k whose value gained ≤ tolerance over `span`× fewer epochs; None: not in it."""
-    hit = next((e for e, loss in enumerate(losses, 1) if loss <= config.loss_threshold), None)
+    hit = next((e for e, loss in enumerate(losses, 1) if loss <= config.stop_loss), None)
     checks = [
         b for b in doublings(first, len(losses))
         if b % span == 0 and b // span in curve and b in curve
@@ -211,6 +211,7 @@ def judged(slot: Slot, captured: Captured, run: dict[str, Any]) -> dict[str, Any
         "old_rule_epochs": old, "old_rule_bits": best_until(curve, old, old_points),
         "old_rule_shortfall": value - best_until(curve, old, old_points),
         "cpu_s_per_epoch": per_epoch, "curve": {str(b): v for b, v in sorted(curve.items())},
+        "losses": losses,  # each re-run epoch's mean loss: any stopping loss can be read off
     }  # fmt: skip
 
 

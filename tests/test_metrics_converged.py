@@ -107,11 +107,17 @@ def test_a_warm_start_certifies_from_its_own_first_budget() -> None:
     assert config.warm().curve() == (2, 4, 8, 16, 32, 64, 128, 256, 400)
 
 
+def test_the_converged_stopping_loss_is_the_tolerance_in_nats_at_most() -> None:
+    assert DecoderConfig(protocol="converged").stop_loss == pytest.approx(0.01 * math.log(2))
+    assert DecoderConfig(protocol="converged", loss_threshold=0.001).stop_loss == 0.001
+    assert DecoderConfig(protocol="thesis").stop_loss == 0.02  # the thesis' own
+
+
 def test_a_head_that_meets_the_loss_threshold_is_certified() -> None:
     x, t = data()
     config = DecoderConfig(
         lr=1e-2, batch_size=50, max_epochs=8, certify_from=1, protocol="converged",
-        loss_threshold=100.0,
+        loss_threshold=100.0, tolerance=200.0,  # stop_loss: min(100, 200 · ln 2) nats
     )  # fmt: skip
     at_budget, _ = scripted({0: [1.0], 1: [1.0]})
     fits = train_heads(
@@ -389,8 +395,8 @@ def test_a_head_that_stops_between_budgets_keeps_its_final_weights_when_they_sco
         torch.manual_seed(seed)
         return nn.Linear(3, 3)
 
-    shared = {"lr": 0.05, "batch_size": 30, "max_epochs": 8, "loss_threshold": 0.5}
-    converged = DecoderConfig(certify_from=2, protocol="converged", **shared)
+    shared = {"lr": 0.05, "batch_size": 30, "max_epochs": 8, "loss_threshold": 0.5}  # ≤ 1 bit
+    converged = DecoderConfig(certify_from=2, protocol="converged", tolerance=1.0, **shared)
     thesis = DecoderConfig(protocol="thesis", budgets=(2, 4, 8), patience=100, **shared)
     split = (x, y[:, None])
     ours = fit_and_score(make, split, split, 3, VInfoConfig(converged), 0, "cpu", select=split)

@@ -9,6 +9,10 @@
 A value means something only for its family: the network family memorises any relabelling of
 10 000 examples from h¹ on, where the linear one reads a fraction of a bit. So a family (with
 its width) is part of every value's identity: `Family.label` is the frame's `family` column.
+
+An mlp of width ≥ C contains the linear family, so its supremum is at least the linear
+optimum; SGD from a fresh start falls far short of that on a relabelling, so under the
+converged protocol each mlp head starts at that optimum (`linear_starts`, `MLPDecoder.start_at`).
 """
 
 from __future__ import annotations

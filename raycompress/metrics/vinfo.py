@@ -16,8 +16,10 @@ and the state a warm start continues from. A decoder affine in its input (the li
 the network's at l = L−1, its head on pooled features) is the convex problem's optimum
 (`affine.fit_affine`, float64); any other trains by SGD as one batched stack
 (`decoders.StackedDecoders`, `fit_and_score`), scored at the protocol's budgets along the way
-(`Term.curve`; its last gain is the convergence indicator). A certified value within the
-certificate's slack of its ceiling H(t) is marked saturated: the family memorises the split.
+(`Term.curve`; its last gain is the convergence indicator); an mlp wide enough to hold every
+affine map starts at the linear optimum (`families.MLPDecoder.start_at`), so it never reads
+less than the family it contains. A certified value within the certificate's slack of its
+ceiling H(t) is marked saturated: the family memorises the split.
 
 Protocols. Each decoder is fitted and scored on the same split ("in_sample", the thesis').
 Sufficiency can also be "held_out": fit on a seeded, stratified half, scored on the other half
@@ -551,7 +553,7 @@ def fit_in_sample(
 def saturation_slack(config: DecoderConfig) -> float:
     """How close to its ceiling (bits) a certified value is at it: within the doubling rule's
     tolerance, or the loss threshold's bits (a head certified there has CE ≤ that much)."""
-    return max(config.tolerance, config.loss_threshold / LN2)
+    return max(config.tolerance, config.stop_loss / LN2)
 
 
 def saturation(term: Term, slack: float) -> Term:
@@ -567,7 +569,7 @@ def certification(config: DecoderConfig) -> str:
     """The converged protocol's rule, in words."""
     return (
         f"converged: each decoder trained until certified (training loss ≤ "
-        f"{config.loss_threshold:g} nats, or ≤ {config.tolerance:g} bits gained over its last "
+        f"{config.stop_loss:.4g} nats, or ≤ {config.tolerance:g} bits gained over its last "
         f"quadrupling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
         f"{config.max_epochs} (uncertified), and kept at the best of its budgets and its end"
     )
