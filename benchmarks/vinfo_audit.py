@@ -249,6 +249,36 @@ def summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     return out
 
 
+def table(path: Path, stop_loss: float | None = None) -> str:
+    """The audit's shortfalls as markdown rows, by how each head was certified: heads, within
+    the tolerance (0.01 bit), over 0.03, median and largest; with `stop_loss` (nats), the same
+    trajectories judged by that stopping loss instead (read off each re-run's losses)."""
+    rows = json.loads(path.read_text())["heads"]
+    if stop_loss is not None:
+        rows = [r | _at_stop_loss(r, stop_loss) for r in rows if "losses" in r]
+    lines = []
+    for stop in [*sorted({r["stop"] for r in rows}), "all"]:
+        short = [r["shortfall"] for r in rows if stop in ("all", r["stop"])]
+        q = quantiles(short)
+        lines.append(
+            f"| {stop} | {len(short)} | {sum(x <= 0.01 for x in short)} | "
+            f"{sum(x > 0.03 for x in short)} | {q['q50']:+.4f} | {q['q100']:+.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def _at_stop_loss(row: dict[str, Any], stop_loss: float) -> dict[str, Any]:
+    """A loss-threshold head's shortfall had it stopped at `stop_loss`: the best scored budget
+    up to the first re-run epoch at or below it (a lower bound of the value there)."""
+    if row["stop"] != "loss_threshold":
+        return {}
+    curve = {int(b): v for b, v in row["curve"].items()}
+    hit = next((e for e, loss in enumerate(row["losses"], 1) if loss <= stop_loss), None)
+    if hit is None:
+        return {"shortfall": 0.0, "stop": "trains on"}
+    return {"shortfall": row["rerun_bits"] - max(v for b, v in curve.items() if b <= hit)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", default="network", choices=sorted(SGD_LAYERS))
@@ -258,7 +288,12 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "vinfo_audit.json"))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON",
                    help="further trial settings (a quick check on the demo data)")  # fmt: skip
+    p.add_argument("--table", action="store_true", help="print --out's shortfalls as rows")
+    p.add_argument("--stop-loss", type=float, help="with --table: judged at this loss (nats)")
     args = p.parse_args()
+    if args.table:
+        print(table(Path(args.out), args.stop_loss))
+        return 0
     layers = SGD_LAYERS[args.family]
     settings = {
         "dataset": "fashion-mnist", "model": "mnistnet", "train_size": 10_000,

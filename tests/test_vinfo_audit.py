@@ -36,3 +36,21 @@ def test_the_sample_spans_epochs_layers_splits_and_heads(audit: ModuleType) -> N
     assert {s.layer for s in sample} == {1, 2} and {s.split for s in sample} == {"train", "test"}
     assert {s.head for s in sample} == set(range(audit.HEADS))
     assert sample != sorted(sample, key=lambda s: (s.epoch, s.layer, s.split, s.head))
+
+
+def test_layer_0_is_sampled_only_where_it_is_measured(audit: ModuleType) -> None:
+    everything = audit.sample_slots(3, (0, 1), 10**6, seed=0)
+    assert {s.epoch for s in everything if s.layer == 0} == {1}
+    assert len(everything) == (1 + 3) * 2 * audit.HEADS
+
+
+def test_a_stopping_loss_is_judged_on_the_same_trajectory(audit: ModuleType) -> None:
+    """A loss-threshold head certified at 3.30 bits whose 4× re-run reached 3.32: at a stopping
+    loss of 0.01 nats its epoch 3 would stop it, and the best budget up to 3 is 3.31 (a lower
+    bound), so 0.01 short; no stopping loss below every loss trains it on (no shortfall)."""
+    curve = {"1": 3.30, "2": 3.31, "4": 3.32}
+    row = {"stop": "loss_threshold", "shortfall": 0.02, "rerun_bits": 3.32, "curve": curve,
+           "losses": [0.03, 0.02, 0.009, 0.001]}  # fmt: skip
+    assert audit._at_stop_loss(row, 0.01)["shortfall"] == pytest.approx(0.01)
+    assert audit._at_stop_loss(row, 1e-4) == {"shortfall": 0.0, "stop": "trains on"}
+    assert audit._at_stop_loss(row | {"stop": "certified"}, 0.01) == {}
