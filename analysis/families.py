@@ -4,10 +4,12 @@ other decoder families").
 
     python -m raycompress.analysis.families --page docs/reproduction.md \
         --run mnistnet benchmarks/out/vinfo_whole_run_converged_linear.json \
-        --stops benchmarks/out/vinfo_families_fminus.json benchmarks/out/vinfo_families_fplus.json
+        --run mnistnet benchmarks/out/vinfo_audit_mlp.json \
+        --stops benchmarks/out/vinfo_families_fplus.json
 
 Both kinds of input hold each measurement as the history does (`schema.VInfoResult` as JSON):
-a whole run's (`benchmarks/vinfo_whole_run.py`: every epoch to the stop) and single stopping
+a whole run's (`benchmarks/vinfo_whole_run.py`, or `vinfo_audit.py`'s run: every epoch to the
+stop) and single stopping
 epochs' (`benchmarks/vinfo_certified.py --families`). They become the tidy frame's rows, so
 that the claims are judged by the reproduction's own checks (`reproduction.CHECKS`), per
 (model, family).
