@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from raycompress.metrics.decoders import DecoderConfig, Progress, StackedDecoders, train_heads
+from raycompress.metrics.decoders import (
+    DecoderConfig,
+    HeadStopping,
+    InSample,
+    Progress,
+    StackedDecoders,
+    train_heads,
+)
 from raycompress.metrics.vinfo import (
     IN_SAMPLE_STATE,
     VInfoConfig,
@@ -83,6 +90,72 @@ def test_a_plateau_that_one_doubling_does_not_lift_is_not_certified() -> None:
     assert [epoch for epoch, _ in calls] == [1, 2, 4, 8, 16, 32]
     assert (fit.epochs, fit.stop, fit.certified) == (32, Stop.CERTIFIED, True)
     assert fit.last_gain == pytest.approx(0.009)
+
+
+def judged(stopping: HeadStopping, bits: list[float], losses: list[float]) -> list[int]:
+    """Head 0 through epochs 1..4 with these epoch losses, scored at 1, 2 and 4; the epochs
+    at which it stops."""
+    stops = []
+    for epoch, loss in enumerate(losses, 1):
+        if epoch in (1, 2, 4):
+            stopping.scored(epoch, torch.tensor([0]), torch.tensor([bits[epoch.bit_length() - 1]]))
+        if stopping.update(epoch, torch.tensor([0]), torch.tensor([loss])):
+            stops.append(epoch)
+    return stops
+
+
+FLAT = [0.3, 0.3, 0.3, 0.3]  # epoch losses that no longer fall
+
+
+@pytest.mark.parametrize(
+    ("bits", "losses", "start", "certified"),
+    [
+        ([3.0, 3.2, 2.5], FLAT, None, False),  # a spike at the certifying budget: fell 0.5 bit
+        ([3.0, 3.2, 2.995], FLAT, None, True),  # fell within the tolerance
+        ([3.0, 3.1, 2.9], FLAT, 3.3, True),  # fell, but every score is below its start
+        ([3.0, 3.1, 2.9], FLAT, 2.95, False),  # fell from a score above its start
+        ([3.0, 3.0, 3.005], [0.5, 0.5, 0.4, 0.3], None, False),  # its loss still falls
+        ([3.0, 3.0, 3.005], [0.3, 0.3, 0.299, 0.296], None, True),  # … by ≤ 0.0069 nats
+    ],
+)  # fmt: skip
+def test_in_sample_a_quadrupling_certifies_only_a_head_that_is_neither_falling_nor_learning(
+    bits: list[float], losses: list[float], start: float | None, certified: bool
+) -> None:
+    """The audit's failures: heads certified on a loss spike (their score fell over the
+    quadrupling) and heads whose score was flat at two budgets while their loss still fell. A
+    decoder scored on another set (held-out) may fall: that is over-fitting, its best kept."""
+    in_sample = InSample(torch.tensor([3.32]), None if start is None else torch.tensor([start]))
+    config = dataclasses.replace(CONVERGED, max_epochs=100)
+    assert judged(HeadStopping(1, config, in_sample), bits, losses) == ([4] if certified else [])
+    held_out = judged(HeadStopping(1, config), bits, losses)
+    assert held_out == ([4] if bits[2] - bits[0] <= config.tolerance else [])
+
+
+def test_in_sample_the_loss_threshold_stops_a_head_only_within_the_tolerance_of_its_ceiling() -> (
+    None
+):
+    """Both heads meet the stopping loss at epoch 1. Head 0 scores 3.315 bits of its 3.32
+    (within 0.01): it stops, certified. Head 1 scores 3.30: it trains on with its threshold
+    halved, and stops at epoch 3, where its loss meets that and it scores 3.312."""
+    config = DecoderConfig(lr=1e-2, batch_size=50, max_epochs=8, certify_from=2,
+                           protocol="converged")  # fmt: skip
+    stopping = HeadStopping(2, config, InSample(torch.tensor([3.32, 3.32])))
+    scores = iter([[3.315, 3.30], [3.312]])
+    asked: list[tuple[int, list[int]]] = []
+
+    def score(epoch: int, heads: torch.Tensor) -> torch.Tensor:
+        asked.append((epoch, heads.tolist()))
+        return torch.tensor(next(scores), dtype=torch.float64)
+
+    half = config.stop_loss / 2
+    for epoch, losses in enumerate([[0.005, 0.005], [None, half * 1.5], [None, half * 0.9]], 1):
+        heads = stopping.training()
+        loss = torch.tensor([losses[k] for k in heads.tolist()])
+        stopping.confirmed(epoch, stopping.update(epoch, heads, loss), score)
+    assert asked == [(1, [0, 1]), (3, [1])]
+    first, second = stopping.fits()
+    assert (first.epochs, first.stop, first.certified) == (1, Stop.LOSS_THRESHOLD, True)
+    assert (second.epochs, second.stop, second.certified) == (3, Stop.LOSS_THRESHOLD, True)
 
 
 def test_only_a_quadrupling_certifies_and_a_cap_that_ends_none_is_scored_too() -> None:

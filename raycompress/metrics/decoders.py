@@ -13,17 +13,29 @@ bits; a head that stopped earlier already holds its final weights. Scoring does 
 training's random streams or weights, so the final values do not depend on the budgets.
 
 Two protocols (`DecoderConfig.protocol`). "thesis": the thesis' recipe, a head stops at the
-loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified —
-its training loss meets the threshold, or its scored value gained at most `tolerance` bits over
-the last quadrupling of its epochs, its last two doublings (the budgets are certify_from · 2^k,
-and the cap) — or until the cap, where it stops uncertified; its last gain is recorded either
-way. Two doublings, not one: a memorising head can sit on a plateau for a whole doubling and
-climb after it (3 of 206 values a whole f₋ run certified by one doubling sat 0.04–0.10 bit
-below what the same term reached later: warm-started minimality heads of h², flat from 64 to
-128 epochs; docs/benchmarks.md, "Auditing the certificate"). A fresh head's early epochs can be
-flat (a minimality head memorises slowly at first), so its first certificate comes late
-(certify_from 12: 12 → 48 epochs); a warm-started one continues a trained decoder and starts
-early (warm_certify_from 2: 2 → 8).
+loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified or
+until the cap, where it stops uncertified; its last gain is recorded either way. A head is
+certified when its training loss meets the threshold, or when its scored value gained at most
+`tolerance` bits over the last quadrupling of its epochs (its last two doublings: the budgets are
+certify_from · 2^k, and the cap). A fresh head's early epochs can be flat (a minimality head
+memorises slowly at first), so its first certificate comes late (certify_from 12: 12 → 48
+epochs); a warm-started one continues a trained decoder and starts early (warm_certify_from 2:
+2 → 8).
+
+A head scored on the set it fits (in-sample: `InSample`) is judged more strictly, because its
+score is H(t_k) − its loss on that set and a memorising head under a constant learning rate
+spikes. An audit of the rule above found that 12 of 18 certified heads had fallen by more than
+the tolerance over their quadrupling: a loss spike at the certifying budget read as a plateau,
+and one head certified 0.090 bit below what it reached when trained on (docs/benchmarks.md,
+"Auditing the certificate"). So in-sample a quadrupling certifies only if
+- the score moved by at most the tolerance either way, unless every SGD score stayed below the
+  head's embedded start, which is then its value (SGD leaving the optimum it began at);
+- the best epoch loss over the quadrupling fell by at most tolerance · ln 2 nats from the best
+  before it. The epoch loss is seen every epoch, so a head still learning between two budgets
+  shows.
+At the loss threshold, a head stops only once it scores within the tolerance of its ceiling
+H(t_k). In-sample no decoder scores above H(t_k), so such a value is within the tolerance of
+the family's supremum. A head short of its ceiling trains on with its threshold halved.
 
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
@@ -396,21 +408,23 @@ def train_heads(
     at_budget: Callable[[int, Tensor], Tensor] | None = None,
     progress: Progress | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    in_sample: InSample | None = None,
 ) -> list[HeadFit]:
     """Fit head k on (features, targets[:, k]); features (N, ...) may live on the host.
 
     After each epoch that is one of `config.curve()`, `at_budget(epoch, heads)` gets the heads
     that trained that epoch (their weights as of then) and returns their scored bits, which
     certify heads under the converged protocol (it needs `at_budget`); `progress` hears of
-    every epoch. The steps are `optimizer`'s (default: a fresh `make_optimizer`). Returns one
-    HeadFit per head; the stacked parameters end as each head stopped.
+    every epoch. The steps are `optimizer`'s (default: a fresh `make_optimizer`). With
+    `in_sample` (the heads are scored on the set they fit), the stricter certificate. Returns
+    one HeadFit per head; the stacked parameters end as each head stopped.
     """
     if config.converged and at_budget is None:
         raise ValueError("the converged protocol certifies heads by their scores: pass at_budget")
     curve = set(config.curve())
     optimizer = optimizer or make_optimizer(stack, config)
     steps = Steps(stack, optimizer, config, device, progress)
-    stopping = HeadStopping(len(stack), config)
+    stopping = HeadStopping(len(stack), config, in_sample if config.converged else None)
     if progress is not None and config.converged:
         progress.certified = []
     kept: dict[int, dict[str, Tensor]] = {}  # a stopped head's weights, from its last epoch
@@ -424,7 +438,11 @@ def train_heads(
         if at_budget is not None and epoch in curve:
             stopping.scored(epoch, heads, at_budget(epoch, heads))
             stack.train()
-        for k in stopping.update(epoch, heads, losses):
+        stops = stopping.update(epoch, heads, losses)
+        if stopping.in_sample is not None and at_budget is not None:
+            stops = stopping.confirmed(epoch, stops, at_budget)
+            stack.train()
+        for k in stops:
             kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
         training = stopping.training()
         if progress is not None:
@@ -444,18 +462,31 @@ def make_optimizer(stack: StackedDecoders, config: DecoderConfig) -> torch.optim
     return torch.optim.AdamW(stack.params.values(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+@dataclass(frozen=True)
+class InSample:
+    """What a fit scored on the set it trains on knows of its scores: each head's ceiling
+    H(t_k) (no score exceeds it), and each head's score at its start (budget 0) where an
+    embedded start competes (`vinfo._begin`)."""
+
+    ceiling: Tensor  # (K,) bits
+    start: Tensor | None = None  # (K,) bits
+
+
 @dataclass
 class HeadStopping:
     """Each head's stopping state: its best epoch loss, the epochs since it improved by a
-    relative `min_delta`, its scored bits at every budget and its gain over the last
-    quadrupling of its epochs, and its fit once it stopped (`stopping.stop_reason`, the rule of
-    the main network too; under the converged protocol no plateau, and a gain ≤ tolerance
-    certifies: the module docstring says why over two doublings)."""
+    relative `min_delta`, its epoch losses, its scored bits at every budget and its gain over
+    the last quadrupling of its epochs, and its fit once it stopped (`stopping.stop_reason`, the
+    rule of the main network too; under the converged protocol no plateau, and the module
+    docstring's certificate, stricter `in_sample`)."""
 
     num_heads: int
     config: DecoderConfig
+    in_sample: InSample | None = None
     best: Tensor = field(init=False)
     stale: Tensor = field(init=False)
+    threshold: Tensor = field(init=False)  # each head's stopping loss (nats)
+    losses: dict[int, list[float]] = field(default_factory=dict)  # head → its epoch losses
     stopped: dict[int, HeadFit] = field(default_factory=dict)
     bits: dict[int, dict[int, float]] = field(default_factory=dict)  # head → budget → bits
     gain: dict[int, float] = field(default_factory=dict)  # over its last quadrupling of epochs
@@ -464,6 +495,7 @@ class HeadStopping:
     def __post_init__(self) -> None:
         self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
         self.stale = torch.zeros(self.num_heads, dtype=torch.int64)
+        self.threshold = torch.full((self.num_heads,), self.config.stop_loss, dtype=torch.float64)
 
     def training(self) -> Tensor:
         """The heads still training, ascending."""
@@ -484,22 +516,59 @@ class HeadStopping:
         """Record epoch `epoch`'s mean loss (nats) of each of `heads`; returns those that stop."""
         config, stopping = self.config, []
         for k, loss in zip(heads.tolist(), losses.tolist(), strict=True):
+            self.losses.setdefault(k, []).append(loss)
             if loss < self.best[k] * (1 - config.min_delta):
                 self.best[k], self.stale[k] = loss, 0
             else:
                 self.stale[k] += 1
             stop = stop_reason(
-                loss, epoch, loss_threshold=config.stop_loss, max_epochs=config.max_epochs,
-                stale=int(self.stale[k]), patience=None if config.converged else config.patience,
+                loss, epoch, loss_threshold=float(self.threshold[k]),
+                max_epochs=config.max_epochs, stale=int(self.stale[k]),
+                patience=None if config.converged else config.patience,
             )  # fmt: skip
-            certifies = k in self.gained_now and self.gain[k] <= config.tolerance
-            if config.converged and stop in (None, Stop.MAX_EPOCHS) and certifies:
+            if config.converged and stop in (None, Stop.MAX_EPOCHS) and self._certifies(k):
                 stop = Stop.CERTIFIED
             if stop is not None:
                 self.stopped[k] = self._fit(k, epoch, stop, loss)
                 stopping.append(k)
         self.gained_now.clear()
         return stopping
+
+    def _certifies(self, k: int) -> bool:
+        """Head k's quadrupling ends now and certifies it (the module docstring)."""
+        tolerance = self.config.tolerance
+        if k not in self.gained_now or self.gain[k] > tolerance:
+            return False
+        if self.in_sample is None:  # scored on another set: a fall is over-fitting, best kept
+            return True
+        losses = self.losses[k]
+        quarter = len(losses) // 4
+        still_learning = min(losses[:quarter]) - min(losses[quarter:]) > tolerance * math.log(2)
+        start = self.in_sample.start
+        held = start is not None and max(self.bits[k].values()) < float(start[k])
+        return not still_learning and (self.gain[k] >= -tolerance or held)
+
+    def confirmed(self, epoch: int, stopping: list[int], score: Callable[[int, Tensor], Tensor]
+                  ) -> list[int]:  # fmt: skip
+        """In-sample, those of `stopping` that may stop: a head at its loss threshold only if
+        `score` (the budgets' callback) reads it within the tolerance of its ceiling; one short
+        of it trains on with its threshold halved."""
+        assert self.in_sample is not None
+        check = [k for k in stopping if self.stopped[k].stop == Stop.LOSS_THRESHOLD]
+        if not check:
+            return stopping
+        now = {k: self.bits[k][epoch] for k in check if epoch in self.bits.get(k, {})}
+        if unscored := [k for k in check if k not in now]:  # between budgets: scored apart
+            now |= zip(unscored, score(epoch, torch.tensor(unscored)).tolist(), strict=True)
+        ceiling, tolerance = self.in_sample.ceiling, self.config.tolerance
+        short = {k for k in check if now[k] < float(ceiling[k]) - tolerance}
+        for k in short:
+            self.threshold[k] /= 2
+            if epoch < self.config.max_epochs:
+                del self.stopped[k]
+            else:  # the cap: stops there, uncertified
+                self.stopped[k] = self._fit(k, epoch, Stop.MAX_EPOCHS, self.losses[k][-1])
+        return [k for k in stopping if k in self.stopped]
 
     def _fit(self, k: int, epoch: int, stop: Stop, loss: float) -> HeadFit:
         if not self.config.converged:

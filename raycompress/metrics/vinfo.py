@@ -50,6 +50,7 @@ from raycompress.metrics.decoders import (
     OTHER_DECODERS,
     DecoderConfig,
     DecoderState,
+    InSample,
     Progress,
     StackedDecoders,
     make_optimizer,
@@ -208,6 +209,14 @@ class Budgets:
                 self.best[k] = (value, self.stack.head_state(k))
         return bits
 
+    def in_sample(self) -> InSample:
+        """The checked set is the fitted one: its entropies are the ceilings, and a start
+        scored as budget 0 is each head's start."""
+        start = self.scored.get(0)
+        if start is None:
+            return InSample(self.entropy)
+        return InSample(self.entropy, torch.tensor([start[k] for k in range(len(self.stack))]))
+
     def finish(self) -> Tensor:
         """Every head's final bits on the checked set; with `keep_best`, the better of its best
         budget and its final weights, which the stack is left holding (a head stops between
@@ -265,7 +274,7 @@ def fit_and_score(
     )
     generator = torch.Generator().manual_seed(derive_seed(seed, Stream.DECODER_ORDER))
     fits = train_heads(stack, features, targets, decoder, generator, device, budgets, progress,
-                       optimizer)  # fmt: skip
+                       optimizer, budgets.in_sample() if checked is fit else None)  # fmt: skip
     final = budgets.finish()
     entropy = _entropies(score[1], num_classes)
     if checked is not score:  # chosen on a validation set: scored on `score` once more
@@ -568,11 +577,14 @@ def saturation(term: Term, slack: float) -> Term:
 
 def certification(config: DecoderConfig) -> str:
     """The converged protocol's rule, in words."""
+    tolerance = f"{config.tolerance:g} bits"
     return (
         f"converged: each decoder trained until certified (training loss ≤ "
-        f"{config.stop_loss:.4g} nats, or ≤ {config.tolerance:g} bits gained over its last "
-        f"quadrupling of epochs, scored at {', '.join(map(str, config.curve()))}) or the cap "
-        f"{config.max_epochs} (uncertified), and kept at the best of its budgets and its end"
+        f"{config.stop_loss:.4g} nats and a score within {tolerance} of H(t); or, over its last "
+        f"quadrupling of epochs, a score that moved ≤ {tolerance} either way and a best epoch "
+        f"loss that fell ≤ {config.tolerance * LN2:.4g} nats; scored at "
+        f"{', '.join(map(str, config.curve()))}) or the cap {config.max_epochs} (uncertified), "
+        "and kept at the best of its budgets and its end"
     )
 
 
