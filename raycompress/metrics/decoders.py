@@ -8,9 +8,10 @@ plateau, divergence or the epoch cap); its weights are kept from that moment and
 batched forward, so the remaining heads train on without it.
 
 Budget curves: at each of the config's budgets (decoder epochs) the heads that trained that
-epoch are handed to a callback, which scores them (`score_heads` on a subset) and returns their
-bits; a head that stopped earlier already holds its final weights. Scoring does not touch the
-training's random streams or weights, so the final values do not depend on the budgets.
+epoch are handed to a callback (`Budgets`), which scores them (`score_heads` on a subset) and
+returns their bits; a head that stopped earlier already holds its final weights. Scoring does
+not touch the training's random streams or weights, so the final values do not depend on the
+budgets.
 
 Two protocols (`DecoderConfig.protocol`). "thesis": the thesis' recipe, a head stops at the
 loss threshold, a plateau or the epoch cap. "converged": a head trains until it is certified or
@@ -48,7 +49,7 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -62,6 +63,8 @@ from raycompress.compute import Compiled
 from raycompress.sampling import batch_indices
 from raycompress.schema import HeadFit
 from raycompress.stopping import Stop, stop_reason
+
+LN2 = math.log(2)  # nats → bits
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class DecoderConfig(protocol.Optimisation):
         0.029 bit short: docs/benchmarks.md, "Auditing the certificate")."""
         if not self.converged:
             return self.loss_threshold
-        return min(self.loss_threshold, self.tolerance * math.log(2))
+        return min(self.loss_threshold, self.tolerance * LN2)
 
     def warm(self) -> DecoderConfig:
         """This configuration for decoders that continue trained ones (converged)."""
@@ -543,7 +546,7 @@ class HeadStopping:
             return True
         losses = self.losses[k]
         quarter = len(losses) // 4
-        still_learning = min(losses[:quarter]) - min(losses[quarter:]) > tolerance * math.log(2)
+        still_learning = min(losses[:quarter]) - min(losses[quarter:]) > tolerance * LN2
         start = self.in_sample.start
         held = start is not None and max(self.bits[k].values()) < float(start[k])
         return not still_learning and (self.gain[k] >= -tolerance or held)
@@ -633,6 +636,66 @@ def batching_mode(batching: str, device: torch.device | str) -> str:
     if batching != "auto":
         return batching
     return "loop" if torch.device(device).type == "cpu" else "vmap"
+
+
+@dataclass
+class Budgets:
+    """`train_heads`' callback: scores the heads that trained up to a budget on `checked`
+    (bits), and with `keep_best` remembers each head's best budget and its weights."""
+
+    stack: StackedDecoders
+    checked: tuple[Tensor, Tensor]
+    entropy: Tensor  # (K,) H(t_k) of the checked targets
+    batch: int
+    order: int
+    device: torch.device | str
+    keep_best: bool
+    scored: dict[int, dict[int, float]] = field(default_factory=dict)  # budget → head → bits
+    best: dict[int, tuple[float, DecoderState]] = field(default_factory=dict)
+
+    def score(self, heads: Tensor | None = None) -> Tensor:
+        """The bits of `heads` (default all) on the checked set as the weights are now."""
+        ce = score_heads(self.stack, *self.checked, self.batch, self.order, self.device, heads)
+        return self.entropy[heads if heads is not None else slice(None)] - ce / LN2
+
+    def __call__(self, budget: int, heads: Tensor) -> Tensor:
+        bits = self.score(heads)
+        self.record(budget, heads, bits)
+        return bits
+
+    def record(self, budget: int, heads: Tensor, bits: Tensor) -> None:
+        """`heads`' bits at `budget`, scored with the weights the stack holds now."""
+        self.scored[budget] = dict(zip(heads.tolist(), bits.tolist(), strict=True))
+        for k, value in self.scored[budget].items():
+            if self.keep_best and (k not in self.best or value > self.best[k][0]):
+                self.best[k] = (value, self.stack.head_state(k))
+
+    def in_sample(self) -> InSample:
+        """The checked set is the fitted one: its entropies are the ceilings, and a start
+        scored as budget 0 is each head's start."""
+        start = self.scored.get(0)
+        if start is None:
+            return InSample(self.entropy)
+        return InSample(self.entropy, torch.tensor([start[k] for k in range(len(self.stack))]))
+
+    def finish(self) -> Tensor:
+        """Every head's final bits on the checked set; with `keep_best`, the better of its best
+        budget and its final weights, which the stack is left holding (a head stops between
+        budgets, so its final weights compete too)."""
+        final = self.score()
+        for k, (value, weights) in self.best.items():
+            if value > final[k]:
+                self.stack.load_head(k, weights)
+                final[k] = value
+        return final
+
+    def curves(self, budgets: Sequence[int], final: list[float]) -> dict[int, list[float]]:
+        """budget → every head's bits then; a head that stopped before a budget holds its
+        final value there."""
+        return {
+            b: [self.scored.get(b, {}).get(k, value) for k, value in enumerate(final)]
+            for b in budgets
+        }
 
 
 @torch.no_grad()

@@ -47,10 +47,11 @@ from torch import Tensor, nn
 from raycompress.compute import DEFAULT, Compute, memory_format
 from raycompress.metrics.affine import CHUNK, AffineFit, affine_pre, fit_affine
 from raycompress.metrics.decoders import (
+    LN2,
     OTHER_DECODERS,
+    Budgets,
     DecoderConfig,
     DecoderState,
-    InSample,
     Progress,
     StackedDecoders,
     make_optimizer,
@@ -73,8 +74,6 @@ from raycompress.schema import (
 )
 from raycompress.seeds import Stream, derive_seed
 from raycompress.stopping import Stop
-
-LN2 = math.log(2)  # nats → bits
 
 IN_SAMPLE = "in_sample: fit on the split, scored on it"
 SOLVER = "float64 Newton-CG on whitened features, every head at once"  # `affine.fit_affine`
@@ -181,62 +180,6 @@ class Fitted:
     moments: bool = False  # a warm start that continued the optimiser's state too
 
 
-@dataclass
-class Budgets:
-    """`train_heads`' callback: scores the heads that trained up to a budget on `checked`
-    (bits), and with `keep_best` remembers each head's best budget and its weights."""
-
-    stack: StackedDecoders
-    checked: tuple[Tensor, Tensor]
-    entropy: Tensor  # (K,) H(t_k) of the checked targets
-    batch: int
-    order: int
-    device: torch.device | str
-    keep_best: bool
-    scored: dict[int, dict[int, float]] = field(default_factory=dict)  # budget → head → bits
-    best: dict[int, tuple[float, DecoderState]] = field(default_factory=dict)
-
-    def score(self, heads: Tensor | None = None) -> Tensor:
-        """The bits of `heads` (default all) on the checked set as the weights are now."""
-        ce = score_heads(self.stack, *self.checked, self.batch, self.order, self.device, heads)
-        return self.entropy[heads if heads is not None else slice(None)] - ce / LN2
-
-    def __call__(self, budget: int, heads: Tensor) -> Tensor:
-        bits = self.score(heads)
-        self.scored[budget] = dict(zip(heads.tolist(), bits.tolist(), strict=True))
-        for k, value in self.scored[budget].items():
-            if self.keep_best and (k not in self.best or value > self.best[k][0]):
-                self.best[k] = (value, self.stack.head_state(k))
-        return bits
-
-    def in_sample(self) -> InSample:
-        """The checked set is the fitted one: its entropies are the ceilings, and a start
-        scored as budget 0 is each head's start."""
-        start = self.scored.get(0)
-        if start is None:
-            return InSample(self.entropy)
-        return InSample(self.entropy, torch.tensor([start[k] for k in range(len(self.stack))]))
-
-    def finish(self) -> Tensor:
-        """Every head's final bits on the checked set; with `keep_best`, the better of its best
-        budget and its final weights, which the stack is left holding (a head stops between
-        budgets, so its final weights compete too)."""
-        final = self.score()
-        for k, (value, weights) in self.best.items():
-            if value > final[k]:
-                self.stack.load_head(k, weights)
-                final[k] = value
-        return final
-
-    def curves(self, budgets: Sequence[int], final: list[float]) -> dict[int, list[float]]:
-        """budget → every head's bits then; a head that stopped before a budget holds its
-        final value there."""
-        return {
-            b: [self.scored.get(b, {}).get(k, value) for k, value in enumerate(final)]
-            for b in budgets
-        }
-
-
 def fit_and_score(
     make_decoder: Callable[[int], nn.Module],
     fit: tuple[Tensor, Tensor],
@@ -297,14 +240,17 @@ def _begin(
     """Each head's first weights: the stack as built, or `warm`; when the built stack holds
     embedded starts, per head the better-scoring of the two, kept as budget 0 so that a
     start no SGD epoch improves on is the value. Whether the optimiser continues."""
-    built = [stack.head_state(k) for k in range(len(stack))] if embedded else []
-    before = budgets.score() if embedded and warm is not None else None
+    heads = torch.arange(len(stack))
+    built = [stack.head_state(k) for k in heads.tolist()] if embedded else []
+    start = budgets.score() if embedded else None
     moments = warm is not None and stack.load(warm, optimizer)
-    if before is not None:
-        for k in torch.nonzero(before > budgets.score()).flatten().tolist():
+    if start is not None and warm is not None:
+        continued = budgets.score()
+        for k in torch.nonzero(start > continued).flatten().tolist():
             stack.load_head(k, built[k])
-    if embedded:
-        budgets(0, torch.arange(len(stack)))
+        start = torch.maximum(start, continued)
+    if start is not None:
+        budgets.record(0, heads, start)
     return moments
 
 
