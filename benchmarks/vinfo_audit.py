@@ -82,12 +82,15 @@ class Slot:
     head: int
 
 
-def sample_slots(epochs: int, layers: tuple[int, ...], count: int, seed: int) -> list[Slot]:
-    """`count` slots of epochs 1..`epochs` × `layers` × both splits × the heads, in a seeded
-    random order (the order in which they are re-run); the same seed gives the same sample."""
+def sample_slots(
+    epochs: int, layers: tuple[int, ...], count: int, seed: int, first: int = 1
+) -> list[Slot]:
+    """`count` slots of epochs `first`..`epochs` × `layers` × both splits × the heads, in a
+    seeded random order (the order in which they are re-run); the same seed gives the same
+    sample."""
     slots = [  # layer 0 (x) is measured once, at epoch 1 (`plan.Layer0`)
         Slot(epoch, layer, split, head)
-        for epoch in range(1, epochs + 1)
+        for epoch in range(first, epochs + 1)
         for layer in layers
         if layer > 0 or epoch == 1
         for split in ("train", "test")
@@ -301,6 +304,13 @@ def main() -> int:
     p.add_argument("--family", default="network", choices=sorted(SGD_LAYERS))
     p.add_argument("--epochs", type=int, default=4, help="the encoder's epochs, at most")
     p.add_argument("--heads", type=int, default=40, help="heads sampled")
+    p.add_argument(
+        "--sample-from",
+        type=int,
+        default=1,
+        metavar="EPOCH",
+        help="sample only epochs from this one on (extends an audit of earlier ones)",
+    )
     p.add_argument("--layers", type=int, nargs="*", help="a subset of the family's SGD layers "
                    "(one process per layer shares the audit out over cores)")  # fmt: skip
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -323,7 +333,7 @@ def main() -> int:
         "decoder_epochs": 400, "vinfo_layers": list(layers), "decoder_family": args.family,
         **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)},
     }  # fmt: skip
-    slots = sample_slots(args.epochs, layers, args.heads, SEED)
+    slots = sample_slots(args.epochs, layers, args.heads, SEED, args.sample_from)
     wanted = {(s.epoch, s.layer, s.split) for s in slots}
     trial = Trial.from_config(settings)
     data, model = trial.build()
@@ -356,9 +366,10 @@ def main() -> int:
     record: dict[str, Any] = {
         "settings": settings, "sample_seed": SEED, "sample": [dataclasses.asdict(s) for s in slots],
         "reduced": (
-            f"the encoder's first {args.epochs} epochs at most (f₋ stops at 26); layers "
-            f"{list(layers)}; {args.heads} of {len(sample_slots(args.epochs, layers, 10**6, SEED))}"
-            " heads sampled, re-run in sample order until stopped"
+            f"the encoder's first {args.epochs} epochs at most (f₋ stops at 26), sampled from "
+            f"epoch {args.sample_from}; layers {list(layers)}; {args.heads} of "
+            f"{len(sample_slots(args.epochs, layers, 10**6, SEED, args.sample_from))} heads "
+            "sampled, re-run in sample order until stopped"
         ),
         "epochs": [], "heads": [], "summary": {},
     }  # fmt: skip

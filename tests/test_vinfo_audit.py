@@ -38,6 +38,11 @@ def test_the_sample_spans_epochs_layers_splits_and_heads(audit: ModuleType) -> N
     assert sample != sorted(sample, key=lambda s: (s.epoch, s.layer, s.split, s.head))
 
 
+def test_an_extension_samples_only_its_own_epochs(audit: ModuleType) -> None:
+    later = audit.sample_slots(8, (1,), 10**6, seed=0, first=5)
+    assert {s.epoch for s in later} == {5, 6, 7, 8} and len(later) == 4 * 2 * audit.HEADS
+
+
 def test_layer_0_is_sampled_only_where_it_is_measured(audit: ModuleType) -> None:
     everything = audit.sample_slots(3, (0, 1), 10**6, seed=0)
     assert {s.epoch for s in everything if s.layer == 0} == {1}
