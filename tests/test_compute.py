@@ -205,7 +205,8 @@ def test_decoders_train_in_bf16_on_float32_channels_last_features_and_score_in_f
         return wrapped
 
     monkeypatch.setattr(decoders.Steps, "step", attributed("step", decoders.Steps.step))
-    scoring = attributed("score_heads", vinfo_module.score_heads)  # budgets and the end
+    scoring = attributed("score_heads", decoders.score_heads)  # budgets and the end
+    monkeypatch.setattr(decoders, "score_heads", scoring)
     monkeypatch.setattr(vinfo_module, "score_heads", scoring)
     values = vinfo(small, 1, Compute("bf16"), device=device)
     assert phases == {"step": {(torch.bfloat16, True)}, "score_heads": {(torch.float32, True)}}
