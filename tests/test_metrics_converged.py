@@ -158,6 +158,40 @@ def test_in_sample_the_loss_threshold_stops_a_head_only_within_the_tolerance_of_
     assert (second.epochs, second.stop, second.certified) == (3, Stop.LOSS_THRESHOLD, True)
 
 
+def test_in_sample_a_start_within_the_tolerance_of_its_ceiling_is_certified_untrained() -> None:
+    """Head 0 starts 0.004 bit below its ceiling: certified at epoch 0, its loss there that
+    shortfall in nats, its weights untouched by the SGD that head 1 (0.5 bit short) goes
+    through; head 1 alone is scored at the budgets."""
+    x, t = data()
+    stack = linear_stack(2)
+    before = stack.head_state(0)
+    at_budget, calls = scripted({1: [2.0, 2.5, 3.0, 3.2]})
+    bits = torch.tensor([[3.32, 3.32], [3.316, 2.82]], dtype=torch.float64)
+    in_sample = InSample(*bits)
+    fits = train_heads(stack, x, t, CONVERGED, torch.Generator().manual_seed(0),
+                       at_budget=at_budget, in_sample=in_sample)  # fmt: skip
+    assert [heads for _, heads in calls] == [[1]] * 4
+    start, trained = fits
+    assert (start.epochs, start.stop, start.certified) == (0, Stop.CERTIFIED, True)
+    assert start.train_loss == pytest.approx(0.004 * math.log(2))
+    assert trained.epochs == 8
+    after = stack.head_state(0)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert not torch.equal(
+        stack.head_state(1)["params.weight"], linear_stack(2).head_state(1)["params.weight"]
+    )
+
+
+def test_in_sample_every_start_at_its_ceiling_trains_no_epoch() -> None:
+    x, t = data()
+    at_budget, calls = scripted({})
+    in_sample = InSample(torch.tensor([3.32, 1.0]), torch.tensor([3.32, 0.995]))
+    fits = train_heads(linear_stack(2), x, t, CONVERGED, torch.Generator().manual_seed(0),
+                       at_budget=at_budget, in_sample=in_sample)  # fmt: skip
+    assert calls == [] and [f.epochs for f in fits] == [0, 0]
+    assert all(f.certified for f in fits)
+
+
 def test_only_a_quadrupling_certifies_and_a_cap_that_ends_none_is_scored_too() -> None:
     """Cap 12 with budgets at 1, 2, 4, 8 and 12: the head is flat from 4 to 12, but 3 → 12 is
     not a quadrupling of budgets, so it ends at the cap uncertified, its last gain that of

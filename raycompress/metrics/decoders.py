@@ -36,7 +36,10 @@ and one head certified 0.090 bit below what it reached when trained on (docs/ben
   shows.
 At the loss threshold, a head stops only once it scores within the tolerance of its ceiling
 H(t_k). In-sample no decoder scores above H(t_k), so such a value is within the tolerance of
-the family's supremum. A head short of its ceiling trains on with its threshold halved.
+the family's supremum. A head short of its ceiling trains on with its threshold halved. For
+the same reason an embedded start that already scores within the tolerance of H(t_k) is
+certified as it is, before any SGD epoch: SGD could only leave it (an mlp started at a
+memorising linear optimum spiked away and stayed uncertified at the cap).
 
 Training runs as `compute.Compute` says (precision, channels_last, compile); the forward of
 one architecture is compiled once per process and shared by all its fresh decoders (the
@@ -430,13 +433,16 @@ def train_heads(
     stopping = HeadStopping(len(stack), config, in_sample if config.converged else None)
     if progress is not None and config.converged:
         progress.certified = []
-    kept: dict[int, dict[str, Tensor]] = {}  # a stopped head's weights, from its last epoch
+    # a stopped head's weights, from its last epoch (a start certified as it is: from now)
+    kept = {k: stack.head_state(k) for k in stopping.stopped}
     stack.mode = "loop" if stack.running_stats else batching_mode(config.batching, device)
     stack.train()
     for epoch in range(1, config.max_epochs + 1):
+        heads = stopping.training()
+        if not heads.numel():
+            break
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(epoch)
-        heads = stopping.training()
         losses = steps.epoch(epoch, features, targets, heads, generator)
         if at_budget is not None and epoch in curve:
             stopping.scored(epoch, heads, at_budget(epoch, heads))
@@ -445,18 +451,14 @@ def train_heads(
         if stopping.in_sample is not None and at_budget is not None:
             stops = stopping.confirmed(epoch, stops, at_budget)
             stack.train()
-        for k in stops:
-            kept[k] = {name: p[k].detach().clone() for name, p in stack.params.items()}
-        training = stopping.training()
+        kept |= {k: stack.head_state(k) for k in stops}
         if progress is not None:
             certified = stopping.certified() if config.converged else None
-            progress.update(epoch, config.max_epochs, training, len(stack), certified=certified)
-        if not training.numel():
-            break
-    with torch.no_grad():
-        for k, params in kept.items():
-            for name, p in params.items():
-                stack.params[name][k] = p
+            progress.update(
+                epoch, config.max_epochs, stopping.training(), len(stack), certified=certified
+            )
+    for k, weights in kept.items():
+        stack.load_head(k, weights)
     return stopping.fits()
 
 
@@ -499,6 +501,12 @@ class HeadStopping:
         self.best = torch.full((self.num_heads,), math.inf, dtype=torch.float64)
         self.stale = torch.zeros(self.num_heads, dtype=torch.int64)
         self.threshold = torch.full((self.num_heads,), self.config.stop_loss, dtype=torch.float64)
+        start = self.in_sample.start if self.in_sample is not None else None
+        if start is None:
+            return
+        short = self.in_sample.ceiling - start  # bits; its loss on the fitted set is short · ln 2
+        for k in torch.nonzero(short <= self.config.tolerance).flatten().tolist():
+            self.stopped[k] = HeadFit(0, Stop.CERTIFIED, float(short[k]) * LN2, True)
 
     def training(self) -> Tensor:
         """The heads still training, ascending."""

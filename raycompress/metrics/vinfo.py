@@ -502,7 +502,10 @@ def fit_in_sample(
         protocol += f"; each decoder started at the linear family's optimum ({SOLVER})" + (
             " where it scored above the warm start" if warm is not None else ""
         )  # a certificate of SGD from there: a fresh start can climb further (docs/benchmarks.md)
-        protocol += "; certified as SGD from that start, a lower bound of the family's supremum"
+        protocol += (
+            f"; a start within {config.decoder.tolerance:g} bits of H(t) certified as it is, "
+            "any other as SGD from that start, a lower bound of the family's supremum"
+        )
     return fitted, protocol
 
 
