@@ -372,12 +372,15 @@ BEST_RANKED = 3  # measures drawn against the gap
 GENERALISATION = "generalisation"  # that figure's name (and the report's ranking table's)
 
 
-def generalisation_measures(frame: pd.DataFrame, ranking: pd.DataFrame | None = None) -> Figure:
+def generalisation_measures(
+    frame: pd.DataFrame, ranking: pd.DataFrame | None = None, identical: pd.DataFrame | None = None
+) -> Figure:
     """The best-ranked measures (by |Ψ|, `generalisation.rank_measures`, or `ranking` where it
     is already at hand) against the generalisation gap at the common point, one point per
     configuration (seeds averaged), one column per swept axis, coloured by that axis' value:
-    each column's legend names its values (model names, learning rates, …) from low to high."""
-    trials = generalisation.trial_values(frame)
+    each column's legend names its values (model names, learning rates, …) from low to high;
+    each representation once (`identical`, as the ranking was made)."""
+    trials = generalisation.trial_values(frame, identical)
     config = axis_columns(frame)
     axes = generalisation.grid_axes(trials, config)
     if not axes:

@@ -15,9 +15,12 @@ which keeps them apart as repeats.
     τ        Kendall (Jiang et al. 2020): 1/(N(N−1)) Σ_{i≠j} sgn(μ_i − μ_j) sgn(g_i − g_j)
     ψ_a, Ψ   τ over the configurations that differ in axis a only, averaged over every setting
              of the other axes; Ψ = the mean of ψ_a over the axes
-    CMI      min over axis pairs S of I(V_μ; V_g | U_S) / H(V_g | U_S), V = 1[x(θ) > x(θ′)] over
-             ordered pairs, U_S both networks' values of S, each cell of U_S weighted alike
-             (the PGDL scorer); × 100 as PGDL reports it; needs a complete grid, ≥ 3 axes
+    CMI      min over axis pairs S of I(V_μ; V_g | U_S) / H(V_g | U_S), × 100, U_S both
+             networks' values of S; needs a complete grid, ≥ 3 axes. By Jiang et al.'s
+             definition (`CMI.JIANG`, the default): ordered pairs θ ≠ θ′, V = sgn(x(θ) − x(θ′))
+             ∈ {−1, 0, +1}, conditional quantities weighted by p(U_S). As the PGDL
+             competition's scorer computes it (`CMI.PGDL`): every ordered pair, self-pairs
+             included, V = 1[x(θ) > x(θ′)] (a tie reads "−"), each cell of U_S weighted alike
     robust   Dziugaite et al. 2020: environments are ordered pairs of configurations differing
              in one axis; in each, the sign-error (1 − sgn Δμ sgn Δg)/2 averaged over seed pairs
              with Hoeffding weights (w − ½)₊, w = max(0, 1 − 2 exp(−2 n (Δe/2)²))² (Δe: the
@@ -32,8 +35,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -41,10 +46,21 @@ import pandas as pd
 
 from raycompress.analysis.tables import COMPRESSION_GAP, SEED
 from raycompress.results import TRIAL_ID, axis_columns
-from raycompress.schema import ACCURACY, LOSS, NC, TRAIN_STEP_LOSS, Baseline, Quantity
+from raycompress.schema import (
+    ACCURACY,
+    FAMILY,
+    LOSS,
+    NC,
+    SATURATED,
+    TRAIN_STEP_LOSS,
+    Baseline,
+    Quantity,
+)
 from raycompress.stopping import Stop
 
 GAP, ACCURACY_GAP = "gap", "accuracy_gap"  # test − train loss (nats); train − test accuracy
+# beside a 𝒱-information measure, per trial: why its value is not a measurement ('' when it is)
+STATUS, UNCERTIFIED = "#status", "uncertified"
 EPOCH, MET_THRESHOLD, SEEDS = "epoch", "met_threshold", "seeds"
 # The statistics of NC measured per layer; the rank and tolerance are decisions, not measures.
 NC_MEASURES = [stat for stat in NC if stat not in (NC.RANK, NC.EIG_TOL, NC.TRACE_RATIO)]
@@ -53,6 +69,9 @@ MIN_ESS = 12.0  # Dziugaite et al.'s minimum effective sample size of an environ
 TEST_POINTS = 10_000  # n of the Hoeffding weights: Fashion-MNIST's (and CIFAR-10's) test set
 BOOTSTRAP = 200  # resamples of the seeds behind τ's interval
 MIN_SEEDS = 3  # seeds in every configuration before τ gets a bootstrap interval
+# The fewest configurations at which a perfect τ is significant (two-sided exact p: 2/5! =
+# 0.017; over 4, 2/4! = 0.083): over fewer a ranking is ±1s by chance.
+MIN_CONFIGURATIONS = 5
 
 
 def measure_name(metric: str, layer: int | None = None, split: str | None = None) -> str:
@@ -78,11 +97,56 @@ def _at_point(rows: pd.DataFrame, point: pd.DataFrame) -> pd.DataFrame:
     return rows[rows.epoch == rows.trial_id.map(point.epoch)]
 
 
-def trial_values(frame: pd.DataFrame) -> pd.DataFrame:
+def shared_layers(identical: pd.DataFrame | None, trials: Sequence[str]) -> dict[int, int]:
+    """Layer l → the earlier layer whose representation it is in every one of `trials`
+    (`identical`: `results.identical_layers`' rows); a layer that is its own in any trial is
+    not merged."""
+    if identical is None or identical.empty:
+        return {}
+    rows = identical[identical[TRIAL_ID].isin(trials)]
+    same = rows.groupby("layer")["same_as"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else None)
+    counts = rows.groupby("layer").size()
+    return {
+        int(layer): int(earlier)
+        for layer, earlier in same.items()
+        if earlier is not None and counts[layer] == len(set(trials))
+    }
+
+
+def _layer(measure: str) -> int | None:
+    """The layer of a measure's column (`measure_name`), None for a whole-network measure."""
+    parts = measure.split("/")
+    return int(parts[1][1:]) if len(parts) > 1 and re.fullmatch(r"l\d+", parts[1]) else None
+
+
+def one_per_representation(trials: pd.DataFrame, same: dict[int, int]) -> pd.DataFrame:
+    """The trial table with each representation once: layer l with same[l] = e is e's, so of
+    a measure at several of e's layers the earliest one's column is kept, named by all of
+    them ("nc_trace/l3=l4/train"), and the others are dropped."""
+    group: dict[int, list[int]] = {}
+    for layer, earlier in sorted(same.items()):
+        group.setdefault(earlier, [earlier]).append(layer)
+    label = {layer: "=".join(f"l{m}" for m in g) for g in group.values() for layer in g}
+    kept: dict[str, str] = {}  # its new name → the column kept
+    for column in trials.columns:
+        layer = _layer(column)
+        if layer not in label:
+            continue
+        metric, _, *rest = column.split("/")
+        name = "/".join([metric, label[layer], *rest])
+        if name not in kept or layer < _layer(kept[name]):
+            kept[name] = column
+    dropped = [c for c in trials.columns if _layer(c) in label and c not in kept.values()]
+    return trials.drop(columns=dropped).rename(columns={c: n for n, c in kept.items()})
+
+
+def trial_values(frame: pd.DataFrame, identical: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per trial at its common point: its configuration, `epoch`, `met_threshold`,
-    both gaps, and one column per measure (`measure_name`). 𝒱-information of layer 0 (the
-    input, measured once per run) is taken wherever it was measured; every other value at the
-    common point itself, so a value not measured there is NaN."""
+    both gaps, and one column per measure (`measure_name`), each representation once
+    (`identical`, `results.identical_layers`: `one_per_representation` of `shared_layers`).
+    𝒱-information of layer 0 (the input, measured once per run) is taken wherever it was
+    measured; every other value at the common point itself, so a value not measured there is
+    NaN."""
     point = common_point(frame)
     config = frame.groupby(TRIAL_ID)[axis_columns(frame)].first()
     out = config.join(point)
@@ -92,12 +156,11 @@ def trial_values(frame: pd.DataFrame) -> pd.DataFrame:
     out[ACCURACY_GAP] = split[(ACCURACY, "train")] - split[(ACCURACY, "test")]
     columns = {}
     nc = _at_point(frame[frame.metric.isin(NC_MEASURES)], point)
+    for (metric, layer, split_), rows in nc.groupby(["metric", "layer", "split"]):
+        columns[measure_name(metric, int(layer), split_)] = rows.groupby(TRIAL_ID).value.last()
     vinfo = frame[frame.metric.isin(VINFO_MEASURES) & frame.budget.isna()]
     vinfo = pd.concat([_at_point(vinfo[vinfo.layer != 0], point), vinfo[vinfo.layer == 0]])
-    for (metric, layer, split_), rows in pd.concat([nc, vinfo]).groupby(
-        ["metric", "layer", "split"]
-    ):
-        columns[measure_name(metric, int(layer), split_)] = rows.groupby(TRIAL_ID).value.last()
+    columns |= _vinfo_columns(frame, vinfo)
     # the compression gap of the thesis' fig. 3.3, test − train tr(Σ_W Σ_B⁺), per layer
     trace = nc[nc.metric == NC.TRACE].pivot_table(
         index=[TRIAL_ID, "layer"], columns="split", values="value"
@@ -108,7 +171,39 @@ def trial_values(frame: pd.DataFrame) -> pd.DataFrame:
     baselines = _at_point(frame[frame.metric.isin(list(Baseline))], point)
     for metric, rows in baselines.groupby("metric"):
         columns[measure_name(metric)] = rows.set_index(TRIAL_ID).value
-    return out.join(pd.DataFrame(columns)).dropna(axis=1, how="all")
+    trials = out.join(pd.DataFrame(columns)).dropna(axis=1, how="all")
+    return one_per_representation(trials, shared_layers(identical, list(trials.index)))
+
+
+def _vinfo_columns(frame: pd.DataFrame, rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """𝒱-information per quantity, family ("v_min[linear]/l2/train"; no family recorded: none
+    named), layer and split; beside a measure with any value that is not a measurement, its
+    STATUS column: UNCERTIFIED (some decoder of it uncertified), SATURATED (at its ceiling: the
+    family memorises the split) or ''."""
+    keys = [TRIAL_ID, EPOCH, "layer", "split", "metric", *([FAMILY] if FAMILY in frame else [])]
+    verdicts = {q.certified: str(q) for q in VINFO_MEASURES}
+    certified = frame[frame.metric.isin(list(verdicts))].assign(
+        metric=lambda f: f.metric.map(verdicts)
+    )
+    rows = rows.merge(
+        certified[[*keys, "value"]].rename(columns={"value": "certified"}), on=keys, how="left"
+    )
+    saturated = rows[SATURATED].eq(True).fillna(False) if SATURATED in rows else False
+    uncertified = rows.certified.eq(0).fillna(False)
+    rows["status"] = np.where(saturated, SATURATED, np.where(uncertified, UNCERTIFIED, ""))
+    family = rows[FAMILY] if FAMILY in rows else pd.Series(pd.NA, index=rows.index, dtype=object)
+    rows["named"] = [
+        f"{metric}[{f}]" if isinstance(f, str) else metric
+        for metric, f in zip(rows.metric, family, strict=True)
+    ]
+    columns = {}
+    for (named, layer, split), group in rows.groupby(["named", "layer", "split"]):
+        last = group.groupby(TRIAL_ID).tail(1).set_index(TRIAL_ID)
+        name = measure_name(named, int(layer), split)
+        columns[name] = last.value
+        if last.status.ne("").any():
+            columns[name + STATUS] = last.status
+    return columns
 
 
 def grid_axes(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
@@ -116,10 +211,43 @@ def grid_axes(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
     return [c for c in config if c != SEED and trials[c].astype(str).nunique() > 1]
 
 
+def too_few_configurations(trials: pd.DataFrame, config: Sequence[str]) -> str:
+    """Why the sweep has too few configurations to rank measures across ('' when it has
+    enough)."""
+    axes = grid_axes(trials, config)
+    count = trials.groupby([trials[a].astype(str) for a in axes]).ngroups if axes else 1
+    if count >= MIN_CONFIGURATIONS:
+        return ""
+    return (
+        f"the sweep has {count} configuration{'s' if count != 1 else ''}; Kendall's τ over fewer "
+        f"than {MIN_CONFIGURATIONS} is ±1 or near it by chance (a perfect τ is significant at 5 % "
+        f"from {MIN_CONFIGURATIONS} on)"
+    )
+
+
 def measures(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
     """The measure columns of `trial_values`' table (configuration columns `config`)."""
     fixed = {*config, EPOCH, MET_THRESHOLD, GAP, ACCURACY_GAP, SEEDS}
-    return [c for c in trials.columns if c not in fixed]
+    return [c for c in trials.columns if c not in fixed and not c.endswith(STATUS)]
+
+
+def without_withheld(
+    trials: pd.DataFrame, names: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The trial table with every value that is not a measurement (its STATUS UNCERTIFIED or
+    SATURATED) set to NaN, and per measure that had any, what was left out (text)."""
+    trials, left_out = trials.copy(), {}
+    for name in names:
+        if name + STATUS not in trials:
+            continue
+        status = trials[name + STATUS].fillna("")
+        counts = status[status != ""].value_counts()
+        if counts.empty:
+            continue
+        trials.loc[status != "", name] = np.nan
+        said = ", ".join(f"{count} {what}" for what, count in sorted(counts.items()))
+        left_out[name] = f"{said} of {len(status)} values left out: not measurements"
+    return trials, left_out
 
 
 def configurations(trials: pd.DataFrame, axes: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
@@ -214,19 +342,29 @@ def complete_grid(conf: pd.DataFrame, axes: Sequence[str]) -> str:
     return ""
 
 
+class CMI(StrEnum):
+    """The conditional-mutual-information score's convention (the module docstring)."""
+
+    JIANG = "jiang"  # Jiang et al. 2020's definition
+    PGDL = "pgdl"  # the PGDL competition's scorer
+
+
 @dataclass(frozen=True)
 class PairCodes:
-    """The ordered pairs (θ, θ′), θ ≠ θ′, of a configuration table, with each axis pair's cell
-    of U_S (both networks' values of the two axes) as one integer: shared by every measure."""
+    """The ordered pairs (θ, θ′) of a configuration table (θ ≠ θ′, or every pair with
+    `self_pairs`), with each axis pair's cell of U_S (both networks' values of the two axes) as
+    one integer: shared by every measure."""
 
     first: np.ndarray
     second: np.ndarray
     cells: dict[tuple[str, str], np.ndarray]
 
     @classmethod
-    def of(cls, conf: pd.DataFrame, axes: Sequence[str]) -> PairCodes:
+    def of(cls, conf: pd.DataFrame, axes: Sequence[str], self_pairs: bool = False) -> PairCodes:
         n = len(conf)
-        first, second = np.nonzero(~np.eye(n, dtype=bool))
+        first, second = np.nonzero(
+            np.ones((n, n), dtype=bool) if self_pairs else ~np.eye(n, dtype=bool)
+        )
         codes = {a: pd.factorize(conf[a])[0] for a in axes}
         cells = {}
         for a, b in itertools.combinations(axes, 2):
@@ -236,20 +374,47 @@ class PairCodes:
         return cls(first, second, cells)
 
 
-def cmi_score(mu: np.ndarray, g: np.ndarray, pairs: PairCodes) -> float:
-    """min over axis pairs S of mean_cells I(V_μ; V_g) / mean_cells H(V_g), × 100 (PGDL)."""
-    v_mu = (mu[pairs.first] > mu[pairs.second]).astype(np.int64)
-    v_g = (g[pairs.first] > g[pairs.second]).astype(np.int64)
-    joint = 2 * v_g + v_mu
-    scores = []
-    for cell in pairs.cells.values():
-        counts = np.bincount(cell * 4 + joint, minlength=4 * (cell.max() + 1)).reshape(-1, 2, 2)
-        counts = counts[counts.sum(axis=(1, 2)) > 0].astype(np.float64)
-        p = counts / counts.sum(axis=(1, 2), keepdims=True)
-        h_g, h_mu = _entropy(p.sum(axis=2)), _entropy(p.sum(axis=1))
-        mutual = h_g + h_mu - _entropy(p.reshape(len(p), 4))
-        denominator = h_g.mean()
-        scores.append(mutual.mean() / denominator if denominator > 0 else math.nan)
+def cmi_pairs(conf: pd.DataFrame, axes: Sequence[str], convention: CMI) -> PairCodes:
+    """The pairs `convention` counts."""
+    return PairCodes.of(conf, axes, self_pairs=convention == CMI.PGDL)
+
+
+def _signs(x: np.ndarray, pairs: PairCodes, convention: CMI) -> np.ndarray:
+    """Each pair's sign of x(θ) − x(θ′) as a code: 0, 1, 2 for −, 0, + (JIANG); 0, 1 for
+    "not greater", greater (PGDL)."""
+    if convention == CMI.PGDL:
+        return (x[pairs.first] > x[pairs.second]).astype(np.int64)
+    return (np.sign(x[pairs.first] - x[pairs.second]) + 1).astype(np.int64)
+
+
+def conditional_score(v_mu: np.ndarray, v_g: np.ndarray, cell: np.ndarray, weighted: bool) -> float:
+    """I(V_μ; V_g | U) / H(V_g | U) from each pair's sign codes and its cell u of U: per cell
+    the plug-in entropies, then the cells weighted by p(u) (`weighted`) or alike; NaN where
+    V_g is constant in every cell."""
+    signs = int(max(v_mu.max(), v_g.max())) + 1
+    joint = (cell * signs + v_g) * signs + v_mu
+    counts = np.bincount(joint, minlength=(cell.max() + 1) * signs**2)
+    counts = counts.reshape(-1, signs, signs).astype(np.float64)
+    counts = counts[counts.sum(axis=(1, 2)) > 0]
+    size = counts.sum(axis=(1, 2))
+    p = counts / size[:, None, None]
+    h_g, h_mu = _entropy(p.sum(axis=2)), _entropy(p.sum(axis=1))
+    mutual = h_g + h_mu - _entropy(p.reshape(len(p), -1))
+    weight = size / size.sum() if weighted else np.full(len(p), 1 / len(p))
+    denominator = float(weight @ h_g)
+    return float(weight @ mutual) / denominator if denominator > 0 else math.nan
+
+
+def cmi_score(
+    mu: np.ndarray, g: np.ndarray, pairs: PairCodes, convention: CMI = CMI.JIANG
+) -> float:
+    """min over axis pairs S of I(V_μ; V_g | U_S) / H(V_g | U_S), × 100, on `pairs` (from
+    `cmi_pairs` with the same convention)."""
+    v_mu, v_g = _signs(np.asarray(mu), pairs, convention), _signs(np.asarray(g), pairs, convention)
+    scores = [
+        conditional_score(v_mu, v_g, cell, weighted=convention == CMI.JIANG)
+        for cell in pairs.cells.values()
+    ]
     finite = [s for s in scores if not math.isnan(s)]
     return 100 * min(finite) if finite else math.nan
 
@@ -341,18 +506,22 @@ def bootstrap_tau(
 
 # ------------------------------------------------------------------------------- the ranking
 
-# The columns of `rank_measures`, besides one `psi_<axis>` per swept axis.
+RANK = "rank"  # by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank
+# The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis.
 RANKING = [
     "measure", "tau", "tau_low", "tau_high", "Psi", "cmi", "robust_worst", "robust_mean",
     "robust_p90", "environments", "configurations", "gaps",
 ]  # fmt: skip
 
 
-def rank_measures(frame: pd.DataFrame, gap: str = GAP, **options: Any) -> pd.DataFrame:
+def rank_measures(
+    frame: pd.DataFrame, gap: str = GAP, identical: pd.DataFrame | None = None, **options: Any
+) -> pd.DataFrame:
     """Every measure of a sweep's tidy frame ranked by how it tracks `gap` (GAP or
     ACCURACY_GAP) across the sweep's configurations: `rank_trials` of its `trial_values`
-    (`options`: min_ess, test_points, resamples, seed)."""
-    return rank_trials(trial_values(frame), axis_columns(frame), gap, **options)
+    (each representation once: `identical`; `options`: min_ess, test_points, resamples, seed,
+    cmi)."""
+    return rank_trials(trial_values(frame, identical), axis_columns(frame), gap, **options)
 
 
 def rank_trials(
@@ -364,17 +533,21 @@ def rank_trials(
     test_points: int = TEST_POINTS,
     resamples: int = BOOTSTRAP,
     seed: int = 0,
+    cmi: CMI = CMI.JIANG,
 ) -> pd.DataFrame:
     """Every measure of a table of `trial_values` (configuration columns `config`) ranked by
-    how it tracks `gap`: one row per measure (RANKING, with `psi_<axis>` per swept axis),
-    sorted by |Ψ| (by |τ| where Ψ is undefined). The robust sign-error keeps environments of
-    effective sample size ≥ `min_ess`; its Hoeffding weights always use the error gap (train
-    − test accuracy, a difference of two rates estimated on `test_points` samples). τ's
-    interval: `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`."""
+    how it tracks `gap`: one row per measure (RANK, then RANKING, with `psi_<axis>` per swept
+    axis), sorted by |Ψ| (by |τ| where Ψ is undefined), ties sharing a rank. The robust
+    sign-error keeps environments of effective sample size ≥ `min_ess`; its Hoeffding weights
+    always use the error gap (train − test accuracy, a difference of two rates estimated on
+    `test_points` samples). τ's
+    interval: `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`. The CMI
+    score by the convention `cmi`."""
     if gap not in (GAP, ACCURACY_GAP):
         raise ValueError(f"gap must be {GAP!r} or {ACCURACY_GAP!r}, got {gap!r}")
     axes = grid_axes(trials, config)
     names = measures(trials, config)
+    trials, left_out = without_withheld(trials, names)
     conf = configurations(trials, axes, names)
     fewest = int(conf[SEEDS].min()) if len(conf) else 0
     shared: list[str] = []
@@ -386,7 +559,7 @@ def rank_trials(
     shared += [no_cmi] if no_cmi else []
     if fewest < MIN_SEEDS:
         shared.append(f"τ's interval needs ≥ {MIN_SEEDS} seeds per configuration (fewest {fewest})")
-    pairs = None if no_cmi else PairCodes.of(conf, axes)
+    pairs = None if no_cmi else cmi_pairs(conf, axes, cmi)
     axis_pairs = AxisPairs.of(conf, axes)
     error_gap = trials[ACCURACY_GAP].to_numpy(dtype=np.float64)
     envs = Environments.of(trials, axes, error_gap, test_points) if axes else None
@@ -400,10 +573,10 @@ def rank_trials(
         row |= {f"psi_{axis}": value for axis, value in psi.items()}
         finite = [v for v in psi.values() if not math.isnan(v)]
         row["Psi"] = float(np.mean(finite)) if finite else math.nan
-        gaps = list(shared)
+        gaps = [*shared, *([left_out[name]] if name in left_out else [])]
         complete = bool(np.isfinite(mu).all() and np.isfinite(g_conf).all())
         if pairs is not None and complete:
-            row["cmi"] = cmi_score(mu, g_conf, pairs)
+            row["cmi"] = cmi_score(mu, g_conf, pairs, cmi)
         else:
             row["cmi"] = math.nan
             if pairs is not None:
@@ -432,5 +605,7 @@ def rank_trials(
         rows.append(row)
     psi_columns = [f"psi_{axis}" for axis in axes]
     out = pd.DataFrame(rows, columns=[*RANKING[:5], *psi_columns, *RANKING[5:]])
-    order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1)
+    # rounded, so that two measures equal but for the last bits of a mean share a rank
+    order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1).round(12)
+    out.insert(0, RANK, order.rank(method="min", ascending=False).astype(int))
     return out.iloc[np.argsort(-order.to_numpy(), kind="stable")].reset_index(drop=True)

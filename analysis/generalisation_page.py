@@ -23,7 +23,7 @@ import pandas as pd
 from raycompress.analysis import generalisation as gen
 from raycompress.analysis.reproduction import markdown, with_table
 from raycompress.analysis.tables import COMPRESSION_GAP
-from raycompress.results import TRIAL_ID, axis_columns, load
+from raycompress.results import TRIAL_ID, axis_columns, identical_layers, load
 from raycompress.schema import NC, Baseline, Quantity
 
 HEADLINE, BEST, GAPS = "<!-- headline -->", "<!-- best -->", "<!-- gaps -->"
@@ -38,7 +38,7 @@ def read_trials(results: Path) -> tuple[pd.DataFrame, list[str]]:
     """(trial table, configuration columns) of an experiment folder or a committed CSV."""
     if results.is_dir():
         frame = load(results)
-        return gen.trial_values(frame), axis_columns(frame)
+        return gen.trial_values(frame, identical_layers(results)), axis_columns(frame)
     trials = pd.read_csv(results, index_col=TRIAL_ID)
     return trials, list(trials.columns[: list(trials.columns).index(CONFIG_END)])
 
@@ -48,13 +48,19 @@ def _headline(measure: str) -> bool:
     return metric in (NC.TRACE, COMPRESSION_GAP, *map(str, Quantity), *map(str, Baseline))
 
 
+def _number(value: float) -> str:
+    """Three significant digits; a mean of ±1s that cancels is 0 (not 1e-17, nor "-0")."""
+    return f"{round(value, 12) + 0.0:.3g}"
+
+
 def _shown(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The ranking as the page prints it: three significant digits (a mean of ±1s that
-    cancels is 0, not 1e-17), without the columns the sweep left empty (the gaps table says
-    why) and without the gaps themselves."""
+    """The ranking as the page prints it: its rank first, three significant digits, without
+    the columns the sweep left empty (the gaps table says why) and without the gaps
+    themselves."""
     numbers = ranking.drop(columns=["gaps", "environments", "configurations"])
     numbers = numbers.dropna(axis=1, how="all")
-    return numbers.map(lambda v: f"{round(v, 12):.3g}" if isinstance(v, float) else v)
+    shown = numbers.map(lambda v: _number(v) if isinstance(v, float) else v)
+    return shown[[gen.RANK, *(c for c in shown.columns if c != gen.RANK)]]
 
 
 def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFrame]:
@@ -64,7 +70,7 @@ def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFra
     notes = pd.DataFrame({"statistic left empty": gaps or ["none"]})
     return {
         HEADLINE: _shown(ranking[ranking.measure.map(_headline)]),
-        BEST: _shown(ranking.head(BEST_COUNT)),
+        BEST: _shown(ranking[ranking[gen.RANK] <= BEST_COUNT]),  # ties at the cut all in
         ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)]),
         GAPS: notes,
     }

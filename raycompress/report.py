@@ -51,11 +51,14 @@ TABLES = {
 }
 
 
-def derived_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def derived_tables(
+    frame: pd.DataFrame, identical: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """The report's tables; the ranking names each representation once (`identical`)."""
     equi = tables.equi_separation(frame)
-    trials, config = generalisation.trial_values(frame), axis_columns(frame)
-    swept = generalisation.grid_axes(trials, config)
-    ranking = {GENERALISATION: generalisation.rank_trials(trials, config)} if swept else {}
+    trials, config = generalisation.trial_values(frame, identical), axis_columns(frame)
+    rankable = not generalisation.too_few_configurations(trials, config)
+    ranking = {GENERALISATION: generalisation.rank_trials(trials, config)} if rankable else {}
     return {
         "final_metrics": tables.final_metrics(frame),
         "equi_separation": equi,
@@ -108,10 +111,11 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
     if frame.empty:
         drawn, missing, derived = {}, dict.fromkeys(figures.FIGURES, "no finished epoch yet"), {}
     else:
-        drawn, missing = draw(frame, out, identical_layers(results_dir))
-        derived = derived_tables(frame)
+        identical = identical_layers(results_dir)
+        drawn, missing = draw(frame, out, identical)
+        derived = derived_tables(frame, identical)
         if GENERALISATION in derived:  # a sweep with two or more configurations
-            figure = figures.generalisation_measures(frame, derived[GENERALISATION])
+            figure = figures.generalisation_measures(frame, derived[GENERALISATION], identical)
             figure.save(out)
             figure.close()
             drawn[GENERALISATION] = figure.caption
@@ -152,11 +156,20 @@ def _wide(table: str) -> str:
     return f"<div class='wide'>{table}</div>"
 
 
-def _generalisation_section(ranking: pd.DataFrame | None, drawn: dict[str, str]) -> list[str]:
+def _generalisation_section(
+    ranking: pd.DataFrame | None, drawn: dict[str, str], frame: pd.DataFrame
+) -> list[str]:
     """'Does compression track generalisation?': the ranking and its figure, for a sweep with
-    two or more configurations (nothing otherwise)."""
+    enough configurations; one line for a sweep with too few; nothing without a swept axis."""
     if ranking is None:
-        return []
+        if frame.empty:
+            return []
+        trials = generalisation.trial_values(frame)
+        why = generalisation.too_few_configurations(trials, axis_columns(frame))
+        if not why or not generalisation.grid_axes(trials, axis_columns(frame)):
+            return []
+        said = html.escape(why, quote=False)
+        return [f"<p><b>Does compression track generalisation?</b> Not ranked: {said}.</p>"]
     figure = (
         [f"<figure><img src='{GENERALISATION}.png' alt='{GENERALISATION}'><figcaption>"
          f"{html.escape(drawn[GENERALISATION])}</figcaption></figure>"]
@@ -168,7 +181,8 @@ def _generalisation_section(ranking: pd.DataFrame | None, drawn: dict[str, str])
         "the last epoch of a run that never met it), against the generalisation gap (test − "
         "train loss), across the sweep's configurations (seeds averaged): Kendall τ with a "
         "bootstrap interval over seeds, ψ per swept axis and their mean Ψ (Jiang et al. 2020), "
-        "the conditional-mutual-information score (× 100, PGDL), and the robust sign-error "
+        "the conditional-mutual-information score (× 100, by Jiang et al.'s definition), and "
+        "the robust sign-error "
         "over environments (worst, mean, 90th percentile; Dziugaite et al. 2020). A statistic "
         "the sweep is too small for is empty, with the reason in <code>gaps</code> "
         f"(<a href='{GENERALISATION}.csv'>CSV</a>).</p>",
@@ -209,7 +223,7 @@ def index_html(
         if final is None
         else "<p>One column per trial, one row per quantity (metric/split/layer).</p>"
         + _wide(final.set_index("trial_id").T.to_html(na_rep="", float_format="{:.4g}".format)),
-        *_generalisation_section(derived.get(GENERALISATION), drawn),
+        *_generalisation_section(derived.get(GENERALISATION), drawn, frame),
         "<h2>Figures</h2>",
         *(
             f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "

@@ -66,6 +66,86 @@ def test_the_conditional_mutual_information_score_on_constructed_cases() -> None
     assert _cmi(conf, "through_a", axes) == pytest.approx(0.0, abs=1e-12)
 
 
+def _by_the_definition(conf: pd.DataFrame, measure: str, axes: list[str], pgdl: bool) -> float:
+    """The CMI score written out pair by pair from the definitions (loops and dicts):
+    Jiang et al.'s, or the PGDL scorer's (self-pairs, ties read "−", cells alike)."""
+
+    def sign(d: float) -> int:
+        return int(d > 0) if pgdl else int(np.sign(d))
+
+    def entropy(counts: dict) -> float:
+        n = sum(counts.values())
+        return -sum(c / n * math.log2(c / n) for c in counts.values() if c)
+
+    rows = conf.to_dict("records")
+    scores = []
+    for a, b in itertools.combinations(axes, 2):
+        cells: dict[tuple, list[tuple[int, int]]] = {}
+        for i, j in itertools.product(range(len(rows)), repeat=2):
+            if i == j and not pgdl:
+                continue
+            u = (rows[i][a], rows[i][b], rows[j][a], rows[j][b])
+            v_g, v_mu = sign(rows[i][GAP] - rows[j][GAP]), sign(rows[i][measure] - rows[j][measure])
+            cells.setdefault(u, []).append((v_g, v_mu))
+        total = sum(len(pairs) for pairs in cells.values())
+        mutual = h_g = 0.0
+        for pairs in cells.values():
+            w = 1 / len(cells) if pgdl else len(pairs) / total
+            g_only = {v: sum(1 for x in pairs if x[0] == v) for v in {x[0] for x in pairs}}
+            mu_only = {v: sum(1 for x in pairs if x[1] == v) for v in {x[1] for x in pairs}}
+            joint = {v: pairs.count(v) for v in set(pairs)}
+            mutual += w * (entropy(g_only) + entropy(mu_only) - entropy(joint))
+            h_g += w * entropy(g_only)
+        if h_g > 0:
+            scores.append(mutual / h_g)
+    return 100 * min(scores)
+
+
+def test_the_conditional_score_by_hand_weights_cells_by_their_pairs_and_keeps_ties() -> None:
+    """Cell 0 holds 2 pairs, V_g = V_μ = (+, −): I = H = 1 bit. Cell 1 holds 4, V_g = (+, +, −,
+    −) against V_μ = (+, −, +, −): I = 0, H = 1. Weighted by p(u) = 1/3, 2/3: 1/3; alike: 1/2.
+    A tie: V_g = (0, +, −), V_μ = (+, +, −) in one cell. Three-valued, H(V_g) = log2 3 and
+    I = H(V_μ) = h(1/3); read as "−", V_g = (−, +, −): H = h(1/3), I = 2 h(1/3) − log2 3."""
+    cell = np.array([0, 0, 1, 1, 1, 1])
+    v_g, v_mu = np.array([1, 0, 1, 1, 0, 0]), np.array([1, 0, 1, 0, 1, 0])
+    assert gen.conditional_score(v_mu, v_g, cell, weighted=True) == pytest.approx(1 / 3)
+    assert gen.conditional_score(v_mu, v_g, cell, weighted=False) == pytest.approx(1 / 2)
+    h = -(1 / 3) * math.log2(1 / 3) - (2 / 3) * math.log2(2 / 3)
+    one = np.zeros(3, dtype=np.int64)
+    three = gen.conditional_score(np.array([2, 2, 0]), np.array([1, 2, 0]), one, weighted=True)
+    assert three == pytest.approx(h / math.log2(3))
+    two = gen.conditional_score(np.array([1, 1, 0]), np.array([0, 1, 0]), one, weighted=True)
+    assert two == pytest.approx((2 * h - math.log2(3)) / h)
+
+
+@pytest.mark.parametrize("convention", list(gen.CMI))
+def test_the_cmi_score_is_its_definition_on_grids_where_the_conventions_differ(
+    convention: gen.CMI,
+) -> None:
+    """A 3 × 2 × 2 grid with a noisy measure, and one whose measure and gap tie in many
+    pairs (rounded): each convention against the pair-by-pair reference, and the two apart."""
+    rng = np.random.default_rng(4)
+    axes = ["a", "b", "c"]
+    conf = _grid({"a": [0, 1, 2], "b": [0, 1], "c": [0, 1]})
+    conf[GAP] = conf.a + conf.b + rng.normal(0, 0.8, len(conf))
+    conf["noisy"] = conf[GAP] + rng.normal(0, 1.0, len(conf))
+    conf["tied"] = (conf.noisy / 2).round()
+    conf["tied_gap"] = conf[GAP].round()
+    pairs = gen.cmi_pairs(conf, axes, convention)
+    for measure in ("noisy", "tied"):
+        got = gen.cmi_score(conf[measure].to_numpy(), conf[GAP].to_numpy(), pairs, convention)
+        want = _by_the_definition(conf, measure, axes, pgdl=convention == gen.CMI.PGDL)
+        assert got == pytest.approx(want, abs=1e-9)
+    tied = conf.assign(**{GAP: conf.tied_gap})
+    got = gen.cmi_score(tied.tied.to_numpy(), tied[GAP].to_numpy(), pairs, convention)
+    assert got == pytest.approx(_by_the_definition(tied, "tied", axes, convention == gen.CMI.PGDL))
+    other = gen.CMI.PGDL if convention == gen.CMI.JIANG else gen.CMI.JIANG
+    apart = gen.cmi_score(
+        tied.tied.to_numpy(), tied[GAP].to_numpy(), gen.cmi_pairs(conf, axes, other), other
+    )
+    assert abs(apart - got) > 1.0
+
+
 def test_the_cmi_score_needs_three_axes_and_a_complete_grid() -> None:
     conf = _grid({"a": [0, 1], "b": [0, 1], "c": [0, 1]})
     assert gen.complete_grid(conf, ["a", "b", "c"]) == ""
@@ -192,3 +272,60 @@ def test_the_compression_gap_is_test_minus_train_trace_at_the_common_point() -> 
     values = gen.trial_values(tidy_from_wide(wide, ["lr", "width"]))
     expected = (wide["nc_trace/l2/test"] - wide["nc_trace/l2/train"]).to_numpy()
     np.testing.assert_allclose(values["compression_gap/l2"].to_numpy(), expected)
+
+
+def test_a_layer_that_is_another_layers_representation_is_ranked_once_under_both_names() -> None:
+    """f₋'s penultimate features (l4) are h³ flattened: l4's measures that l3 has are dropped,
+    the one only l4 has (NC3) is kept, and each is named "l3=l4"; a measure of another layer,
+    and one of the whole network, keep their names."""
+    rng = np.random.default_rng(8)
+    levels = {"lr": [0.01, 0.1], "width": [8, 16]}
+    wide = _wide(levels, 1, rng)
+    wide["nc_trace/l3/train"] = wide[GAP] * 2
+    wide["nc_trace/l4/train"] = wide["nc_trace/l3/train"]
+    wide["nc_self_duality/l4/train"] = -wide[GAP]
+    frame = tidy_from_wide(wide, list(levels))
+    trials = frame.trial_id.unique()
+    identical = pd.DataFrame({"trial_id": trials, "layer": 4, "same_as": 3})
+    values = gen.trial_values(frame, identical)
+    layered = sorted(c for c in values.columns if "/l" in c)
+    assert layered == [
+        "nc_self_duality/l3=l4/train",
+        "nc_trace/l2/train",
+        "nc_trace/l3=l4/train",
+        "v_min/l1/test",
+    ]
+    np.testing.assert_allclose(values["nc_trace/l3=l4/train"], values[GAP] * 2)
+    assert "gm_path_norm" in values
+    # merged only where every trial has the layer as the other's
+    assert gen.shared_layers(identical.iloc[1:], list(trials)) == {}
+    assert gen.shared_layers(identical, list(trials)) == {4: 3}
+    assert "nc_trace/l4/train" in gen.trial_values(frame, identical.iloc[1:])
+
+
+def test_saturated_and_uncertified_values_are_named_by_family_and_left_out_of_the_ranking() -> None:
+    """𝒱-minimality under `linear`: trial t0's value sits at its ceiling, t1's is uncertified;
+    both are kept in the trial table with their status and left out of τ, which the others
+    decide (μ = −g: τ = −1)."""
+    rng = np.random.default_rng(9)
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
+    frame = tidy_from_wide(_wide(levels, 1, rng), list(levels))
+    vinfo = frame.metric == "v_min"
+    frame["family"] = np.where(vinfo, "linear", None)
+    frame["saturated"] = pd.array(np.where(vinfo, False, None), dtype="boolean")
+    frame.loc[vinfo & (frame.trial_id == "t0"), "saturated"] = True
+    verdicts = frame[vinfo].assign(metric="v_min_certified", value=1.0, saturated=pd.NA)
+    verdicts.loc[verdicts.trial_id == "t1", "value"] = 0.0
+    frame = pd.concat([frame, verdicts], ignore_index=True)
+    frame.loc[frame.metric.eq("v_min") & frame.trial_id.eq("t0"), "value"] = (
+        99.0  # τ ≠ −1 if ranked
+    )
+    values = gen.trial_values(frame)
+    name = "v_min[linear]/l1/test"
+    assert values.loc[["t0", "t1", "t2"], name + gen.STATUS].tolist() == [
+        "saturated", "uncertified", ""
+    ]  # fmt: skip
+    assert name + gen.STATUS not in gen.measures(values, [*levels, "seed"])
+    row = gen.rank_trials(values, [*levels, "seed"], resamples=0).set_index("measure").loc[name]
+    assert row.tau == pytest.approx(-1.0) and row.configurations == 10
+    assert "1 saturated, 1 uncertified of 12 values left out: not measurements" in row.gaps

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from raycompress.analysis import generalisation as gen
 from raycompress.analysis import generalisation_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -15,3 +18,21 @@ def test_the_published_tables_are_the_ones_the_committed_values_give() -> None:
     assert len(trials) == 48 and {"lr", "batch_size", "widths", "train_size", "seed"} <= {*config}
     page = (DOCS / "generalisation.md").read_text()
     assert generalisation_page.with_tables(page, trials, config) == page
+
+
+@pytest.mark.parametrize(
+    ("convention", "measure", "score", "digits"),
+    [
+        (gen.CMI.JIANG, "nc_equiangularity/l3=l4/train", 12.75, 2),
+        (gen.CMI.PGDL, "gm_path_norm", 23.7, 1),
+    ],
+)
+def test_the_cmi_conventions_give_the_independently_recomputed_scores(
+    convention: gen.CMI, measure: str, score: float, digits: int
+) -> None:
+    """Recomputed outside the product on these committed values: by Jiang et al.'s definition
+    (12.75 for h³'s equiangularity on train) and by the PGDL competition's scorer (23.7 for the
+    path norm)."""
+    trials, config = generalisation_page.read_trials(TRIALS)
+    ranking = gen.rank_trials(trials, config, resamples=0, cmi=convention).set_index("measure")
+    assert round(ranking.loc[measure, "cmi"], digits) == score
