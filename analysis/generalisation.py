@@ -25,7 +25,8 @@ which keeps them apart as repeats.
              in one axis; in each, the sign-error (1 − sgn Δμ sgn Δg)/2 averaged over seed pairs
              with Hoeffding weights (w − ½)₊, w = max(0, 1 − 2 exp(−2 n (Δe/2)²))² (Δe: the
              pair's difference of error gaps, n test points); an environment counts when its
-             effective sample size (Σw)²/Σw² ≥ min_ess; worst case, mean and 90th percentile
+             effective sample size (Σw)²/Σw² ≥ min_ess; worst case (and the environments at
+             it: `robust_worst_at`), mean and 90th percentile
 
 A statistic a sweep is too small for is NaN with its reason in the `gaps` column. Pure pandas
 and numpy: no torch, no Ray, no files.
@@ -428,13 +429,15 @@ def hoeffding_weight(delta: np.ndarray, n: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Environments:
     """Every ordered pair of configurations differing in exactly one axis, with their seed
-    pairs: row k of `a`/`b` is one seed pair, of environment `env[k]`; its weight (w − ½)₊."""
+    pairs: row k of `a`/`b` is one seed pair, of environment `env[k]`; its weight (w − ½)₊.
+    `names[e]`: environment e in words ("lr 0.002 → 0.008 at batch_size=200, …")."""
 
     a: np.ndarray
     b: np.ndarray
     env: np.ndarray
     weight: np.ndarray
     count: int
+    names: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -444,7 +447,7 @@ class Environments:
         config = pd.factorize(pd.Series(map(tuple, codes)))[0]
         members = [np.flatnonzero(config == k) for k in range(config.max() + 1)]
         keys = codes[[m[0] for m in members]]
-        a_rows, b_rows, env_rows, env = [], [], [], 0
+        a_rows, b_rows, env_rows, names, env = [], [], [], [], 0
         for i in range(len(axes)):
             others = np.delete(keys, i, axis=1)
             # configurations equal on every other axis: one group per setting of the others
@@ -455,21 +458,31 @@ class Environments:
                     a_rows.append(grid[:, 0])
                     b_rows.append(grid[:, 1])
                     env_rows.append(np.full(len(grid), env))
+                    names.append(
+                        cls._name(trials.iloc[members[p][0]], trials.iloc[members[q][0]], axes, i)
+                    )
                     env += 1
         if not env:
             empty = np.zeros(0, dtype=np.int64)
             return cls(empty, empty, empty, np.zeros(0), 0)
         a, b = np.concatenate(a_rows), np.concatenate(b_rows)
         w = hoeffding_weight(np.abs(error_gap[a] - error_gap[b]), test_points)
-        return cls(a, b, np.concatenate(env_rows), np.where(w > 0.5, w - 0.5, 0.0), env)
+        weight = np.where(w > 0.5, w - 0.5, 0.0)
+        return cls(a, b, np.concatenate(env_rows), weight, env, tuple(names))
+
+    @staticmethod
+    def _name(first: pd.Series, second: pd.Series, axes: Sequence[str], changed: int) -> str:
+        axis = axes[changed]
+        fixed = ", ".join(f"{a}={first[a]}" for a in axes if a != axis)
+        return f"{axis} {first[axis]} → {second[axis]}" + (f" at {fixed}" if fixed else "")
 
     def within_noise(self) -> int:
         """Environments whose every seed pair has weight 0: gap differences inside the noise."""
         return int((np.bincount(self.env, self.weight, self.count) == 0).sum())
 
-    def sign_errors(self, mu: np.ndarray, g: np.ndarray, min_ess: float) -> np.ndarray:
+    def sign_errors(self, mu: np.ndarray, g: np.ndarray, min_ess: float) -> pd.Series:
         """Each environment's weighted sign-error, for those whose effective sample size
-        (Σw)²/Σw² reaches min_ess."""
+        (Σw)²/Σw² reaches min_ess, indexed by environment."""
         measured = np.isfinite(mu[self.a]) & np.isfinite(mu[self.b])  # a failed value: no vote
         error = (1 - np.sign(mu[self.a] - mu[self.b]) * np.sign(g[self.a] - g[self.b])) / 2
         weight = np.where(measured, self.weight, 0.0)
@@ -478,8 +491,15 @@ class Environments:
         loss = np.bincount(self.env, weight * np.where(measured, error, 0.0), self.count)
         with np.errstate(divide="ignore", invalid="ignore"):
             ess = np.where(squares > 0, total**2 / squares, 0.0)
-            kept = (ess >= min_ess) | np.isclose(ess, min_ess)
-            return (loss / total)[kept & (total > 0)]
+            kept = ((ess >= min_ess) | np.isclose(ess, min_ess)) & (total > 0)
+            return pd.Series((loss / total)[kept], index=np.flatnonzero(kept), dtype=np.float64)
+
+    def deciding(self, errors: pd.Series) -> str:
+        """The environments at the worst of `errors` (`sign_errors`), in words."""
+        if not len(errors):
+            return ""
+        worst = [self.names[e] for e in errors.index[errors == errors.max()]]
+        return worst[0] + (f" and {len(worst) - 1} more" if len(worst) > 1 else "")
 
 
 def bootstrap_tau(
@@ -510,7 +530,7 @@ RANK = "rank"  # by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share th
 # The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis.
 RANKING = [
     "measure", "tau", "tau_low", "tau_high", "Psi", "cmi", "robust_worst", "robust_mean",
-    "robust_p90", "environments", "configurations", "gaps",
+    "robust_p90", "robust_worst_at", "environments", "configurations", "gaps",
 ]  # fmt: skip
 
 
@@ -581,7 +601,7 @@ def rank_trials(
             row["cmi"] = math.nan
             if pairs is not None:
                 gaps.append("CMI needs the measure and the gap in every configuration")
-        errors = np.zeros(0)
+        errors = pd.Series(dtype=np.float64)
         if envs is not None:
             errors = envs.sign_errors(trials[name].to_numpy(np.float64), g_trials, min_ess)
             if not len(errors):
@@ -598,6 +618,7 @@ def rank_trials(
             else (math.nan,) * 3
         )  # fmt: skip
         row |= {"robust_worst": worst, "robust_mean": mean, "robust_p90": p90}
+        row["robust_worst_at"] = envs.deciding(errors) if envs is not None else ""
         low = high = math.nan
         if resamples and fewest >= MIN_SEEDS and len(conf) >= 2:
             low, high = bootstrap_tau(trials, axes, name, gap, resamples, seed)

@@ -59,6 +59,7 @@ def _shown(ranking: pd.DataFrame) -> pd.DataFrame:
     themselves."""
     numbers = ranking.drop(columns=["gaps", "environments", "configurations"])
     numbers = numbers.dropna(axis=1, how="all")
+    numbers = numbers.loc[:, ~numbers.eq("").all()]  # a text column with nothing to say
     shown = numbers.map(lambda v: _number(v) if isinstance(v, float) else v)
     return shown[[gen.RANK, *(c for c in shown.columns if c != gen.RANK)]]
 

@@ -172,7 +172,9 @@ def test_hoeffding_weights_and_a_weighted_sign_error_by_hand() -> None:
     g = error
     expected = (w[2] + w[3]) / w.sum()
     errors = envs.sign_errors(mu, g, min_ess=0)
-    assert errors == pytest.approx([expected, expected])
+    assert errors.tolist() == pytest.approx([expected, expected])
+    assert errors.index.tolist() == [0, 1]
+    assert [envs.deciding(errors)] == ["a x → y and 1 more"]
     ess = w.sum() ** 2 / (w**2).sum()
     assert len(envs.sign_errors(mu, g, min_ess=ess + 0.01)) == 0
     assert len(envs.sign_errors(mu, g, min_ess=ess)) == 2
@@ -329,3 +331,19 @@ def test_saturated_and_uncertified_values_are_named_by_family_and_left_out_of_th
     row = gen.rank_trials(values, [*levels, "seed"], resamples=0).set_index("measure").loc[name]
     assert row.tau == pytest.approx(-1.0) and row.configurations == 10
     assert "1 saturated, 1 uncertified of 12 values left out: not measurements" in row.gaps
+
+
+def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case() -> None:
+    """μ follows g when lr changes and runs against it when width changes: the worst case (1)
+    is decided by the width environments, named by what changes and what is held fixed."""
+    rng = np.random.default_rng(10)
+    levels = {"lr": [0.01, 0.1], "width": [8, 16]}
+    wide = _grid(levels, seeds=6)
+    wide[GAP] = wide.lr * 2 + wide.width * 0.01 + rng.normal(0, 1e-4, len(wide))
+    wide[ACCURACY_GAP] = wide.lr + wide.width * 0.01  # changes of ≥ 0.08: beyond the noise
+    wide["mu"] = wide.lr * 2 - wide.width * 0.01
+    wide = wide.assign(epoch=3, met_threshold=True)
+    ranking = gen.rank_trials(wide, [*levels, "seed"], resamples=0).set_index("measure")
+    row = ranking.loc["mu"]
+    assert row.robust_worst == pytest.approx(1.0) and row.environments == 8  # ordered pairs
+    assert row.robust_worst_at == "width 8 → 16 at lr=0.01 and 3 more"  # both ways, both lr
