@@ -40,7 +40,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,7 @@ from raycompress.stopping import Stop
 GAP, ACCURACY_GAP = "gap", "accuracy_gap"  # test − train loss (nats); train − test accuracy
 # beside a 𝒱-information measure, per trial: why its value is not a measurement ('' when it is)
 STATUS, UNCERTIFIED = "#status", "uncertified"
+STATUSES = (UNCERTIFIED, SATURATED)
 EPOCH, MET_THRESHOLD, SEEDS = "epoch", "met_threshold", "seeds"
 # The statistics of NC measured per layer; the rank and tolerance are decisions, not measures.
 NC_MEASURES = [stat for stat in NC if stat not in (NC.RANK, NC.EIG_TOL, NC.TRACE_RATIO)]
@@ -114,10 +115,35 @@ def shared_layers(identical: pd.DataFrame | None, trials: Sequence[str]) -> dict
     }
 
 
+class Measure(NamedTuple):
+    """A measure's column in parts: `v_min[linear]/l3=l4/test` is metric `v_min`, family
+    `linear`, layers `l3=l4` (one representation, two names), split `test`."""
+
+    metric: str
+    family: str | None
+    layers: str | None
+    split: str | None
+
+
+_MEASURE = re.compile(
+    r"(?P<metric>[^/\[]+)(?:\[(?P<family>[^\]]+)\])?(?:/(?P<layers>l\d+(?:=l\d+)*))?"
+    r"(?:/(?P<split>[^/]+))?"
+)
+
+
+def parse_measure(measure: str) -> Measure:
+    """The parts of a measure's column (`measure_name`, a family, merged layers)."""
+    match = _MEASURE.fullmatch(measure)
+    if match is None:
+        raise ValueError(f"not a measure's column: {measure!r}")
+    return Measure(**match.groupdict())
+
+
 def _layer(measure: str) -> int | None:
-    """The layer of a measure's column (`measure_name`), None for a whole-network measure."""
-    parts = measure.split("/")
-    return int(parts[1][1:]) if len(parts) > 1 and re.fullmatch(r"l\d+", parts[1]) else None
+    """The layer of a measure's column (`measure_name`), None for a whole-network measure or
+    merged layers."""
+    layers = parse_measure(measure).layers
+    return int(layers[1:]) if layers and "=" not in layers else None
 
 
 def one_per_representation(trials: pd.DataFrame, same: dict[int, int]) -> pd.DataFrame:
@@ -232,22 +258,29 @@ def measures(trials: pd.DataFrame, config: Sequence[str]) -> list[str]:
     return [c for c in trials.columns if c not in fixed and not c.endswith(STATUS)]
 
 
+def withheld(trials: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Per measure of `names` with any value that is not a measurement: how many of its
+    trials' values are UNCERTIFIED and SATURATED (columns), of `trials` values."""
+    counts = {
+        name: trials[name + STATUS].fillna("").value_counts()
+        for name in names
+        if name + STATUS in trials and trials[name + STATUS].fillna("").ne("").any()
+    }
+    table = pd.DataFrame(counts).T.reindex(columns=[UNCERTIFIED, SATURATED]).fillna(0)
+    table = table.astype(int).rename_axis("measure")
+    return table.assign(trials=len(trials))
+
+
 def without_withheld(
     trials: pd.DataFrame, names: Sequence[str]
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The trial table with every value that is not a measurement (its STATUS UNCERTIFIED or
-    SATURATED) set to NaN, and per measure that had any, what was left out (text)."""
-    trials, left_out = trials.copy(), {}
-    for name in names:
-        if name + STATUS not in trials:
-            continue
-        status = trials[name + STATUS].fillna("")
-        counts = status[status != ""].value_counts()
-        if counts.empty:
-            continue
-        trials.loc[status != "", name] = np.nan
-        said = ", ".join(f"{count} {what}" for what, count in sorted(counts.items()))
-        left_out[name] = f"{said} of {len(status)} values left out: not measurements"
+    """The trial table with every value that is not a measurement (`withheld`) set to NaN,
+    and per measure that had any, what was left out (text)."""
+    counts, trials, left_out = withheld(trials, names), trials.copy(), {}
+    for name, row in counts.iterrows():
+        trials.loc[trials[name + STATUS].fillna("") != "", name] = np.nan
+        said = ", ".join(f"{row[what]} {what}" for what in sorted(STATUSES) if row[what])
+        left_out[name] = f"{said} of {row.trials} values left out: not measurements"
     return trials, left_out
 
 
@@ -380,19 +413,22 @@ def cmi_pairs(conf: pd.DataFrame, axes: Sequence[str], convention: CMI) -> PairC
     return PairCodes.of(conf, axes, self_pairs=convention == CMI.PGDL)
 
 
+SIGN_CODES = 3  # the codes `_signs` gives: at most −, 0, +
+
+
 def _signs(x: np.ndarray, pairs: PairCodes, convention: CMI) -> np.ndarray:
-    """Each pair's sign of x(θ) − x(θ′) as a code: 0, 1, 2 for −, 0, + (JIANG); 0, 1 for
-    "not greater", greater (PGDL)."""
+    """Each pair's sign of x(θ) − x(θ′) as a code below SIGN_CODES: 0, 1, 2 for −, 0, +
+    (JIANG); 0, 1 for "not greater", greater (PGDL)."""
     if convention == CMI.PGDL:
         return (x[pairs.first] > x[pairs.second]).astype(np.int64)
     return (np.sign(x[pairs.first] - x[pairs.second]) + 1).astype(np.int64)
 
 
 def conditional_score(v_mu: np.ndarray, v_g: np.ndarray, cell: np.ndarray, weighted: bool) -> float:
-    """I(V_μ; V_g | U) / H(V_g | U) from each pair's sign codes and its cell u of U: per cell
-    the plug-in entropies, then the cells weighted by p(u) (`weighted`) or alike; NaN where
-    V_g is constant in every cell."""
-    signs = int(max(v_mu.max(), v_g.max())) + 1
+    """I(V_μ; V_g | U) / H(V_g | U) from each pair's sign codes (below SIGN_CODES) and its
+    cell u of U: per cell the plug-in entropies, then the cells weighted by p(u) (`weighted`)
+    or alike; NaN where V_g is constant in every cell."""
+    signs = SIGN_CODES  # a code that never occurs is an empty bin: no entropy
     joint = (cell * signs + v_g) * signs + v_mu
     counts = np.bincount(joint, minlength=(cell.max() + 1) * signs**2)
     counts = counts.reshape(-1, signs, signs).astype(np.float64)
@@ -426,28 +462,47 @@ def hoeffding_weight(delta: np.ndarray, n: int) -> np.ndarray:
     return np.maximum(0.0, 1 - 2 * np.exp(-2 * n * (np.asarray(delta) / 2) ** 2)) ** 2
 
 
+def resolution(n: int) -> float:
+    """The least difference of two error gaps (on n test points each) whose Hoeffding weight
+    exceeds ½, so that its seed pair counts at all: √(2 ln(2 / (1 − √½)) / n)."""
+    return math.sqrt(2 * math.log(2 / (1 - math.sqrt(0.5))) / n)
+
+
+def effective_sample_size(weight: np.ndarray, env: np.ndarray, count: int) -> np.ndarray:
+    """(Σw)² / Σw² of each of `count` environments (0 where every weight is 0)."""
+    total = np.bincount(env, weight, count)
+    squares = np.bincount(env, weight**2, count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(squares > 0, total**2 / squares, 0.0)
+
+
 @dataclass(frozen=True)
 class Environments:
     """Every ordered pair of configurations differing in exactly one axis, with their seed
-    pairs: row k of `a`/`b` is one seed pair, of environment `env[k]`; its weight (w − ½)₊.
-    `names[e]`: environment e in words ("lr 0.002 → 0.008 at batch_size=200, …")."""
+    pairs: row k of `a`/`b` is one seed pair, of environment `env[k]`, its difference of error
+    gaps `delta[k]` (absolute) and its weight (w − ½)₊. Per environment e: `changed[e]`, the
+    axis it changes, and `names[e]`, e in words ("lr 0.002 → 0.008 at batch_size=200, …")."""
 
     a: np.ndarray
     b: np.ndarray
     env: np.ndarray
+    delta: np.ndarray
     weight: np.ndarray
     count: int
+    changed: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
 
     @classmethod
     def of(
         cls, trials: pd.DataFrame, axes: Sequence[str], error_gap: np.ndarray, test_points: int
     ) -> Environments:
+        if not len(axes):
+            return cls.none()
         codes = np.stack([pd.factorize(trials[a].astype(str))[0] for a in axes], axis=1)
         config = pd.factorize(pd.Series(map(tuple, codes)))[0]
         members = [np.flatnonzero(config == k) for k in range(config.max() + 1)]
         keys = codes[[m[0] for m in members]]
-        a_rows, b_rows, env_rows, names, env = [], [], [], [], 0
+        a_rows, b_rows, env_rows, changed, names, env = [], [], [], [], [], 0
         for i in range(len(axes)):
             others = np.delete(keys, i, axis=1)
             # configurations equal on every other axis: one group per setting of the others
@@ -458,17 +513,25 @@ class Environments:
                     a_rows.append(grid[:, 0])
                     b_rows.append(grid[:, 1])
                     env_rows.append(np.full(len(grid), env))
+                    changed.append(axes[i])
                     names.append(
                         cls._name(trials.iloc[members[p][0]], trials.iloc[members[q][0]], axes, i)
                     )
                     env += 1
         if not env:
-            empty = np.zeros(0, dtype=np.int64)
-            return cls(empty, empty, empty, np.zeros(0), 0)
+            return cls.none()
         a, b = np.concatenate(a_rows), np.concatenate(b_rows)
-        w = hoeffding_weight(np.abs(error_gap[a] - error_gap[b]), test_points)
+        delta = np.abs(error_gap[a] - error_gap[b])
+        w = hoeffding_weight(delta, test_points)
         weight = np.where(w > 0.5, w - 0.5, 0.0)
-        return cls(a, b, np.concatenate(env_rows), weight, env, tuple(names))
+        env_of = np.concatenate(env_rows)
+        return cls(a, b, env_of, delta, weight, env, tuple(changed), tuple(names))
+
+    @classmethod
+    def none(cls) -> Environments:
+        """No environment: a sweep without two configurations that differ in one axis."""
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, np.zeros(0), np.zeros(0), 0)
 
     @staticmethod
     def _name(first: pd.Series, second: pd.Series, axes: Sequence[str], changed: int) -> str:
@@ -480,6 +543,33 @@ class Environments:
         """Environments whose every seed pair has weight 0: gap differences inside the noise."""
         return int((np.bincount(self.env, self.weight, self.count) == 0).sum())
 
+    def by_axis(self, min_ess: float) -> pd.DataFrame:
+        """Per changed axis: its environments, the most seed pairs of one, the median and the
+        largest mean |Δ error gap| of an environment over its seed pairs, the share of seed
+        pairs with any weight, and the environments whose effective sample size reaches
+        `min_ess` (those the robust sign-error keeps)."""
+        pairs = np.bincount(self.env, minlength=self.count)
+        mean_delta = np.bincount(self.env, self.delta, self.count) / np.maximum(pairs, 1)
+        ess = effective_sample_size(self.weight, self.env, self.count)
+        per_env = pd.DataFrame({
+            "axis": self.changed, "pairs": pairs, "delta": mean_delta,
+            "kept": (ess >= min_ess) | np.isclose(ess, min_ess),
+        })  # fmt: skip
+        weighted = pd.Series(self.weight > 0).groupby(np.asarray(self.changed)[self.env]).mean()
+        table = per_env.groupby("axis", sort=False).agg(
+            environments=("pairs", "size"),
+            seed_pairs=("pairs", "max"),
+            median_delta=("delta", "median"),
+            largest_delta=("delta", "max"),
+            kept=("kept", "sum"),
+        )
+        table.insert(4, "weighted_pairs", weighted.reindex(table.index))
+        return table.reset_index()
+
+    def most_pairs(self) -> int:
+        """The seed pairs of the largest environment: a bound on its effective sample size."""
+        return int(np.bincount(self.env).max()) if self.count else 0
+
     def sign_errors(self, mu: np.ndarray, g: np.ndarray, min_ess: float) -> pd.Series:
         """Each environment's weighted sign-error, for those whose effective sample size
         (Σw)²/Σw² reaches min_ess, indexed by environment."""
@@ -487,11 +577,10 @@ class Environments:
         error = (1 - np.sign(mu[self.a] - mu[self.b]) * np.sign(g[self.a] - g[self.b])) / 2
         weight = np.where(measured, self.weight, 0.0)
         total = np.bincount(self.env, weight, self.count)
-        squares = np.bincount(self.env, weight**2, self.count)
         loss = np.bincount(self.env, weight * np.where(measured, error, 0.0), self.count)
+        ess = effective_sample_size(weight, self.env, self.count)
+        kept = ((ess >= min_ess) | np.isclose(ess, min_ess)) & (total > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ess = np.where(squares > 0, total**2 / squares, 0.0)
-            kept = ((ess >= min_ess) | np.isclose(ess, min_ess)) & (total > 0)
             return pd.Series((loss / total)[kept], index=np.flatnonzero(kept), dtype=np.float64)
 
     def deciding(self, errors: pd.Series) -> str:
@@ -500,6 +589,32 @@ class Environments:
             return ""
         worst = [self.names[e] for e in errors.index[errors == errors.max()]]
         return worst[0] + (f" and {len(worst) - 1} more" if len(worst) > 1 else "")
+
+
+def environment_table(
+    trials: pd.DataFrame,
+    config: Sequence[str],
+    *,
+    min_ess: float = MIN_ESS,
+    test_points: int = TEST_POINTS,
+) -> pd.DataFrame:
+    """Per swept axis, how far changing it moves the error gap and what the robust
+    sign-error keeps (`Environments.by_axis`), of a table of `trial_values`."""
+    axes = grid_axes(trials, config)
+    error_gap = trials[ACCURACY_GAP].to_numpy(dtype=np.float64)
+    return Environments.of(trials, axes, error_gap, test_points).by_axis(min_ess)
+
+
+def no_environment(envs: Environments, min_ess: float, test_points: int) -> str:
+    """Why the robust sign-error kept no environment, in words."""
+    most = envs.most_pairs()
+    bound = f", so an effective sample size of at most {most}," if most < min_ess else ""
+    return (
+        f"no environment reaches an effective sample size of {min_ess:g} (at most {most} seed "
+        f"pairs per environment{bound} and in {envs.within_noise()} of {envs.count} every pair's "
+        f"error gaps differ by less than {100 * resolution(test_points):.2g} points, the least "
+        f"that {test_points} test points resolve)"
+    )
 
 
 def bootstrap_tau(
@@ -605,13 +720,7 @@ def rank_trials(
         if envs is not None:
             errors = envs.sign_errors(trials[name].to_numpy(np.float64), g_trials, min_ess)
             if not len(errors):
-                most = int(trials.groupby(axes).size().max() ** 2)
-                silent = envs.within_noise()
-                gaps.append(
-                    f"no environment reaches an effective sample size of {min_ess:g} (at most "
-                    f"{most} seed pairs per environment, and in {silent} of {envs.count} every "
-                    f"pair's error gaps differ within the noise of {test_points} test points)"
-                )
+                gaps.append(no_environment(envs, min_ess, test_points))
         row["environments"] = len(errors)
         worst, mean, p90 = (
             (errors.max(), errors.mean(), np.percentile(errors, 90)) if len(errors)

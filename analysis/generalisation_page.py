@@ -9,7 +9,11 @@ checked against). The command rewrites the tables between the page's markers: th
 measures (`<!-- headline -->`: tr(Σ_W Σ_B⁺) of every layer and split, each layer's
 compression gap, 𝒱-information, the baselines), the best ten by |Ψ| of every measure
 (`<!-- best -->`), the headline measures against the accuracy gap (`<!-- accuracy gap -->`),
-and the gap each statistic left (`<!-- gaps -->`).
+𝒱-minimality of every family beside tr(Σ_W Σ_B⁺) per layer and split against the accuracy gap
+(`<!-- minimality -->`), the values that are not measurements (`<!-- withheld -->`), how far
+each axis moves the error gap against what the robust sign-error keeps
+(`<!-- environments -->`), the measures it scores (`<!-- robust -->`), and the gap each
+statistic left (`<!-- gaps -->`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from raycompress.results import TRIAL_ID, axis_columns, identical_layers, load
 from raycompress.schema import NC, Baseline, Quantity
 
 HEADLINE, BEST, GAPS = "<!-- headline -->", "<!-- best -->", "<!-- gaps -->"
-ACCURACY = "<!-- accuracy gap -->"
+ACCURACY, MINIMALITY = "<!-- accuracy gap -->", "<!-- minimality -->"
+WITHHELD, ENVIRONMENTS, ROBUST = "<!-- withheld -->", "<!-- environments -->", "<!-- robust -->"
 BEST_COUNT = 10
 # the configuration columns of a committed trial table: what `trial_values` puts before its
 # values (dataset, model and every axis the sweep records)
@@ -44,8 +49,17 @@ def read_trials(results: Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _headline(measure: str) -> bool:
-    metric = measure.split("/")[0]
+    metric = gen.parse_measure(measure).metric
     return metric in (NC.TRACE, COMPRESSION_GAP, *map(str, Quantity), *map(str, Baseline))
+
+
+def _beside_minimality(ranking: pd.DataFrame) -> pd.DataFrame:
+    """𝒱-minimality of every family beside tr(Σ_W Σ_B⁺), per layer and split, layer by layer."""
+    parts = pd.DataFrame([gen.parse_measure(m) for m in ranking.measure], index=ranking.index)
+    kept = parts.metric.isin([Quantity.MINIMALITY, NC.TRACE]) & parts.split.notna()
+    order = parts[kept].assign(nc=parts.metric.eq(NC.TRACE), family=parts.family.fillna(""))
+    order = order.sort_values(["layers", "split", "nc", "family"], kind="stable")
+    return ranking.loc[order.index]
 
 
 def _number(value: float) -> str:
@@ -64,6 +78,41 @@ def _shown(ranking: pd.DataFrame) -> pd.DataFrame:
     return shown[[gen.RANK, *(c for c in shown.columns if c != gen.RANK)]]
 
 
+def _withheld(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
+    counts = gen.withheld(trials, gen.measures(trials, config)).reset_index()
+    if counts.empty:
+        return pd.DataFrame({"measure": ["none: every value is a measurement"]})
+    return counts
+
+
+def _environments(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
+    """How far each axis moves the error gap (Δ: an environment's mean absolute difference
+    over its seed pairs, in points), against what the robust sign-error keeps."""
+    table = gen.environment_table(trials, config)
+    points = ["median_delta", "largest_delta"]
+    table[points] = (100 * table[points]).map(_number)
+    table["weighted_pairs"] = table.weighted_pairs.map(lambda share: f"{100 * share:.0f} %")
+    return table.rename(
+        columns={
+            "seed_pairs": "seed pairs each",
+            "median_delta": "median Δ error gap (points)",
+            "largest_delta": "largest Δ",
+            "weighted_pairs": "seed pairs weighted",
+            "kept": f"kept (ESS ≥ {gen.MIN_ESS:g})",
+        }
+    )
+
+
+def _robust(ranking: pd.DataFrame) -> pd.DataFrame:
+    """The measures the robust sign-error scores, its worst case first."""
+    scored = ranking[ranking.environments > 0].sort_values("robust_worst", kind="stable")
+    if scored.empty:
+        return pd.DataFrame({"measure": ["none: no environment kept"]})
+    columns = ["measure", "robust_worst", "robust_mean", "robust_p90", "environments"]
+    shown = scored[columns].map(lambda v: _number(v) if isinstance(v, float) else v)
+    return shown.assign(robust_worst_at=scored.robust_worst_at)
+
+
 def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFrame]:
     ranking = gen.rank_trials(trials, config)
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
@@ -73,6 +122,10 @@ def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFra
         HEADLINE: _shown(ranking[ranking.measure.map(_headline)]),
         BEST: _shown(ranking[ranking[gen.RANK] <= BEST_COUNT]),  # ties at the cut all in
         ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)]),
+        MINIMALITY: _shown(_beside_minimality(by_accuracy)),
+        WITHHELD: _withheld(trials, config),
+        ENVIRONMENTS: _environments(trials, config),
+        ROBUST: _robust(ranking),
         GAPS: notes,
     }
 

@@ -183,6 +183,32 @@ def test_hoeffding_weights_and_a_weighted_sign_error_by_hand() -> None:
     assert close.within_noise() == 2  # 0.001 apart on 1 000 test points: noise
 
 
+def test_the_least_resolved_error_gap_difference_has_weight_one_half() -> None:
+    for n in (1_000, 10_000):
+        least = gen.resolution(n)
+        assert gen.hoeffding_weight(np.array([least]), n)[0] == pytest.approx(0.5, abs=1e-12)
+        below, above = gen.hoeffding_weight(np.array([least * 0.99, least * 1.01]), n)
+        assert below < 0.5 < above
+    assert gen.resolution(10_000) == pytest.approx(0.0196, abs=5e-5)  # ≈ 2 points
+
+
+def test_environments_by_axis_say_how_far_each_axis_moves_the_error_gap() -> None:
+    n = 10_000
+    # axis a moves the error gap by 0.1 (far beyond noise), axis b by 0.001 (inside it); 3
+    # seeds: 9 seed pairs an environment, an effective sample size of at most 9
+    trials = _grid({"a": [0, 1], "b": [0, 1]}, 3)
+    error = 0.1 * trials.a.to_numpy() + 0.001 * trials.b.to_numpy() + 0.0001 * trials.seed
+    envs = gen.Environments.of(trials, ["a", "b"], error.to_numpy(), n)
+    table = envs.by_axis(min_ess=9).set_index("axis")
+    assert table.loc["a"].tolist() == pytest.approx([4, 9, 0.1, 0.1, 1.0, 4], abs=5e-4)
+    assert table.loc["b"].tolist() == pytest.approx([4, 9, 0.001, 0.001, 0.0, 0], abs=5e-4)
+    assert envs.by_axis(min_ess=12).kept.tolist() == [0, 0]  # 9 pairs can never give 12
+    assert envs.most_pairs() == 9
+    why = gen.no_environment(envs, 12, n)
+    assert "at most 9 seed pairs per environment, so an effective sample size of at most 9, " in why
+    assert "and in 4 of 8 every pair's error gaps differ by less than 2 points" in why
+
+
 def _wide(levels: dict[str, list], seeds: int, rng: np.random.Generator) -> pd.DataFrame:
     wide = _grid(levels, seeds)
     wide[GAP] = wide.lr * 2 + wide.width * 0.01 + rng.normal(0, 0.01, len(wide))
@@ -218,7 +244,10 @@ def test_a_sweep_too_small_for_a_statistic_gets_a_stated_gap_not_a_crash() -> No
     assert math.isnan(row.cmi) and math.isnan(row.tau_low) and math.isnan(row.robust_worst)
     assert "CMI needs ≥ 3 swept axes, the sweep has 1" in row.gaps
     assert "≥ 3 seeds per configuration (fewest 2)" in row.gaps
-    assert "effective sample size of 12 (at most 4 seed pairs per environment, and in " in row.gaps
+    assert (
+        "effective sample size of 12 (at most 4 seed pairs per environment, so an effective "
+        "sample size of at most 4, and in " in row.gaps
+    )
     single = tidy_from_wide(_wide({"lr": [0.1], "width": [8]}, 1, rng), ["lr", "width"])
     alone = gen.rank_measures(single)
     assert alone.tau.isna().all() and alone.gaps.str.contains("≥ 2 configurations").all()
@@ -249,11 +278,19 @@ def test_the_page_is_generated_from_a_committed_trial_table(tmp_path) -> None:
     assert config == [*levels, "seed"]
     expected = gen.rank_measures(frame)
     pd.testing.assert_frame_equal(gen.rank_trials(trials, config), expected)
-    markers = [page_of.HEADLINE, page_of.BEST, page_of.ACCURACY, page_of.GAPS]
+    markers = list(page_of.page_tables(trials, config))
+    assert len(markers) == 8
     page = "".join(f"{m}\nold\n{m}\n" for m in markers)
     written = page_of.with_tables(page, trials, config)
     assert "old" not in written and "| nc_trace/l2/train |" in written
     assert "| gm_path_norm |" in written and "effective sample size of 12" in written
+    beside = written.split(page_of.MINIMALITY)[1]
+    # 𝒱-minimality and tr(Σ_W Σ_B⁺) of each layer together, and nothing else
+    assert beside.index("| v_min/l1/test |") < beside.index("| nc_trace/l2/train |")
+    assert "gm_path_norm" not in beside
+    assert "none: no environment kept" in written.split(page_of.ROBUST)[1]
+    with pytest.raises(ValueError, match="two <!-- withheld --> lines"):
+        page_of.with_tables(page.replace(page_of.WITHHELD, ""), trials, config)
 
 
 def test_a_run_without_a_gap_at_its_common_point_leaves_gaps_not_a_crash() -> None:
@@ -331,6 +368,11 @@ def test_saturated_and_uncertified_values_are_named_by_family_and_left_out_of_th
     row = gen.rank_trials(values, [*levels, "seed"], resamples=0).set_index("measure").loc[name]
     assert row.tau == pytest.approx(-1.0) and row.configurations == 10
     assert "1 saturated, 1 uncertified of 12 values left out: not measurements" in row.gaps
+    counts = gen.withheld(values, gen.measures(values, [*levels, "seed"]))
+    assert counts.to_dict("index") == {name: {"uncertified": 1, "saturated": 1, "trials": 12}}
+    assert gen.parse_measure(name) == ("v_min", "linear", "l1", "test")
+    assert gen.parse_measure("nc_trace/l3=l4/train") == ("nc_trace", None, "l3=l4", "train")
+    assert gen.parse_measure("gm_path_norm") == ("gm_path_norm", None, None, None)
 
 
 def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case() -> None:
