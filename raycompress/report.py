@@ -51,19 +51,29 @@ TABLES = {
 }
 
 
-def derived_tables(
+def generalisation_ranking(
     frame: pd.DataFrame, identical: pd.DataFrame | None = None
-) -> dict[str, pd.DataFrame]:
-    """The report's tables; the ranking names each representation once (`identical`)."""
-    equi = tables.equi_separation(frame)
+) -> tuple[pd.DataFrame | None, str]:
+    """The sweep's measures ranked against the gap (`generalisation.rank_trials`, each
+    representation once: `identical`), or None and why the sweep is too small to rank ('' for
+    a sweep without a swept axis, where the question does not arise)."""
     trials, config = generalisation.trial_values(frame, identical), axis_columns(frame)
-    rankable = not generalisation.too_few_configurations(trials, config)
-    ranking = {GENERALISATION: generalisation.rank_trials(trials, config)} if rankable else {}
+    why = generalisation.too_few_configurations(trials, config)
+    if not why:
+        return generalisation.rank_trials(trials, config), ""
+    return None, why if generalisation.grid_axes(trials, config) else ""
+
+
+def derived_tables(
+    frame: pd.DataFrame, ranking: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """The report's tables, with the ranking of `generalisation_ranking` where there is one."""
+    equi = tables.equi_separation(frame)
     return {
         "final_metrics": tables.final_metrics(frame),
         "equi_separation": equi,
         "equi_separation_onset": tables.equi_separation_onset(equi),
-        **ranking,
+        **({GENERALISATION: ranking} if ranking is not None else {}),
         "results": frame,
     }
 
@@ -108,12 +118,14 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
     results_dir = storage.folder(results)
     frame = load(results_dir)
     out.mkdir(parents=True, exist_ok=True)
+    unranked = ""
     if frame.empty:
         drawn, missing, derived = {}, dict.fromkeys(figures.FIGURES, "no finished epoch yet"), {}
     else:
         identical = identical_layers(results_dir)
         drawn, missing = draw(frame, out, identical)
-        derived = derived_tables(frame, identical)
+        ranking, unranked = generalisation_ranking(frame, identical)
+        derived = derived_tables(frame, ranking)
         if GENERALISATION in derived:  # a sweep with two or more configurations
             figure = figures.generalisation_measures(frame, derived[GENERALISATION], identical)
             figure.save(out)
@@ -121,7 +133,8 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
             drawn[GENERALISATION] = figure.caption
     for name, table in derived.items():
         table.to_csv(out / f"{name}.csv", index=False)
-    (out / "index.html").write_text(index_html(results_dir, frame, drawn, missing, derived))
+    page = index_html(results_dir, frame, drawn, missing, derived, unranked)
+    (out / "index.html").write_text(page)
     return missing
 
 
@@ -157,18 +170,15 @@ def _wide(table: str) -> str:
 
 
 def _generalisation_section(
-    ranking: pd.DataFrame | None, drawn: dict[str, str], frame: pd.DataFrame
+    ranking: pd.DataFrame | None, drawn: dict[str, str], unranked: str
 ) -> list[str]:
     """'Does compression track generalisation?': the ranking and its figure, for a sweep with
-    enough configurations; one line for a sweep with too few; nothing without a swept axis."""
+    enough configurations; one line saying why not (`unranked`) for a sweep with too few;
+    nothing without either."""
     if ranking is None:
-        if frame.empty:
+        if not unranked:
             return []
-        trials = generalisation.trial_values(frame)
-        why = generalisation.too_few_configurations(trials, axis_columns(frame))
-        if not why or not generalisation.grid_axes(trials, axis_columns(frame)):
-            return []
-        said = html.escape(why, quote=False)
+        said = html.escape(unranked, quote=False)
         return [f"<p><b>Does compression track generalisation?</b> Not ranked: {said}.</p>"]
     figure = (
         [f"<figure><img src='{GENERALISATION}.png' alt='{GENERALISATION}'><figcaption>"
@@ -197,8 +207,10 @@ def index_html(
     drawn: dict[str, str],
     missing: dict[str, str],
     derived: dict[str, pd.DataFrame],
+    unranked: str = "",
 ) -> str:
-    """One page: the sweep's configuration, its trials, final metrics, figures and tables."""
+    """One page: the sweep's configuration, its trials, final metrics, figures and tables;
+    `unranked`: why the sweep is too small to rank its measures (`generalisation_ranking`)."""
     title = html.escape(f"raycompress report: {results_dir.name}")
     epochs = frame.groupby("trial_id").epoch.max()
     final = derived.get("final_metrics")
@@ -223,7 +235,7 @@ def index_html(
         if final is None
         else "<p>One column per trial, one row per quantity (metric/split/layer).</p>"
         + _wide(final.set_index("trial_id").T.to_html(na_rep="", float_format="{:.4g}".format)),
-        *_generalisation_section(derived.get(GENERALISATION), drawn, frame),
+        *_generalisation_section(derived.get(GENERALISATION), drawn, unranked),
         "<h2>Figures</h2>",
         *(
             f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "

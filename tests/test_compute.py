@@ -150,7 +150,8 @@ def test_channels_last_gives_the_same_values_up_to_rounding(small, device) -> No
     # ... while the same weights measure the same up to rounding.
     same = compute.prepare(copy.deepcopy(runs[0].model), Compute(channels_last=True))
     measured = measure_collapse(same, data.test, data.num_classes, runs[0].collapse)
-    assert measured.loss == pytest.approx(plain.test.loss, rel=1e-6)
+    # float32 convolutions summed in another order: 1.6e-6 apart seen with one thread
+    assert measured.loss == pytest.approx(plain.test.loss, rel=1e-5)
     for layer, stats in plain.test.layers.items():
         # tr(Σ_W Σ_B⁺) amplifies float32 rounding by Σ_B's conditioning: 5e-5 seen at one layer
         assert measured.layers[layer].nc_trace == pytest.approx(stats.nc_trace, rel=2e-4)

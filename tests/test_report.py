@@ -256,7 +256,7 @@ def test_a_damaged_trial_is_named_in_the_report_and_the_others_drawn(tmp_path: P
 
 
 def test_a_sweep_with_enough_configurations_gets_the_ranking_and_one_too_small_a_line() -> None:
-    from raycompress.report import _generalisation_section, derived_tables
+    from raycompress.report import _generalisation_section, derived_tables, generalisation_ranking
     from tests.synthetic import tidy_from_wide
 
     def frame_of(lrs: list[float]) -> pd.DataFrame:
@@ -265,13 +265,17 @@ def test_a_sweep_with_enough_configurations_gets_the_ranking_and_one_too_small_a
         return tidy_from_wide(wide, ["lr"])
 
     big = frame_of([0.1, 0.2, 0.3, 0.4, 0.5])
-    ranking = derived_tables(big)[GENERALISATION].set_index("measure")
+    ranked, unranked = generalisation_ranking(big)
+    assert unranked == "" and GENERALISATION in derived_tables(big, ranked)
+    ranking = ranked.set_index("measure")
     assert ranking.loc["nc_trace/l2/train", "tau"] == pytest.approx(1.0)
-    section = "".join(_generalisation_section(ranking.reset_index(), {}, big))
+    section = "".join(_generalisation_section(ranked, {}, unranked))
     assert "<h2>Does compression track generalisation?</h2>" in section
     assert "by Jiang et al.'s definition" in section
     small = frame_of([0.1, 0.2, 0.3, 0.4])
-    assert GENERALISATION not in derived_tables(small)
-    (line,) = _generalisation_section(None, {}, small)
+    none, why = generalisation_ranking(small)
+    assert none is None and GENERALISATION not in derived_tables(small, none)
+    (line,) = _generalisation_section(None, {}, why)
     assert "Not ranked: the sweep has 4 configurations" in line
-    assert _generalisation_section(None, {}, frame_of([0.1])) == []  # nothing swept
+    assert generalisation_ranking(frame_of([0.1])) == (None, "")  # nothing swept
+    assert _generalisation_section(None, {}, "") == []
