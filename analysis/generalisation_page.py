@@ -1,7 +1,7 @@
 """docs/generalisation.md: the `generalisation` sweep's answer, generated from committed values.
 
     python -m raycompress.analysis.generalisation_page RESULTS --page docs/generalisation.md \\
-        [--trials-out docs/generalisation/trials.csv]
+        [--trials-out docs/generalisation/trials.csv] [--before EARLIER.csv [--before-family F]]
 
 RESULTS is the sweep's experiment folder or the table of `generalisation.trial_values` saved
 as CSV (`--trials-out` writes that table from a folder: one row per trial, what the page is
@@ -12,14 +12,16 @@ compression gap, 𝒱-information, the baselines), the best ten by |Ψ| of every
 𝒱-minimality of every family beside tr(Σ_W Σ_B⁺) per layer and split against the accuracy gap
 (`<!-- minimality -->`), the values that are not measurements (`<!-- withheld -->`), how far
 each axis moves the error gap against what the robust sign-error keeps
-(`<!-- environments -->`), the measures it scores (`<!-- robust -->`), and the gap each
-statistic left (`<!-- gaps -->`).
+(`<!-- environments -->`), the measures it scores (`<!-- robust -->`), the gap each
+statistic left (`<!-- gaps -->`), and with `--before`, the headline measures' τ, Ψ and CMI in
+an earlier run beside this one's (`<!-- changed -->`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +35,7 @@ from raycompress.schema import NC, Baseline, Quantity
 HEADLINE, BEST, GAPS = "<!-- headline -->", "<!-- best -->", "<!-- gaps -->"
 ACCURACY, MINIMALITY = "<!-- accuracy gap -->", "<!-- minimality -->"
 WITHHELD, ENVIRONMENTS, ROBUST = "<!-- withheld -->", "<!-- environments -->", "<!-- robust -->"
+CHANGED = "<!-- changed -->"
 BEST_COUNT = 10
 # the configuration columns of a committed trial table: what `trial_values` puts before its
 # values (dataset, model and every axis the sweep records)
@@ -113,7 +116,43 @@ def _robust(ranking: pd.DataFrame) -> pd.DataFrame:
     return shown.assign(robust_worst_at=scored.robust_worst_at)
 
 
-def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFrame]:
+@dataclass(frozen=True)
+class Before:
+    """An earlier run's trial table to compare with (`read_trials`), `family` the decoder
+    family its unnamed 𝒱-information columns are under today's names (None: none named)."""
+
+    trials: pd.DataFrame
+    config: list[str]
+    family: str | None = None
+
+    def renamed(self, measure: str) -> str:
+        parts = gen.parse_measure(measure)
+        if self.family is None or parts.family or parts.metric not in set(map(str, Quantity)):
+            return measure
+        named = f"{parts.metric}[{self.family}]"
+        return "/".join(p for p in (named, parts.layers, parts.split) if p)
+
+
+def _changed(ranking: pd.DataFrame, before: Before) -> pd.DataFrame:
+    """The headline measures of both runs against the loss gap: τ, Ψ and CMI then and now."""
+    then = gen.rank_trials(before.trials, before.config, resamples=0)
+    then = then.assign(measure=then.measure.map(before.renamed)).set_index("measure")
+    now = ranking.set_index("measure")
+    both = [m for m in now.index if m in then.index and _headline(m)]
+    statistics = ["tau", "Psi", "cmi"]
+    table = pd.concat(
+        {"then": then.loc[both, statistics], "now": now.loc[both, statistics]}, axis=1
+    )
+    table.columns = [f"{statistic} {when}" for when, statistic in table.columns]
+    table = table[[f"{s} {w}" for s in statistics for w in ("then", "now")]]
+    return table.map(_number).reset_index()
+
+
+def page_tables(
+    trials: pd.DataFrame, config: list[str], before: Before | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every generated table of the page, by its marker; the comparison with an earlier run
+    (CHANGED) where `before` is given."""
     ranking = gen.rank_trials(trials, config)
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
     gaps = sorted({g for text in ranking.gaps for g in text.split("; ") if g})
@@ -127,13 +166,28 @@ def page_tables(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFra
         ENVIRONMENTS: _environments(trials, config),
         ROBUST: _robust(ranking),
         GAPS: notes,
+        **({CHANGED: _changed(ranking, before)} if before is not None else {}),
     }
 
 
-def with_tables(page: str, trials: pd.DataFrame, config: list[str]) -> str:
-    for marker, table in page_tables(trials, config).items():
+def with_tables(
+    page: str, trials: pd.DataFrame, config: list[str], before: Before | None = None
+) -> str:
+    for marker, table in page_tables(trials, config, before).items():
         page = with_table(page, table, marker)
     return page
+
+
+def _wrong_input(args: argparse.Namespace) -> str:
+    """What is wrong with the command's input, in one line ('' when nothing is)."""
+    if args.before_family and not args.before:
+        return "--before-family names the family of --before's values: give --before too"
+    for what, path in (("RESULTS", args.results), ("--before", args.before)):
+        if path is not None and not path.exists():
+            return f"{what} {path} does not exist: give an experiment folder or a trial table"
+    if not args.page.is_file():
+        return f"--page {args.page} is not a file: give the markdown page to update"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,13 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", type=Path, help="experiment folder or committed trial table (CSV)")
     p.add_argument("--page", type=Path, required=True, help="markdown page to update")
     p.add_argument("--trials-out", type=Path, help="write the trial table here (CSV)")
+    p.add_argument("--before", type=Path, help="an earlier run's trial table to compare with")
+    p.add_argument(
+        "--before-family", help="the decoder family of the earlier run's unnamed 𝒱-information"
+    )
     args = p.parse_args(argv)
+    wrong = _wrong_input(args)
+    if wrong:
+        print(f"error: {wrong}", file=sys.stderr)
+        return 2
     trials, config = read_trials(args.results)
+    before = Before(*read_trials(args.before), args.before_family) if args.before else None
     if args.trials_out:
         args.trials_out.parent.mkdir(parents=True, exist_ok=True)
         trials.to_csv(args.trials_out)
-    args.page.write_text(with_tables(args.page.read_text(), trials, config))
-    for table in page_tables(trials, config).values():
+    args.page.write_text(with_tables(args.page.read_text(), trials, config, before))
+    for table in page_tables(trials, config, before).values():
         print(markdown(table), end="\n\n")
     return 0
 

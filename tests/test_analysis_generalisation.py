@@ -293,6 +293,47 @@ def test_the_page_is_generated_from_a_committed_trial_table(tmp_path) -> None:
         page_of.with_tables(page.replace(page_of.WITHHELD, ""), trials, config)
 
 
+def test_the_page_compares_an_earlier_run_under_todays_names() -> None:
+    from raycompress.analysis import generalisation_page as page_of
+
+    rng = np.random.default_rng(11)
+    levels = {"lr": [0.01, 0.1], "width": [8, 16], "batch_size": [100, 400]}
+    earlier = gen.trial_values(tidy_from_wide(_wide(levels, 1, rng), list(levels)))
+    now = earlier.rename(columns={"v_min/l1/test": "v_min[linear]/l1/test"})
+    now["gm_path_norm"] = -now["gm_path_norm"]  # a measure whose τ turns
+    config = [*levels, "seed"]
+    before = page_of.Before(earlier, config, family="linear")
+    assert before.renamed("v_min/l1/test") == "v_min[linear]/l1/test"
+    assert before.renamed("nc_trace/l2/train") == "nc_trace/l2/train"
+    table = page_of.page_tables(now, config, before)[page_of.CHANGED].set_index("measure")
+    assert "v_min[linear]/l1/test" in table.index
+    row = table.loc["v_min[linear]/l1/test"]
+    assert row["tau then"] == row["tau now"] == "-1"
+    path = table.loc["gm_path_norm"]
+    assert path["tau now"] == page_of._number(-float(path["tau then"]))
+    assert page_of.CHANGED not in page_of.page_tables(now, config)  # nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--before-family", "linear"], "--before-family names the family of --before's values"),
+        (["--before", "nowhere.csv"], "--before nowhere.csv does not exist"),
+    ],
+)
+def test_the_page_command_refuses_bad_input_in_one_line(tmp_path, capsys, args, message) -> None:
+    from raycompress.analysis import generalisation_page as page_of
+
+    page = tmp_path / "page.md"
+    page.write_text("unchanged")
+    trials = tmp_path / "trials.csv"
+    trials.write_text("trial_id\n")
+    assert page_of.main([str(trials), "--page", str(page), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert page.read_text() == "unchanged"
+
+
 def test_a_run_without_a_gap_at_its_common_point_leaves_gaps_not_a_crash() -> None:
     rng = np.random.default_rng(6)
     levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
