@@ -633,7 +633,11 @@ def bootstrap_tau(
     taus = []
     for _ in range(resamples):
         draw = starts[:, None] + (rng.random(used.shape) * sizes[:, None]).astype(np.int64)
-        means = (values[np.where(used, draw, 0)] * used[..., None]).sum(1) / sizes[:, None]
+        drawn = values[np.where(used, draw, 0)]  # (configurations, most seeds, 2)
+        # a withheld value (NaN) is no draw, as `configurations` averages the seeds it has
+        counted = used[..., None] & np.isfinite(drawn)
+        with np.errstate(invalid="ignore"):
+            means = np.where(counted, drawn, 0.0).sum(1) / counted.sum(1)
         taus.append(kendall_tau(means[:, 0], means[:, 1]))
     low, high = np.nanpercentile(taus, [2.5, 97.5])
     return float(low), float(high)
@@ -701,14 +705,22 @@ def rank_trials(
     g_conf, g_trials = conf[gap].to_numpy(np.float64), trials[gap].to_numpy(np.float64)
     rows = []
     for name in names:
-        mu = conf[name].to_numpy(np.float64)
-        row: dict = {"measure": name, "configurations": int(np.isfinite(mu).sum())}
+        mu, per_trial = conf[name].to_numpy(np.float64), trials[name].to_numpy(np.float64)
+        measured = int(np.isfinite(mu).sum())
+        row: dict = {"measure": name, "configurations": measured}
+        gaps = [*shared, *([left_out[name]] if name in left_out else [])]
+        if measured < MIN_CONFIGURATIONS <= len(conf):
+            # the few left (most values withheld) would rank by chance: none ranked
+            mu, per_trial = np.full_like(mu, np.nan), np.full_like(per_trial, np.nan)
+            gaps.append(
+                f"measured in {measured} of {len(conf)} configurations, fewer than "
+                f"{MIN_CONFIGURATIONS}: not ranked"
+            )
         row["tau"] = kendall_tau(mu, g_conf)
         psi = granulated_tau(mu, g_conf, axis_pairs)
         row |= {f"psi_{axis}": value for axis, value in psi.items()}
         finite = [v for v in psi.values() if not math.isnan(v)]
         row["Psi"] = float(np.mean(finite)) if finite else math.nan
-        gaps = [*shared, *([left_out[name]] if name in left_out else [])]
         complete = bool(np.isfinite(mu).all() and np.isfinite(g_conf).all())
         if pairs is not None and complete:
             row["cmi"] = cmi_score(mu, g_conf, pairs, cmi)
@@ -718,7 +730,7 @@ def rank_trials(
                 gaps.append("CMI needs the measure and the gap in every configuration")
         errors = pd.Series(dtype=np.float64)
         if envs is not None:
-            errors = envs.sign_errors(trials[name].to_numpy(np.float64), g_trials, min_ess)
+            errors = envs.sign_errors(per_trial, g_trials, min_ess)
             if not len(errors):
                 gaps.append(no_environment(envs, min_ess, test_points))
         row["environments"] = len(errors)
@@ -729,7 +741,7 @@ def rank_trials(
         row |= {"robust_worst": worst, "robust_mean": mean, "robust_p90": p90}
         row["robust_worst_at"] = envs.deciding(errors) if envs is not None else ""
         low = high = math.nan
-        if resamples and fewest >= MIN_SEEDS and len(conf) >= 2:
+        if resamples and fewest >= MIN_SEEDS and np.isfinite(mu).sum() >= 2:
             low, high = bootstrap_tau(trials, axes, name, gap, resamples, seed)
         row |= {"tau_low": low, "tau_high": high, "gaps": "; ".join(gaps)}
         rows.append(row)

@@ -20,6 +20,7 @@ an earlier run beside this one's (`<!-- changed -->`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,9 @@ def _beside_minimality(ranking: pd.DataFrame) -> pd.DataFrame:
 
 
 def _number(value: float) -> str:
-    """Three significant digits; a mean of ±1s that cancels is 0 (not 1e-17, nor "-0")."""
-    return f"{round(value, 12) + 0.0:.3g}"
+    """Three significant digits; a mean of ±1s that cancels is 0 (not 1e-17, nor "-0");
+    nothing for a statistic that is empty (the gaps table says why)."""
+    return "" if math.isnan(value) else f"{round(value, 12) + 0.0:.3g}"
 
 
 def _shown(ranking: pd.DataFrame) -> pd.DataFrame:

@@ -416,6 +416,29 @@ def test_saturated_and_uncertified_values_are_named_by_family_and_left_out_of_th
     assert gen.parse_measure("gm_path_norm") == ("gm_path_norm", None, None, None)
 
 
+def test_a_measure_withheld_in_most_configurations_is_not_ranked() -> None:
+    """12 configurations × 3 seeds; μ is its configuration's mean gap in every seed. Withheld
+    in every seed of 8 configurations, μ keeps 4, too few to rank; withheld in one seed of
+    each, it keeps every configuration, and its interval over seeds is that of the values left
+    (a withheld draw is no draw: τ = 1 in every one)."""
+    rng = np.random.default_rng(12)
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
+    wide = _wide(levels, 3, rng).assign(epoch=3, met_threshold=True)
+    # every axis moves the gap by far more than the seeds do: no draw reorders configurations
+    wide[GAP] = wide.lr * 2 + wide.width * 0.01 + wide.batch_size * 1e-4
+    wide[GAP] += rng.normal(0, 1e-4, len(wide))
+    wide["mu"] = wide.groupby(list(levels))[GAP].transform("mean")
+    config = [*levels, "seed"]
+    most = wide.assign(**{"mu#status": np.where(wide.index < 24, "uncertified", "")})
+    row = gen.rank_trials(most, config, resamples=20).set_index("measure").loc["mu"]
+    assert row.configurations == 4 and math.isnan(row.tau) and math.isnan(row.tau_low)
+    assert "measured in 4 of 12 configurations, fewer than 5: not ranked" in row.gaps
+    one = wide.assign(**{"mu#status": np.where(wide.seed == 0, "uncertified", "")})
+    row = gen.rank_trials(one, config, resamples=20).set_index("measure").loc["mu"]
+    assert row.configurations == 12 and row.tau == pytest.approx(1.0)
+    assert row.tau_low == pytest.approx(1.0) and row.tau_high == pytest.approx(1.0)
+
+
 def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case() -> None:
     """μ follows g when lr changes and runs against it when width changes: the worst case (1)
     is decided by the width environments, named by what changes and what is held fixed."""
