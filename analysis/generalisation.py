@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,6 +71,7 @@ VINFO_MEASURES = [Quantity.SUFFICIENCY, Quantity.MINIMALITY, Quantity.HELD_OUT]
 MIN_ESS = 12.0  # Dziugaite et al.'s minimum effective sample size of an environment
 TEST_POINTS = 10_000  # n of the Hoeffding weights: Fashion-MNIST's (and CIFAR-10's) test set
 BOOTSTRAP = 200  # resamples of the seeds behind τ's interval
+BOOTSTRAP_SEED = 0  # their random stream
 MIN_SEEDS = 3  # seeds in every configuration before τ gets a bootstrap interval
 # The fewest configurations at which a perfect τ is significant (two-sided exact p: 2/5! =
 # 0.017; over 4, 2/4! = 0.083): over fewer a ranking is ±1s by chance.
@@ -617,20 +619,22 @@ def no_environment(envs: Environments, min_ess: float, test_points: int) -> str:
     )
 
 
-def bootstrap_tau(
+def seed_intervals(
     trials: pd.DataFrame, axes: Sequence[str], measure: str, gap: str, resamples: int, seed: int
-) -> tuple[float, float]:
-    """A 95 % interval of τ: each configuration's seeds resampled with replacement, then
-    averaged again (percentiles 2.5 and 97.5 of `resamples` draws)."""
+) -> dict[str, tuple[float, float]]:
+    """95 % intervals over seeds of τ, of each axis' ψ (`psi_<axis>`) and of Ψ: each
+    configuration's seeds resampled with replacement, then averaged again (percentiles 2.5
+    and 97.5 of `resamples` draws)."""
     rng = np.random.default_rng(seed)
-    config = trials.groupby(list(axes), sort=True).ngroup().to_numpy()
+    keys = trials[list(axes)].astype(str)  # as `configurations` groups them
+    config = keys.groupby(list(axes), sort=True).ngroup().to_numpy()
     order = np.argsort(config, kind="stable")
     values = trials[[measure, gap]].to_numpy(np.float64)[order]
     sizes = np.bincount(config)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    slots = np.arange(sizes.max())
-    used = slots < sizes[:, None]  # (configurations, most seeds)
-    taus = []
+    axis_pairs = AxisPairs.of(keys.iloc[order[starts]].reset_index(drop=True), axes)
+    used = np.arange(sizes.max()) < sizes[:, None]  # (configurations, most seeds)
+    draws: dict[str, list[float]] = {}
     for _ in range(resamples):
         draw = starts[:, None] + (rng.random(used.shape) * sizes[:, None]).astype(np.int64)
         drawn = values[np.where(used, draw, 0)]  # (configurations, most seeds, 2)
@@ -638,9 +642,21 @@ def bootstrap_tau(
         counted = used[..., None] & np.isfinite(drawn)
         with np.errstate(invalid="ignore"):
             means = np.where(counted, drawn, 0.0).sum(1) / counted.sum(1)
-        taus.append(kendall_tau(means[:, 0], means[:, 1]))
-    low, high = np.nanpercentile(taus, [2.5, 97.5])
-    return float(low), float(high)
+        psi = granulated_tau(means[:, 0], means[:, 1], axis_pairs)
+        finite = [v for v in psi.values() if not math.isnan(v)]
+        statistics = {
+            "tau": kendall_tau(means[:, 0], means[:, 1]),
+            **{f"psi_{axis}": value for axis, value in psi.items()},
+            "Psi": float(np.mean(finite)) if finite else math.nan,
+        }
+        for name, value in statistics.items():
+            draws.setdefault(name, []).append(value)
+    with warnings.catch_warnings():  # a statistic undefined in every draw: NaN, said so
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            name: tuple(float(p) for p in np.nanpercentile(values, [2.5, 97.5]))
+            for name, values in draws.items()
+        }
 
 
 # ------------------------------------------------------------------------------- the ranking
@@ -671,7 +687,7 @@ def rank_trials(
     min_ess: float = MIN_ESS,
     test_points: int = TEST_POINTS,
     resamples: int = BOOTSTRAP,
-    seed: int = 0,
+    seed: int = BOOTSTRAP_SEED,
     cmi: CMI = CMI.JIANG,
 ) -> pd.DataFrame:
     """Every measure of a table of `trial_values` (configuration columns `config`) ranked by
@@ -742,7 +758,7 @@ def rank_trials(
         row["robust_worst_at"] = envs.deciding(errors) if envs is not None else ""
         low = high = math.nan
         if resamples and fewest >= MIN_SEEDS and np.isfinite(mu).sum() >= 2:
-            low, high = bootstrap_tau(trials, axes, name, gap, resamples, seed)
+            low, high = seed_intervals(trials, axes, name, gap, resamples, seed)["tau"]
         row |= {"tau_low": low, "tau_high": high, "gaps": "; ".join(gaps)}
         rows.append(row)
     psi_columns = [f"psi_{axis}" for axis in axes]

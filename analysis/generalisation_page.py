@@ -83,6 +83,29 @@ def _shown(ranking: pd.DataFrame) -> pd.DataFrame:
     return shown[[gen.RANK, *(c for c in shown.columns if c != gen.RANK)]]
 
 
+def _minimality(trials: pd.DataFrame, config: list[str], by_accuracy: pd.DataFrame) -> pd.DataFrame:
+    """`_beside_minimality` as printed, each τ, ψ and Ψ with its 95 % interval over seeds
+    ("0.5 [0.2, 0.8]") where every configuration has MIN_SEEDS or more."""
+    rows = _beside_minimality(by_accuracy)
+    shown = _shown(rows).drop(columns=["tau_low", "tau_high"], errors="ignore")
+    axes = gen.grid_axes(trials, config)
+    if trials.groupby([trials[a].astype(str) for a in axes]).size().min() < gen.MIN_SEEDS:
+        return shown
+    measured, _ = gen.without_withheld(trials, list(rows.measure))  # as the ranking reads them
+    statistics = ["tau", "Psi", *(f"psi_{axis}" for axis in axes)]
+    for index, row in rows.iterrows():
+        if math.isnan(row.tau):  # not ranked: nothing to give an interval of
+            continue
+        intervals = gen.seed_intervals(
+            measured, axes, row.measure, gen.ACCURACY_GAP, gen.BOOTSTRAP, gen.BOOTSTRAP_SEED
+        )
+        for name in statistics:
+            low, high = intervals[name]
+            if not math.isnan(row[name]):
+                shown.loc[index, name] = f"{_number(row[name])} [{_number(low)}, {_number(high)}]"
+    return shown
+
+
 def _withheld(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
     counts = gen.withheld(trials, gen.measures(trials, config)).reset_index()
     if counts.empty:
@@ -163,7 +186,7 @@ def page_tables(
         HEADLINE: _shown(ranking[ranking.measure.map(_headline)]),
         BEST: _shown(ranking[ranking[gen.RANK] <= BEST_COUNT]),  # ties at the cut all in
         ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)]),
-        MINIMALITY: _shown(_beside_minimality(by_accuracy)),
+        MINIMALITY: _minimality(trials, config, by_accuracy),
         WITHHELD: _withheld(trials, config),
         ENVIRONMENTS: _environments(trials, config),
         ROBUST: _robust(ranking),

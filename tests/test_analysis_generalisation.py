@@ -314,6 +314,27 @@ def test_the_page_compares_an_earlier_run_under_todays_names() -> None:
     assert page_of.CHANGED not in page_of.page_tables(now, config)  # nothing to compare
 
 
+def test_the_minimality_table_gives_each_statistic_its_interval_over_seeds() -> None:
+    from raycompress.analysis import generalisation_page as page_of
+
+    rng = np.random.default_rng(14)
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
+    trials = gen.trial_values(tidy_from_wide(_wide(levels, 3, rng), list(levels)))
+    config = [*levels, "seed"]
+    table = page_of.page_tables(trials, config)[page_of.MINIMALITY].set_index("measure")
+    assert list(table.index) == ["v_min/l1/test", "nc_trace/l2/train"]
+    assert "tau_low" not in table
+    low, high = gen.seed_intervals(
+        trials, list(levels), "v_min/l1/test", ACCURACY_GAP, gen.BOOTSTRAP, gen.BOOTSTRAP_SEED
+    )["psi_lr"]
+    assert table.loc["v_min/l1/test", "psi_lr"] == (
+        f"{page_of._number(-1.0)} [{page_of._number(low)}, {page_of._number(high)}]"
+    )
+    two = gen.trial_values(tidy_from_wide(_wide(levels, 2, rng), list(levels)))
+    plain = page_of.page_tables(two, config)[page_of.MINIMALITY]
+    assert not plain.tau.str.contains("[", regex=False).any()  # 2 seeds: no interval
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -437,6 +458,30 @@ def test_a_measure_withheld_in_most_configurations_is_not_ranked() -> None:
     row = gen.rank_trials(one, config, resamples=20).set_index("measure").loc["mu"]
     assert row.configurations == 12 and row.tau == pytest.approx(1.0)
     assert row.tau_low == pytest.approx(1.0) and row.tau_high == pytest.approx(1.0)
+
+
+def test_seed_intervals_of_tau_and_of_each_axis_psi() -> None:
+    """μ tracks g along lr and against it along width and batch size. With every seed alike
+    each draw is the point estimate; with seed noise larger than the batch size's effect, ψ of
+    the batch size reaches 0 while lr's stays 1."""
+    levels = {"lr": [0.01, 1.0, 2.0], "width": [16, 8], "batch_size": [100, 400]}
+    wide = _grid(levels, 4)
+    wide[GAP] = wide.lr * 2 + wide.width * 0.01 - wide.batch_size * 1e-4
+    wide["mu"] = wide.lr * 2 - wide.width * 0.01 + wide.batch_size * 1e-4
+    axes = list(levels)
+    exact = gen.seed_intervals(wide, axes, "mu", GAP, resamples=10, seed=0)
+    trials = wide.assign(**{ACCURACY_GAP: wide[GAP]}, epoch=3, met_threshold=True)
+    point = gen.rank_trials(trials, [*axes, "seed"], resamples=0).set_index("measure").loc["mu"]
+    assert exact["psi_lr"] == (1.0, 1.0) and exact["psi_width"] == (-1.0, -1.0)
+    assert exact["psi_batch_size"] == (-1.0, -1.0)
+    assert exact["Psi"] == pytest.approx((point.Psi, point.Psi))
+    assert exact["tau"] == pytest.approx((point.tau, point.tau))
+    rng = np.random.default_rng(13)
+    noisy = wide.assign(mu=wide.mu + rng.normal(0, 0.2, len(wide)))  # batch size: 0.03
+    spread = gen.seed_intervals(noisy, axes, "mu", GAP, resamples=200, seed=0)
+    assert spread["psi_lr"] == (1.0, 1.0)
+    low, high = spread["psi_batch_size"]
+    assert low <= -0.5 and high >= 0  # the seeds cannot tell the batch size's sign
 
 
 def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case() -> None:
