@@ -661,7 +661,8 @@ def seed_intervals(
 
 # ------------------------------------------------------------------------------- the ranking
 
-RANK = "rank"  # by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank
+# by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank; <NA>: no statistic
+RANK = "rank"
 # The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis.
 RANKING = [
     "measure", "tau", "tau_low", "tau_high", "Psi", "cmi", "robust_worst", "robust_mean",
@@ -765,5 +766,6 @@ def rank_trials(
     out = pd.DataFrame(rows, columns=[*RANKING[:5], *psi_columns, *RANKING[5:]])
     # rounded, so that two measures equal but for the last bits of a mean share a rank
     order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1).round(12)
-    out.insert(0, RANK, order.rank(method="min", ascending=False).astype(int))
+    rank = order.rank(method="min", ascending=False).astype("Int64")
+    out.insert(0, RANK, rank.mask(order < 0))  # a measure with no statistic has no rank
     return out.iloc[np.argsort(-order.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -72,22 +72,38 @@ def _number(value: float) -> str:
     return "" if math.isnan(value) else f"{round(value, 12) + 0.0:.3g}"
 
 
-def _shown(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The ranking as the page prints it: its rank first, three significant digits, without
-    the columns the sweep left empty (the gaps table says why) and without the gaps
-    themselves."""
+def withheld_text(trials: pd.DataFrame, config: list[str]) -> dict[str, str]:
+    """Per measure with values that are not measurements, how many ("3 uncertified, 1
+    saturated"), of `len(trials)` trials."""
+    counts = gen.withheld(trials, gen.measures(trials, config))
+    return {
+        name: ", ".join(f"{row[status]} {status}" for status in gen.STATUSES if row[status])
+        for name, row in counts.iterrows()
+    }
+
+
+def _shown(ranking: pd.DataFrame, withheld: dict[str, str], trials: int) -> pd.DataFrame:
+    """The ranking as the page prints it: its rank first (none for a measure with no
+    statistic), three significant digits, how many of each measure's values were withheld
+    (`withheld_text`, of `trials`), without the columns the sweep left empty (the gaps table
+    says why) and without the gaps themselves."""
     numbers = ranking.drop(columns=["gaps", "environments", "configurations"])
     numbers = numbers.dropna(axis=1, how="all")
+    numbers[f"withheld (of {trials})"] = [withheld.get(m, "") for m in ranking.measure]
     numbers = numbers.loc[:, ~numbers.eq("").all()]  # a text column with nothing to say
+    rank = numbers.pop(gen.RANK).map(lambda r: "" if pd.isna(r) else str(r))
     shown = numbers.map(lambda v: _number(v) if isinstance(v, float) else v)
-    return shown[[gen.RANK, *(c for c in shown.columns if c != gen.RANK)]]
+    return shown.assign(**{gen.RANK: rank})[[gen.RANK, *shown.columns]]
 
 
-def _minimality(trials: pd.DataFrame, config: list[str], by_accuracy: pd.DataFrame) -> pd.DataFrame:
+def _minimality(
+    trials: pd.DataFrame, config: list[str], by_accuracy: pd.DataFrame, withheld: dict[str, str]
+) -> pd.DataFrame:
     """`_beside_minimality` as printed, each τ, ψ and Ψ with its 95 % interval over seeds
     ("0.5 [0.2, 0.8]") where every configuration has MIN_SEEDS or more."""
     rows = _beside_minimality(by_accuracy)
-    shown = _shown(rows).drop(columns=["tau_low", "tau_high"], errors="ignore")
+    shown = _shown(rows, withheld, len(trials))
+    shown = shown.drop(columns=["tau_low", "tau_high"], errors="ignore")
     axes = gen.grid_axes(trials, config)
     if trials.groupby([trials[a].astype(str) for a in axes]).size().min() < gen.MIN_SEEDS:
         return shown
@@ -182,11 +198,13 @@ def page_tables(
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
     gaps = sorted({g for text in ranking.gaps for g in text.split("; ") if g})
     notes = pd.DataFrame({"statistic left empty": gaps or ["none"]})
+    withheld, n = withheld_text(trials, config), len(trials)
+    best = ranking[gen.RANK].le(BEST_COUNT).fillna(False).astype(bool)  # ties at the cut all in
     return {
-        HEADLINE: _shown(ranking[ranking.measure.map(_headline)]),
-        BEST: _shown(ranking[ranking[gen.RANK] <= BEST_COUNT]),  # ties at the cut all in
-        ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)]),
-        MINIMALITY: _minimality(trials, config, by_accuracy),
+        HEADLINE: _shown(ranking[ranking.measure.map(_headline)], withheld, n),
+        BEST: _shown(ranking[best], withheld, n),
+        ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)], withheld, n),
+        MINIMALITY: _minimality(trials, config, by_accuracy, withheld),
         WITHHELD: _withheld(trials, config),
         ENVIRONMENTS: _environments(trials, config),
         ROBUST: _robust(ranking),

@@ -450,10 +450,18 @@ def test_a_measure_withheld_in_most_configurations_is_not_ranked() -> None:
     wide[GAP] += rng.normal(0, 1e-4, len(wide))
     wide["mu"] = wide.groupby(list(levels))[GAP].transform("mean")
     config = [*levels, "seed"]
-    most = wide.assign(**{"mu#status": np.where(wide.index < 24, "uncertified", "")})
+    status = np.where(wide.index < 24, "uncertified", "")
+    most = wide.assign(**{"mu#status": status, "v_min/l1/test#status": status})
     row = gen.rank_trials(most, config, resamples=20).set_index("measure").loc["mu"]
     assert row.configurations == 4 and math.isnan(row.tau) and math.isnan(row.tau_low)
     assert "measured in 4 of 12 configurations, fewer than 5: not ranked" in row.gaps
+    assert pd.isna(row["rank"])  # no statistic, no rank
+    from raycompress.analysis import generalisation_page as page_of
+
+    shown = page_of.page_tables(most, config)[page_of.MINIMALITY].set_index("measure")
+    withheld = shown.loc["v_min/l1/test", "withheld (of 36)"]
+    assert withheld == "24 uncertified" and shown.loc["v_min/l1/test", "rank"] == ""
+    assert shown.loc["nc_trace/l2/train", "withheld (of 36)"] == ""
     one = wide.assign(**{"mu#status": np.where(wide.seed == 0, "uncertified", "")})
     row = gen.rank_trials(one, config, resamples=20).set_index("measure").loc["mu"]
     assert row.configurations == 12 and row.tau == pytest.approx(1.0)
