@@ -379,17 +379,19 @@ def generalisation_measures(
     is already at hand) against the generalisation gap at the common point, one point per
     configuration (seeds averaged), one column per swept axis, coloured by that axis' value:
     each column's legend names its values (model names, learning rates, …) from low to high;
-    each representation once (`identical`, as the ranking was made)."""
+    each representation once (`identical`, as the ranking was made), values that are not
+    measurements (uncertified, saturated) left out as the ranking leaves them."""
     trials = generalisation.trial_values(frame, identical)
     config = axis_columns(frame)
     axes = generalisation.grid_axes(trials, config)
     if not axes:
         raise NothingToPlot("one configuration: nothing to rank across")
-    names = generalisation.measures(trials, config)
     if ranking is None:
         ranking = generalisation.rank_trials(trials, config, resamples=0)
-    ranked = list(ranking.measure[:BEST_RANKED])
-    conf = generalisation.configurations(trials, axes, names)  # axis values as text
+    ranked = list(ranking.measure[ranking[generalisation.RANK].notna()][:BEST_RANKED])
+    # the values the ranking read: those that are not measurements left out
+    measured, _ = generalisation.without_withheld(trials, ranked)
+    conf = generalisation.configurations(measured, axes, ranked)  # axis values as text
     data = pd.concat(
         [
             conf.assign(measure=measure, axis=axis, value=conf[measure], level=conf[axis])

@@ -112,3 +112,20 @@ def tidy_from_wide(wide: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     frame["layer"] = frame["layer"].astype("Int64")
     frame["budget"] = frame["budget"].astype("Int64")
     return frame
+
+
+def with_verdicts(
+    frame: pd.DataFrame, metric: str, saturated: list[str], uncertified: list[str]
+) -> pd.DataFrame:
+    """`frame` (of `tidy_from_wide`) with `metric` measured under the `linear` family, its
+    value at its ceiling (`saturated`) in the trials `saturated` and uncertified (its
+    `metric`_certified verdict 0) in the trials `uncertified`; certified elsewhere."""
+    measured = frame.metric == metric
+    frame = frame.assign(
+        family=np.where(measured, "linear", None),
+        saturated=pd.array(np.where(measured, False, None), dtype="boolean"),
+    )
+    frame.loc[measured & frame.trial_id.isin(saturated), "saturated"] = True
+    verdicts = frame[measured].assign(metric=f"{metric}_certified", value=1.0, saturated=pd.NA)
+    verdicts.loc[verdicts.trial_id.isin(uncertified), "value"] = 0.0
+    return pd.concat([frame, verdicts], ignore_index=True)

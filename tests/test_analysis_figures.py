@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from synthetic import NC_RATIO, synthetic_frame
 
-from raycompress.analysis import figures, tables
+from raycompress.analysis import figures, generalisation, tables
 from raycompress.analysis.tables import SPLITS
 from raycompress.results import identical_layers, load
 
@@ -288,6 +288,34 @@ def test_the_generalisation_legends_name_each_axis_values() -> None:
               for a in ("model", "lr")]  # fmt: skip
     assert titles == ["model", "lr"]
     figure.close()
+
+
+def test_the_generalisation_figure_plots_what_the_ranking_read() -> None:
+    """𝒱-minimality tracks the gap but for two withheld values planted far off (99): the
+    figure leaves them out as the ranking does, and draws no measure that has no rank."""
+    from synthetic import tidy_from_wide, with_verdicts
+
+    levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16, 32]}
+    wide = pd.DataFrame(
+        [{"lr": lr, "width": w, "seed": 0, "gap": lr + w, "accuracy_gap": 0.1,
+          "v_min/l1/test": lr + w, "nc_trace/l1/train": 1.0}
+         for lr, w in itertools.product(*levels.values())]
+    )  # fmt: skip
+    wide.loc[[0, 1], "v_min/l1/test"] = 99.0
+    frame = with_verdicts(tidy_from_wide(wide, list(levels)), "v_min", ["t0"], ["t1"])
+    figure = figures.generalisation_measures(frame)
+    drawn = figure.data[figure.data.measure == "v_min[linear]/l1/test"]
+    assert len(drawn) == 9 * 2 and drawn.value.max() < 99  # 9 configurations × 2 axes
+    assert drawn.value.isna().sum() == 2 * 2
+    ranking = generalisation.rank_trials(
+        generalisation.trial_values(frame), [*levels, "seed"], resamples=0
+    )
+    unranked = ranking.assign(rank=pd.array([pd.NA] * len(ranking), dtype="Int64"))
+    unranked.loc[0, "rank"] = 1
+    only = figures.generalisation_measures(frame, unranked)
+    assert set(only.data.measure) == {ranking.measure[0]}
+    figure.close()
+    only.close()
 
 
 def test_budget_curves_need_several_budgets(frame: pd.DataFrame) -> None:

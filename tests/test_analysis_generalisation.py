@@ -12,7 +12,7 @@ from scipy.stats import kendalltau
 
 from raycompress.analysis import generalisation as gen
 from raycompress.analysis.generalisation import ACCURACY_GAP, GAP
-from tests.synthetic import tidy_from_wide
+from tests.synthetic import tidy_from_wide, with_verdicts
 
 
 def _grid(levels: dict[str, list], seeds: int = 1) -> pd.DataFrame:
@@ -411,13 +411,7 @@ def test_saturated_and_uncertified_values_are_named_by_family_and_left_out_of_th
     rng = np.random.default_rng(9)
     levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16], "batch_size": [100, 400]}
     frame = tidy_from_wide(_wide(levels, 1, rng), list(levels))
-    vinfo = frame.metric == "v_min"
-    frame["family"] = np.where(vinfo, "linear", None)
-    frame["saturated"] = pd.array(np.where(vinfo, False, None), dtype="boolean")
-    frame.loc[vinfo & (frame.trial_id == "t0"), "saturated"] = True
-    verdicts = frame[vinfo].assign(metric="v_min_certified", value=1.0, saturated=pd.NA)
-    verdicts.loc[verdicts.trial_id == "t1", "value"] = 0.0
-    frame = pd.concat([frame, verdicts], ignore_index=True)
+    frame = with_verdicts(frame, "v_min", saturated=["t0"], uncertified=["t1"])
     frame.loc[frame.metric.eq("v_min") & frame.trial_id.eq("t0"), "value"] = (
         99.0  # τ ≠ −1 if ranked
     )
