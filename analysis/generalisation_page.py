@@ -213,12 +213,20 @@ def page_tables(
     }
 
 
+def _written(page: str, tables: dict[str, pd.DataFrame]) -> str:
+    for marker, table in tables.items():
+        page = with_table(page, table, marker)
+    return page
+
+
 def with_tables(
     page: str, trials: pd.DataFrame, config: list[str], before: Before | None = None
 ) -> str:
-    for marker, table in page_tables(trials, config, before).items():
-        page = with_table(page, table, marker)
-    return page
+    """The page with every generated table rewritten (`page_tables`)."""
+    return _written(page, page_tables(trials, config, before))
+
+
+MARKERS = (HEADLINE, BEST, ACCURACY, MINIMALITY, WITHHELD, ENVIRONMENTS, ROBUST, GAPS)
 
 
 def _wrong_input(args: argparse.Namespace) -> str:
@@ -230,6 +238,10 @@ def _wrong_input(args: argparse.Namespace) -> str:
             return f"{what} {path} does not exist: give an experiment folder or a trial table"
     if not args.page.is_file():
         return f"--page {args.page} is not a file: give the markdown page to update"
+    text = args.page.read_text()
+    for marker in (*MARKERS, *([CHANGED] if args.before else [])):
+        if text.count(marker) != 2:
+            return f"--page {args.page} needs two {marker} lines around that table: add them"
     return ""
 
 
@@ -252,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials_out:
         args.trials_out.parent.mkdir(parents=True, exist_ok=True)
         trials.to_csv(args.trials_out)
-    args.page.write_text(with_tables(args.page.read_text(), trials, config, before))
-    for table in page_tables(trials, config, before).values():
+    tables = page_tables(trials, config, before)
+    args.page.write_text(_written(args.page.read_text(), tables))
+    for table in tables.values():
         print(markdown(table), end="\n\n")
     return 0
 

@@ -279,7 +279,7 @@ def test_the_page_is_generated_from_a_committed_trial_table(tmp_path) -> None:
     expected = gen.rank_measures(frame)
     pd.testing.assert_frame_equal(gen.rank_trials(trials, config), expected)
     markers = list(page_of.page_tables(trials, config))
-    assert len(markers) == 8
+    assert markers == list(page_of.MARKERS)  # what the command asks of a page
     page = "".join(f"{m}\nold\n{m}\n" for m in markers)
     written = page_of.with_tables(page, trials, config)
     assert "old" not in written and "| nc_trace/l2/train |" in written
@@ -340,6 +340,7 @@ def test_the_minimality_table_gives_each_statistic_its_interval_over_seeds() -> 
     [
         (["--before-family", "linear"], "--before-family names the family of --before's values"),
         (["--before", "nowhere.csv"], "--before nowhere.csv does not exist"),
+        ([], "needs two <!-- headline --> lines around that table: add them"),
     ],
 )
 def test_the_page_command_refuses_bad_input_in_one_line(tmp_path, capsys, args, message) -> None:
