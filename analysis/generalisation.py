@@ -26,7 +26,9 @@ which keeps them apart as repeats.
              with Hoeffding weights (w − ½)₊, w = max(0, 1 − 2 exp(−2 n (Δe/2)²))² (Δe: the
              pair's difference of error gaps, n test points); an environment counts when its
              effective sample size (Σw)²/Σw² ≥ min_ess; worst case (and the environments at
-             it: `robust_worst_at`), mean and 90th percentile
+             it: `robust_worst_at`), mean and 90th percentile. With s seeds a configuration an
+             environment has s² seed pairs, a bound on its effective sample size, and a pair
+             weighs anything only beyond `resolution(n)` (`environment_table`: per axis)
 
 A statistic a sweep is too small for is NaN with its reason in the `gaps` column. Pure pandas
 and numpy: no torch, no Ray, no files.
@@ -63,7 +65,7 @@ from raycompress.stopping import Stop
 GAP, ACCURACY_GAP = "gap", "accuracy_gap"  # test − train loss (nats); train − test accuracy
 # beside a 𝒱-information measure, per trial: why its value is not a measurement ('' when it is)
 STATUS, UNCERTIFIED = "#status", "uncertified"
-STATUSES = (UNCERTIFIED, SATURATED)
+STATUSES = (SATURATED, UNCERTIFIED)  # in the order every text names them
 EPOCH, MET_THRESHOLD, SEEDS = "epoch", "met_threshold", "seeds"
 # The statistics of NC measured per layer; the rank and tolerance are decisions, not measures.
 NC_MEASURES = [stat for stat in NC if stat not in (NC.RANK, NC.EIG_TOL, NC.TRACE_RATIO)]
@@ -268,7 +270,7 @@ def withheld(trials: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
         for name in names
         if name + STATUS in trials and trials[name + STATUS].fillna("").ne("").any()
     }
-    table = pd.DataFrame(counts).T.reindex(columns=[UNCERTIFIED, SATURATED]).fillna(0)
+    table = pd.DataFrame(counts).T.reindex(columns=list(STATUSES)).fillna(0)
     table = table.astype(int).rename_axis("measure")
     return table.assign(trials=len(trials))
 
@@ -281,7 +283,7 @@ def without_withheld(
     counts, trials, left_out = withheld(trials, names), trials.copy(), {}
     for name, row in counts.iterrows():
         trials.loc[trials[name + STATUS].fillna("") != "", name] = np.nan
-        said = ", ".join(f"{row[what]} {what}" for what in sorted(STATUSES) if row[what])
+        said = ", ".join(f"{row[what]} {what}" for what in STATUSES if row[what])
         left_out[name] = f"{said} of {row.trials} values left out: not measurements"
     return trials, left_out
 
@@ -360,6 +362,17 @@ def granulated_tau(mu: np.ndarray, g: np.ndarray, pairs: AxisPairs) -> dict[str,
         taus = total[count > 0] / count[count > 0]
         out[axis] = float(taus.mean()) if len(taus) else math.nan
     return out
+
+
+def tau_and_psi(mu: np.ndarray, g: np.ndarray, pairs: AxisPairs) -> dict[str, float]:
+    """τ, each axis' ψ (`psi_<axis>`) and Ψ, their mean over the axes where ψ is defined."""
+    psi = granulated_tau(mu, g, pairs)
+    finite = [v for v in psi.values() if not math.isnan(v)]
+    return {
+        "tau": kendall_tau(mu, g),
+        **{f"psi_{axis}": value for axis, value in psi.items()},
+        "Psi": float(np.mean(finite)) if finite else math.nan,
+    }
 
 
 def _entropy(p: np.ndarray) -> np.ndarray:
@@ -478,6 +491,12 @@ def effective_sample_size(weight: np.ndarray, env: np.ndarray, count: int) -> np
         return np.where(squares > 0, total**2 / squares, 0.0)
 
 
+def _kept(ess: np.ndarray, min_ess: float) -> np.ndarray:
+    """The environments the robust sign-error keeps: effective sample size ≥ min_ess (one
+    exactly at it, up to rounding, included)."""
+    return (ess >= min_ess) | np.isclose(ess, min_ess)
+
+
 @dataclass(frozen=True)
 class Environments:
     """Every ordered pair of configurations differing in exactly one axis, with their seed
@@ -555,7 +574,7 @@ class Environments:
         ess = effective_sample_size(self.weight, self.env, self.count)
         per_env = pd.DataFrame({
             "axis": self.changed, "pairs": pairs, "delta": mean_delta,
-            "kept": (ess >= min_ess) | np.isclose(ess, min_ess),
+            "kept": _kept(ess, min_ess),
         })  # fmt: skip
         weighted = pd.Series(self.weight > 0).groupby(np.asarray(self.changed)[self.env]).mean()
         table = per_env.groupby("axis", sort=False).agg(
@@ -581,7 +600,7 @@ class Environments:
         total = np.bincount(self.env, weight, self.count)
         loss = np.bincount(self.env, weight * np.where(measured, error, 0.0), self.count)
         ess = effective_sample_size(weight, self.env, self.count)
-        kept = ((ess >= min_ess) | np.isclose(ess, min_ess)) & (total > 0)
+        kept = _kept(ess, min_ess) & (total > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
             return pd.Series((loss / total)[kept], index=np.flatnonzero(kept), dtype=np.float64)
 
@@ -642,14 +661,7 @@ def seed_intervals(
         counted = used[..., None] & np.isfinite(drawn)
         with np.errstate(invalid="ignore"):
             means = np.where(counted, drawn, 0.0).sum(1) / counted.sum(1)
-        psi = granulated_tau(means[:, 0], means[:, 1], axis_pairs)
-        finite = [v for v in psi.values() if not math.isnan(v)]
-        statistics = {
-            "tau": kendall_tau(means[:, 0], means[:, 1]),
-            **{f"psi_{axis}": value for axis, value in psi.items()},
-            "Psi": float(np.mean(finite)) if finite else math.nan,
-        }
-        for name, value in statistics.items():
+        for name, value in tau_and_psi(means[:, 0], means[:, 1], axis_pairs).items():
             draws.setdefault(name, []).append(value)
     with warnings.catch_warnings():  # a statistic undefined in every draw: NaN, said so
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -733,11 +745,7 @@ def rank_trials(
                 f"measured in {measured} of {len(conf)} configurations, fewer than "
                 f"{MIN_CONFIGURATIONS}: not ranked"
             )
-        row["tau"] = kendall_tau(mu, g_conf)
-        psi = granulated_tau(mu, g_conf, axis_pairs)
-        row |= {f"psi_{axis}": value for axis, value in psi.items()}
-        finite = [v for v in psi.values() if not math.isnan(v)]
-        row["Psi"] = float(np.mean(finite)) if finite else math.nan
+        row |= tau_and_psi(mu, g_conf, axis_pairs)
         complete = bool(np.isfinite(mu).all() and np.isfinite(g_conf).all())
         if pairs is not None and complete:
             row["cmi"] = cmi_score(mu, g_conf, pairs, cmi)
