@@ -36,6 +36,7 @@ from raycompress.results import (
 from raycompress.storage import Folder, StorageError
 
 GENERALISATION = figures.GENERALISATION  # the ranking's table, figure and section
+ENVIRONMENTS = "generalisation_environments"  # what the robust sign-error could keep, per axis
 
 TABLES = {
     "final_metrics": "Final metrics per trial (last epoch; last measured 𝒱-information)",
@@ -47,33 +48,42 @@ TABLES = {
         "Every measure ranked by how it tracks the generalisation gap across the sweep's "
         "configurations (Kendall τ, ψ per axis, Ψ, CMI, robust sign-error)"
     ),
+    ENVIRONMENTS: (
+        "Per swept axis: how far changing it moves the error gap (seed pairs, median and "
+        "largest difference, share of pairs beyond the test set's noise) and the environments "
+        "the robust sign-error keeps"
+    ),
     "results": "Every value: the tidy frame of raycompress.results.load",
 }
 
 
 def generalisation_ranking(
     frame: pd.DataFrame, identical: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame | None, str]:
-    """The sweep's measures ranked against the gap (`generalisation.rank_trials`, each
-    representation once: `identical`), or None and why the sweep is too small to rank ('' for
-    a sweep without a swept axis, where the question does not arise)."""
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The sweep's measures ranked against the gap (GENERALISATION: `rank_trials`, each
+    representation once: `identical`) with its environments per axis (ENVIRONMENTS:
+    `environment_table`), or no table and why the sweep is too small to rank ('' for a sweep
+    without a swept axis, where the question does not arise)."""
     trials, config = generalisation.trial_values(frame, identical), axis_columns(frame)
     why = generalisation.too_few_configurations(trials, config)
     if not why:
-        return generalisation.rank_trials(trials, config), ""
-    return None, why if generalisation.grid_axes(trials, config) else ""
+        return {
+            GENERALISATION: generalisation.rank_trials(trials, config),
+            ENVIRONMENTS: generalisation.environment_table(trials, config),
+        }, ""
+    return {}, why if generalisation.grid_axes(trials, config) else ""
 
 
 def derived_tables(
-    frame: pd.DataFrame, ranking: pd.DataFrame | None = None
+    frame: pd.DataFrame, ranked: dict[str, pd.DataFrame] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """The report's tables, with the ranking of `generalisation_ranking` where there is one."""
+    """The report's tables, with those of `generalisation_ranking` (`ranked`)."""
     equi = tables.equi_separation(frame)
     return {
         "final_metrics": tables.final_metrics(frame),
         "equi_separation": equi,
         "equi_separation_onset": tables.equi_separation_onset(equi),
-        **({GENERALISATION: ranking} if ranking is not None else {}),
+        **(ranked or {}),
         "results": frame,
     }
 
@@ -124,8 +134,8 @@ def render(results: str | Path, out: Path) -> dict[str, str]:
     else:
         identical = identical_layers(results_dir)
         drawn, missing = draw(frame, out, identical)
-        ranking, unranked = generalisation_ranking(frame, identical)
-        derived = derived_tables(frame, ranking)
+        ranked, unranked = generalisation_ranking(frame, identical)
+        derived = derived_tables(frame, ranked)
         if GENERALISATION in derived:  # a sweep with two or more configurations
             figure = figures.generalisation_measures(frame, derived[GENERALISATION], identical)
             figure.save(out)
@@ -170,11 +180,12 @@ def _wide(table: str) -> str:
 
 
 def _generalisation_section(
-    ranking: pd.DataFrame | None, drawn: dict[str, str], unranked: str
+    derived: dict[str, pd.DataFrame], drawn: dict[str, str], unranked: str
 ) -> list[str]:
-    """'Does compression track generalisation?': the ranking and its figure, for a sweep with
-    enough configurations; one line saying why not (`unranked`) for a sweep with too few;
-    nothing without either."""
+    """'Does compression track generalisation?': the ranking, its figure and its environments,
+    for a sweep with enough configurations; one line saying why not (`unranked`) for a sweep
+    with too few; nothing without either."""
+    ranking = derived.get(GENERALISATION)
     if ranking is None:
         if not unranked:
             return []
@@ -198,6 +209,11 @@ def _generalisation_section(
         f"(<a href='{GENERALISATION}.csv'>CSV</a>).</p>",
         _wide(ranking.to_html(index=False, na_rep="", float_format="{:.3g}".format)),
         *figure,
+        "<p>How far changing each axis moves the error gap (train − test accuracy), against "
+        "what the robust sign-error can keep: an environment of s seeds a configuration has "
+        "s² seed pairs, and a pair counts only where its error gaps differ by more than the "
+        f"test set resolves (<a href='{ENVIRONMENTS}.csv'>CSV</a>).</p>",
+        _wide(derived[ENVIRONMENTS].to_html(index=False, float_format="{:.3g}".format)),
     ]
 
 
@@ -235,7 +251,7 @@ def index_html(
         if final is None
         else "<p>One column per trial, one row per quantity (metric/split/layer).</p>"
         + _wide(final.set_index("trial_id").T.to_html(na_rep="", float_format="{:.4g}".format)),
-        *_generalisation_section(derived.get(GENERALISATION), drawn, unranked),
+        *_generalisation_section(derived, drawn, unranked),
         "<h2>Figures</h2>",
         *(
             f"<figure><img src='{name}.png' alt='{name}'><figcaption>{html.escape(caption)} "

@@ -14,7 +14,7 @@ from test_results import damage, experiment
 
 from raycompress import __version__, record
 from raycompress.analysis.figures import FIGURES
-from raycompress.report import GENERALISATION, TABLES, default_out, main
+from raycompress.report import ENVIRONMENTS, GENERALISATION, TABLES, default_out, main
 from raycompress.results import identical_layers, load
 from raycompress.schema import VInfoResult
 
@@ -32,7 +32,8 @@ def test_report_of_the_demo_sweep_draws_every_figure(
         assert (tmp_path / f"{name}.svg").stat().st_size > 5_000
         assert f"src='{name}.png'" in page
     for name in TABLES:
-        assert (f"href='{name}.csv'" in page) == (name != GENERALISATION)
+        # the demo's two runs are too few to rank: no ranking, no environments
+        assert (f"href='{name}.csv'" in page) == (name not in (GENERALISATION, ENVIRONMENTS))
     final = pd.read_csv(tmp_path / "final_metrics.csv")
     assert sorted(final.model) == ["mlp", "mnistnet"] and (final.epochs == 2).all()
     assert not (tmp_path / "budget_curves.png").exists()
@@ -266,16 +267,19 @@ def test_a_sweep_with_enough_configurations_gets_the_ranking_and_one_too_small_a
 
     big = frame_of([0.1, 0.2, 0.3, 0.4, 0.5])
     ranked, unranked = generalisation_ranking(big)
-    assert unranked == "" and GENERALISATION in derived_tables(big, ranked)
-    ranking = ranked.set_index("measure")
+    derived = derived_tables(big, ranked)
+    assert unranked == "" and {GENERALISATION, ENVIRONMENTS} <= set(derived)
+    ranking = ranked[GENERALISATION].set_index("measure")
     assert ranking.loc["nc_trace/l2/train", "tau"] == pytest.approx(1.0)
-    section = "".join(_generalisation_section(ranked, {}, unranked))
+    # every ordered pair of the 5 learning rates, one seed pair each
+    assert ranked[ENVIRONMENTS].set_index("axis").loc["lr"].tolist()[:2] == [5 * 4, 1]
+    section = "".join(_generalisation_section(derived, {}, unranked))
     assert "<h2>Does compression track generalisation?</h2>" in section
-    assert "by Jiang et al.'s definition" in section
+    assert "by Jiang et al.'s definition" in section and f"{ENVIRONMENTS}.csv" in section
     small = frame_of([0.1, 0.2, 0.3, 0.4])
     none, why = generalisation_ranking(small)
-    assert none is None and GENERALISATION not in derived_tables(small, none)
-    (line,) = _generalisation_section(None, {}, why)
+    assert none == {} and GENERALISATION not in derived_tables(small, none)
+    (line,) = _generalisation_section({}, {}, why)
     assert "Not ranked: the sweep has 4 configurations" in line
-    assert generalisation_ranking(frame_of([0.1])) == (None, "")  # nothing swept
-    assert _generalisation_section(None, {}, "") == []
+    assert generalisation_ranking(frame_of([0.1])) == ({}, "")  # nothing swept
+    assert _generalisation_section({}, {}, "") == []
