@@ -675,11 +675,18 @@ def seed_intervals(
 
 # by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank; <NA>: no statistic
 RANK = "rank"
-# The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis.
+# The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis after Ψ,
+# and after them, each of τ, Ψ and ψ_<axis> with its interval over seeds (`interval_columns`).
 RANKING = [
-    "measure", "tau", "tau_low", "tau_high", "Psi", "cmi", "robust_worst", "robust_mean",
-    "robust_p90", "robust_worst_at", "environments", "configurations", "gaps",
+    "measure", "tau", "Psi", "cmi", "robust_worst", "robust_mean", "robust_p90",
+    "robust_worst_at", "environments", "configurations", "gaps",
 ]  # fmt: skip
+LOW, HIGH = "_low", "_high"  # the ends of a statistic's interval over seeds: `tau_low`, …
+
+
+def interval_columns(statistics: Sequence[str]) -> list[str]:
+    """The columns of each statistic's interval over seeds (`seed_intervals`), in order."""
+    return [f"{name}{end}" for name in statistics for end in (LOW, HIGH)]
 
 
 def rank_measures(
@@ -708,9 +715,9 @@ def rank_trials(
     axis), sorted by |Ψ| (by |τ| where Ψ is undefined), ties sharing a rank. The robust
     sign-error keeps environments of effective sample size ≥ `min_ess`; its Hoeffding weights
     always use the error gap (train − test accuracy, a difference of two rates estimated on
-    `test_points` samples). τ's
-    interval: `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`. The CMI
-    score by the convention `cmi`."""
+    `test_points` samples). The intervals of τ, Ψ and each ψ over seeds (`seed_intervals`):
+    `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`. The CMI score by
+    the convention `cmi`."""
     if gap not in (GAP, ACCURACY_GAP):
         raise ValueError(f"gap must be {GAP!r} or {ACCURACY_GAP!r}, got {gap!r}")
     axes = grid_axes(trials, config)
@@ -765,13 +772,14 @@ def rank_trials(
         )  # fmt: skip
         row |= {"robust_worst": worst, "robust_mean": mean, "robust_p90": p90}
         row["robust_worst_at"] = envs.deciding(errors) if envs is not None else ""
-        low = high = math.nan
         if resamples and fewest >= MIN_SEEDS and np.isfinite(mu).sum() >= 2:
-            low, high = seed_intervals(trials, axes, name, gap, resamples, seed)["tau"]
-        row |= {"tau_low": low, "tau_high": high, "gaps": "; ".join(gaps)}
-        rows.append(row)
-    psi_columns = [f"psi_{axis}" for axis in axes]
-    out = pd.DataFrame(rows, columns=[*RANKING[:5], *psi_columns, *RANKING[5:]])
+            intervals = seed_intervals(trials, axes, name, gap, resamples, seed)
+            ends = itertools.chain(*intervals.values())
+            row |= dict(zip(interval_columns(intervals), ends, strict=True))
+        rows.append(row | {"gaps": "; ".join(gaps)})
+    statistics = ["tau", "Psi", *(f"psi_{axis}" for axis in axes)]
+    columns = [*RANKING[:3], *statistics[2:], *RANKING[3:], *interval_columns(statistics)]
+    out = pd.DataFrame(rows, columns=columns)  # an interval not drawn: NaN
     # rounded, so that two measures equal but for the last bits of a mean share a rank
     order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1).round(12)
     rank = order.rank(method="min", ascending=False).astype("Int64")

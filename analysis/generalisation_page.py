@@ -72,23 +72,39 @@ def _number(value: float) -> str:
     return "" if math.isnan(value) else f"{round(value, 12) + 0.0:.3g}"
 
 
-def withheld_text(trials: pd.DataFrame, config: list[str]) -> dict[str, str]:
-    """Per measure with values that are not measurements, how many ("3 uncertified, 1
-    saturated"), of `len(trials)` trials."""
-    counts = gen.withheld(trials, gen.measures(trials, config))
+def withheld_text(counts: pd.DataFrame) -> dict[str, str]:
+    """Per measure of `gen.withheld`'s counts with values that are not measurements, how
+    many ("3 uncertified, 1 saturated")."""
     return {
         name: ", ".join(f"{row[status]} {status}" for status in gen.STATUSES if row[status])
         for name, row in counts.iterrows()
     }
 
 
+def _with_intervals(numbers: pd.DataFrame) -> pd.DataFrame:
+    """Each statistic that has an interval over seeds as one cell, "0.5 [0.2, 0.8]", and its
+    interval columns gone; a statistic without a drawn interval as its value alone."""
+    for low in [c for c in numbers.columns if c.endswith(gen.LOW)]:
+        name = low.removesuffix(gen.LOW)
+        high = f"{name}{gen.HIGH}"
+        drawn = numbers[name].notna() & numbers[low].notna()
+        cells = numbers[name].map(_number).astype(object)
+        cells[drawn] = [
+            f"{_number(v)} [{_number(lo)}, {_number(hi)}]"
+            for v, lo, hi in numbers.loc[drawn, [name, low, high]].itertuples(index=False)
+        ]
+        numbers = numbers.drop(columns=[low, high]).assign(**{name: cells})
+    return numbers
+
+
 def _shown(ranking: pd.DataFrame, withheld: dict[str, str], trials: int) -> pd.DataFrame:
     """The ranking as the page prints it: its rank first (none for a measure with no
-    statistic), three significant digits, how many of each measure's values were withheld
-    (`withheld_text`, of `trials`), without the columns the sweep left empty (the gaps table
-    says why) and without the gaps themselves."""
+    statistic), three significant digits, each interval over seeds beside its statistic
+    (`_with_intervals`), how many of each measure's values were withheld (`withheld_text`, of
+    `trials`), without the columns the sweep left empty (the gaps table says why) and without
+    the gaps themselves."""
     numbers = ranking.drop(columns=["gaps", "environments", "configurations"])
-    numbers = numbers.dropna(axis=1, how="all")
+    numbers = _with_intervals(numbers.dropna(axis=1, how="all"))
     numbers[f"withheld (of {trials})"] = [withheld.get(m, "") for m in ranking.measure]
     numbers = numbers.loc[:, ~numbers.eq("").all()]  # a text column with nothing to say
     rank = numbers.pop(gen.RANK).map(lambda r: "" if pd.isna(r) else str(r))
@@ -96,37 +112,10 @@ def _shown(ranking: pd.DataFrame, withheld: dict[str, str], trials: int) -> pd.D
     return shown.assign(**{gen.RANK: rank})[[gen.RANK, *shown.columns]]
 
 
-def _minimality(
-    trials: pd.DataFrame, config: list[str], by_accuracy: pd.DataFrame, withheld: dict[str, str]
-) -> pd.DataFrame:
-    """`_beside_minimality` as printed, each τ, ψ and Ψ with its 95 % interval over seeds
-    ("0.5 [0.2, 0.8]") where every configuration has MIN_SEEDS or more."""
-    rows = _beside_minimality(by_accuracy)
-    shown = _shown(rows, withheld, len(trials))
-    shown = shown.drop(columns=["tau_low", "tau_high"], errors="ignore")
-    axes = gen.grid_axes(trials, config)
-    if trials.groupby([trials[a].astype(str) for a in axes]).size().min() < gen.MIN_SEEDS:
-        return shown
-    measured, _ = gen.without_withheld(trials, list(rows.measure))  # as the ranking reads them
-    statistics = ["tau", "Psi", *(f"psi_{axis}" for axis in axes)]
-    for index, row in rows.iterrows():
-        if math.isnan(row.tau):  # not ranked: nothing to give an interval of
-            continue
-        intervals = gen.seed_intervals(
-            measured, axes, row.measure, gen.ACCURACY_GAP, gen.BOOTSTRAP, gen.BOOTSTRAP_SEED
-        )
-        for name in statistics:
-            low, high = intervals[name]
-            if not math.isnan(row[name]):
-                shown.loc[index, name] = f"{_number(row[name])} [{_number(low)}, {_number(high)}]"
-    return shown
-
-
-def _withheld(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
-    counts = gen.withheld(trials, gen.measures(trials, config)).reset_index()
+def _withheld(counts: pd.DataFrame) -> pd.DataFrame:
     if counts.empty:
         return pd.DataFrame({"measure": ["none: every value is a measurement"]})
-    return counts
+    return counts.reset_index()
 
 
 def _environments(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
@@ -198,14 +187,15 @@ def page_tables(
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
     gaps = sorted({g for text in ranking.gaps for g in text.split("; ") if g})
     notes = pd.DataFrame({"statistic left empty": gaps or ["none"]})
-    withheld, n = withheld_text(trials, config), len(trials)
+    counts = gen.withheld(trials, gen.measures(trials, config))
+    withheld, n = withheld_text(counts), len(trials)
     best = ranking[gen.RANK].le(BEST_COUNT).fillna(False).astype(bool)  # ties at the cut all in
     return {
         HEADLINE: _shown(ranking[ranking.measure.map(_headline)], withheld, n),
         BEST: _shown(ranking[best], withheld, n),
         ACCURACY: _shown(by_accuracy[by_accuracy.measure.map(_headline)], withheld, n),
-        MINIMALITY: _minimality(trials, config, by_accuracy, withheld),
-        WITHHELD: _withheld(trials, config),
+        MINIMALITY: _shown(_beside_minimality(by_accuracy), withheld, n),
+        WITHHELD: _withheld(counts),
         ENVIRONMENTS: _environments(trials, config),
         ROBUST: _robust(ranking),
         GAPS: notes,

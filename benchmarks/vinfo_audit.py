@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from raycompress.metrics.vinfo import (  # noqa: E402
 from raycompress.models import build_model  # noqa: E402
 from raycompress.schema import Quantity  # noqa: E402
 from raycompress.seeds import BenchmarkStream, Stream, derive_seed  # noqa: E402
+from raycompress.stopping import Stop  # noqa: E402
 from raycompress.training import Run  # noqa: E402
 from raycompress.trial import Trial  # noqa: E402
 
@@ -125,24 +127,27 @@ def certified_at(
     curve: dict[int, float], losses: list[float], config: DecoderConfig, hit: int | None,
     strict: bool,
 ) -> int | None:  # fmt: skip
-    """The epoch a rule stops this trajectory at: `hit` (the loss threshold), or the first
-    budget certify_from·2^k whose score gained ≤ tolerance since a quarter of its epochs; with
-    `strict`, the in-sample rule of `decoders.HeadStopping` (the score moved ≤ tolerance either
-    way unless it stayed below its start, curve[0]; the best epoch loss fell ≤ tolerance·ln 2);
-    None: not in it."""
-    tolerance = config.tolerance
-
-    def certifies(b: int) -> bool:
-        if b // 4 not in curve or b not in curve or curve[b] - curve[b // 4] > tolerance:
-            return False
-        if not strict:
-            return True
-        fell = min(losses[: b // 4]) - min(losses[b // 4 : b])
-        held = 0 in curve and max(v for e, v in curve.items() if 0 < e <= b) < curve[0]
-        return fell <= tolerance * LN2 and (curve[b] - curve[b // 4] >= -tolerance or held)
-
-    checks = [b for b in doublings(config.certify_from, len(losses)) if b % 4 == 0 and certifies(b)]
-    stops = [e for e in (hit, checks[0] if checks else None) if e is not None]
+    """The epoch a rule stops this trajectory at: `hit` (the loss threshold, checked against
+    the ceiling by the re-run), or the first epoch `decoders.HeadStopping` certifies it,
+    replayed on the re-run's epoch losses and its scores at the rule's budgets (the cap: the
+    re-run's length); with `strict` the in-sample rule (its start, curve[0], competing where
+    the re-run scored one), else the rule for a head scored on another set (the previous
+    rule). None: neither within the re-run."""
+    least = 4 * max(config.certify_from, config.warm_certify_from)  # the least cap allowed
+    rule = dataclasses.replace(config, max_epochs=max(len(losses), least))
+    start = torch.tensor([curve[0]]) if 0 in curve else None
+    in_sample = decoders.InSample(torch.tensor([math.inf]), start) if strict else None
+    stopping = decoders.HeadStopping(1, rule, in_sample)
+    stopping.threshold.fill_(-math.inf)  # the loss threshold is `hit`'s, judged by the re-run
+    head, budgets = torch.tensor([0]), set(rule.curve()) & set(curve)
+    certified = None
+    for epoch, loss in enumerate(losses, 1):
+        if epoch in budgets:
+            stopping.scored(epoch, head, torch.tensor([curve[epoch]]))
+        if stopping.update(epoch, head, torch.tensor([loss])):
+            certified = epoch if stopping.stopped[0].stop == Stop.CERTIFIED else None
+            break
+    stops = [e for e in (hit, certified) if e is not None]
     return min(stops) if stops else None
 
 

@@ -1,4 +1,5 @@
-"""The certificate audit's sample (benchmarks/vinfo_audit.py): seeded, spread, no repeats."""
+"""The certificate audit (benchmarks/vinfo_audit.py): its sample seeded, spread, no repeats; its
+rule the decoders' own, replayed."""
 
 from __future__ import annotations
 
@@ -59,3 +60,23 @@ def test_a_stopping_loss_is_judged_on_the_same_trajectory(audit: ModuleType) -> 
     assert audit._at_stop_loss(row, 0.01)["shortfall"] == pytest.approx(0.01)
     assert audit._at_stop_loss(row, 1e-4) == {"shortfall": 0.0, "stop": "trains on"}
     assert audit._at_stop_loss(row | {"stop": "certified"}, 0.01) == {}
+
+
+def test_the_rule_replayed_certifies_where_the_decoders_would(audit: ModuleType) -> None:
+    """A warm head (scored at 2, 4, 8, 16) whose score gains 0.005 bit from 2 to 8 with its
+    loss flat is certified at 8 by both rules. A score at epoch 1, between the rule's budgets
+    (the re-run scores where the measurement stopped), certifies nothing at 4. A loss still
+    falling by more than tolerance · ln 2 holds the in-sample rule only."""
+    from raycompress.metrics.decoders import DecoderConfig
+
+    warm = DecoderConfig(max_epochs=400).warm()
+    curve = {0: 3.0, 1: 3.100, 2: 3.101, 4: 3.104, 8: 3.106, 16: 3.107}
+    flat = [0.5] * 16
+    assert audit.certified_at(curve, flat, warm, None, strict=True) == 8
+    assert audit.certified_at(curve, flat, warm, None, strict=False) == 8
+    assert audit.certified_at(curve, flat, warm, hit=5, strict=True) == 5  # the threshold first
+    short = {e: v for e, v in curve.items() if e <= 4}
+    assert audit.certified_at(short, flat[:4], warm, None, strict=False) is None
+    falling = [0.5 - 0.01 * e for e in range(16)]  # 0.01 nat an epoch: ≫ 0.01 · ln 2
+    assert audit.certified_at(curve, falling, warm, None, strict=True) is None
+    assert audit.certified_at(curve, falling, warm, None, strict=False) == 8
