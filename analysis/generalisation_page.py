@@ -84,16 +84,20 @@ def withheld_text(counts: pd.DataFrame) -> dict[str, str]:
 def _with_intervals(numbers: pd.DataFrame) -> pd.DataFrame:
     """Each statistic that has an interval over seeds as one cell, "0.5 [0.2, 0.8]", and its
     interval columns gone; a statistic without a drawn interval as its value alone."""
+    numbers = numbers.copy()
     for low in [c for c in numbers.columns if c.endswith(gen.LOW)]:
         name = low.removesuffix(gen.LOW)
-        high = f"{name}{gen.HIGH}"
-        drawn = numbers[name].notna() & numbers[low].notna()
-        cells = numbers[name].map(_number).astype(object)
+        lows, highs = numbers.pop(low), numbers.pop(f"{name}{gen.HIGH}")
+        if name not in numbers:  # the statistic empty throughout: nothing to bracket
+            continue
+        value = numbers[name]
+        drawn = value.notna() & lows.notna()
+        cells = value.map(_number).astype(object)
         cells[drawn] = [
             f"{_number(v)} [{_number(lo)}, {_number(hi)}]"
-            for v, lo, hi in numbers.loc[drawn, [name, low, high]].itertuples(index=False)
+            for v, lo, hi in zip(value[drawn], lows[drawn], highs[drawn], strict=True)
         ]
-        numbers = numbers.drop(columns=[low, high]).assign(**{name: cells})
+        numbers[name] = cells
     return numbers
 
 

@@ -314,6 +314,20 @@ def test_the_page_compares_an_earlier_run_under_todays_names() -> None:
     assert page_of.CHANGED not in page_of.page_tables(now, config)  # nothing to compare
 
 
+def test_each_interval_is_printed_beside_its_statistic_and_nowhere_else() -> None:
+    from raycompress.analysis import generalisation_page as page_of
+
+    nan = math.nan
+    ranking = pd.DataFrame(
+        {"tau": [0.5, 0.25, nan], "tau_low": [0.2, nan, nan], "tau_high": [0.8, nan, nan],
+         "Psi_low": [0.1, 0.1, nan], "Psi_high": [0.9, 0.9, nan]}  # Ψ itself left empty
+    )  # fmt: skip
+    shown = page_of._with_intervals(ranking)
+    assert list(shown.columns) == ["tau"]
+    assert list(shown.tau) == ["0.5 [0.2, 0.8]", "0.25", ""]
+    assert "tau_low" in ranking  # the ranking itself untouched
+
+
 def test_the_minimality_table_gives_each_statistic_its_interval_over_seeds() -> None:
     from raycompress.analysis import generalisation_page as page_of
 
