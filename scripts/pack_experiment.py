@@ -16,9 +16,11 @@ under their names at the archive's top.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,7 @@ TRIAL_FILES = (
     record.PARAMS_FILE, "params.pkl", record.RESULT_FILE, "progress.csv", TUNE_ERROR_FILE,
 )  # fmt: skip
 FINISHED = "TERMINATED"  # Tune's status of a trial that ended by itself
+TRIES = 5  # readings of a running experiment before giving up
 
 
 def finished_trials(experiment: Path) -> set[str]:
@@ -58,15 +61,35 @@ def members(experiment: Path) -> list[Path]:
     return sorted(kept)
 
 
+def snapshot(experiment: Path, tries: int = TRIES) -> dict[Path, bytes | None]:
+    """`members` and their bytes (None: a folder) as one listing found them. A running sweep
+    replaces checkpoints (Tune keeps the newest few): a file gone before it was read means
+    that listing is stale, so the whole experiment is listed and read again."""
+    for _ in range(tries):
+        try:
+            return {m: None if (experiment / m).is_dir() else (experiment / m).read_bytes()
+                    for m in members(experiment)}  # fmt: skip
+        except FileNotFoundError:
+            continue
+    raise RuntimeError(f"{experiment} changed under each of {tries} readings: pause the sweep")
+
+
 def pack(experiment: Path, out: Path, also: list[Path]) -> list[str]:
-    """Write the archive: `members` under the folder's name, `also` at the top. Its names."""
+    """Write the archive: `snapshot` under the folder's name, `also` at the top. Its names."""
+    files = {f"{experiment.name}/{m}": data for m, data in snapshot(experiment).items()}
+    files |= {file.name: file.read_bytes() for file in also}
+    now = time.time()
     with tarfile.open(out, "w:xz") as archive:
-        for member in members(experiment):
-            archive.add(experiment / member, f"{experiment.name}/{member}", recursive=False)
-        for file in also:
-            archive.add(file, file.name, recursive=False)
-    with tarfile.open(out) as archive:
-        return archive.getnames()
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = now, 0o755 if data is None else 0o644
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return list(files)
 
 
 def main(argv: list[str] | None = None) -> int:

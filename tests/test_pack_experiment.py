@@ -70,3 +70,25 @@ def test_a_folder_that_is_not_an_experiment_gets_one_line(packer, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and record.SWEEP_FILE in err
     assert not (tmp_path / "out.tar.xz").exists()
+
+
+def test_a_checkpoint_replaced_while_read_is_read_again(packer, tmp_path, monkeypatch) -> None:
+    """Tune replaces a running trial's checkpoint between the listing and the reading: the
+    archive holds the newer one, never a half of each."""
+    experiment = _experiment(tmp_path)
+    listed = packer.members
+    calls = []
+
+    def replaced_after_listing(folder: Path) -> list[Path]:
+        names = listed(folder)
+        if not calls:
+            running = folder / "running"
+            (running / "checkpoint_000002").rename(running / "checkpoint_000003")
+        calls.append(names)
+        return names
+
+    monkeypatch.setattr(packer, "members", replaced_after_listing)
+    names = set(packer.pack(experiment, tmp_path / "out.tar.xz", []))
+    assert len(calls) == 2
+    assert f"sweep/running/checkpoint_000003/{record.STATE_FILE}" in names
+    assert not any("running/checkpoint_000002" in n for n in names)
