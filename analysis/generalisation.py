@@ -673,7 +673,8 @@ def seed_intervals(
 
 # ------------------------------------------------------------------------------- the ranking
 
-# by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank; <NA>: no statistic
+# by |Ψ| (|τ| where Ψ is undefined), 1 the best; ties share the best rank; <NA>: no statistic,
+# or a measure not measured in every configuration (its values there withheld)
 RANK = "rank"
 # The columns of `rank_measures` after RANK, besides one `psi_<axis>` per swept axis after Ψ,
 # and after them, each of τ, Ψ and ψ_<axis> with its interval over seeds (`interval_columns`).
@@ -712,7 +713,8 @@ def rank_trials(
 ) -> pd.DataFrame:
     """Every measure of a table of `trial_values` (configuration columns `config`) ranked by
     how it tracks `gap`: one row per measure (RANK, then RANKING, with `psi_<axis>` per swept
-    axis), sorted by |Ψ| (by |τ| where Ψ is undefined), ties sharing a rank. The robust
+    axis), sorted by |Ψ| (by |τ| where Ψ is undefined), ties sharing a rank; a measure with
+    values withheld from some configuration keeps its statistics there but no rank. The robust
     sign-error keeps environments of effective sample size ≥ `min_ess`; its Hoeffding weights
     always use the error gap (train − test accuracy, a difference of two rates estimated on
     `test_points` samples). The intervals of τ, Ψ and each ψ over seeds (`seed_intervals`):
@@ -746,12 +748,15 @@ def rank_trials(
         row: dict = {"measure": name, "configurations": measured}
         gaps = [*shared, *([left_out[name]] if name in left_out else [])]
         if measured < MIN_CONFIGURATIONS <= len(conf):
-            # the few left (most values withheld) would rank by chance: none ranked
+            # the few left (most values withheld) would rank by chance: no statistic
             mu, per_trial = np.full_like(mu, np.nan), np.full_like(per_trial, np.nan)
             gaps.append(
                 f"measured in {measured} of {len(conf)} configurations, fewer than "
                 f"{MIN_CONFIGURATIONS}: not ranked"
             )
+        elif measured < len(conf):
+            # over the configurations its decoders certified: another, self-selected sample
+            gaps.append(f"measured in {measured} of {len(conf)} configurations: not ranked")
         row |= tau_and_psi(mu, g_conf, axis_pairs)
         complete = bool(np.isfinite(mu).all() and np.isfinite(g_conf).all())
         if pairs is not None and complete:
@@ -782,6 +787,8 @@ def rank_trials(
     out = pd.DataFrame(rows, columns=columns)  # an interval not drawn: NaN
     # rounded, so that two measures equal but for the last bits of a mean share a rank
     order = out.Psi.abs().fillna(out.tau.abs()).fillna(-1).round(12)
+    # a measure missing from some configurations keeps its statistics but not a rank
+    order = order.mask(out.configurations < len(conf), -1)
     rank = order.rank(method="min", ascending=False).astype("Int64")
     out.insert(0, RANK, rank.mask(order < 0))  # a measure with no statistic has no rank
     return out.iloc[np.argsort(-order.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -475,6 +475,14 @@ def test_a_measure_withheld_in_most_configurations_is_not_ranked() -> None:
     row = gen.rank_trials(one, config, resamples=20).set_index("measure").loc["mu"]
     assert row.configurations == 12 and row.tau == pytest.approx(1.0)
     assert row.tau_low == pytest.approx(1.0) and row.tau_high == pytest.approx(1.0)
+    # every seed of one configuration withheld: its statistics over the 11 others, no rank
+    lost = (wide.lr == 0.2) & (wide.width == 8) & (wide.batch_size == 400)
+    ranking = gen.rank_trials(wide.assign(**{"mu#status": np.where(lost, "uncertified", "")}),
+                              config, resamples=0).set_index("measure")  # fmt: skip
+    row = ranking.loc["mu"]
+    assert row.configurations == 11 and row.tau == pytest.approx(1.0) and pd.isna(row["rank"])
+    assert "measured in 11 of 12 configurations: not ranked" in row.gaps
+    assert list(ranking.index).index("mu") > ranking["rank"].notna().sum() - 1  # after ranked
 
 
 def test_seed_intervals_of_tau_and_of_each_axis_psi() -> None:
