@@ -189,9 +189,16 @@ def page_tables(
     (CHANGED) where `before` is given."""
     ranking = gen.rank_trials(trials, config)
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
-    gaps = sorted({g for text in ranking.gaps for g in text.split("; ") if g})
-    notes = pd.DataFrame({"statistic left empty": gaps or ["none"]})
     counts = gen.withheld(trials, gen.measures(trials, config))
+    # what the sweep is too small for: the gaps of the measures with every value measured
+    measured = ranking[~ranking.measure.isin(counts.index)]
+    gaps = sorted({g for text in measured.gaps for g in text.split("; ") if g})
+    if len(counts):
+        gaps.append(
+            f"{len(counts)} measures with values that are not measurements: how many in the "
+            "withheld table; ranked only where measured in every configuration"
+        )
+    notes = pd.DataFrame({"statistic left empty": gaps or ["none"]})
     withheld, n = withheld_text(counts), len(trials)
     best = ranking[gen.RANK].le(BEST_COUNT).fillna(False).astype(bool)  # ties at the cut all in
     return {

@@ -471,6 +471,9 @@ def test_a_measure_withheld_in_most_configurations_is_not_ranked() -> None:
     withheld = shown.loc["v_min/l1/test", "withheld (of 36)"]
     assert withheld == "24 uncertified" and shown.loc["v_min/l1/test", "rank"] == ""
     assert shown.loc["nc_trace/l2/train", "withheld (of 36)"] == ""
+    gaps = " ".join(page_of.page_tables(most, config)[page_of.GAPS].iloc[:, 0])
+    assert "values left out" not in gaps and "measured in 4 of" not in gaps  # per measure
+    assert "2 measures with values that are not measurements" in gaps
     one = wide.assign(**{"mu#status": np.where(wide.seed == 0, "uncertified", "")})
     row = gen.rank_trials(one, config, resamples=20).set_index("measure").loc["mu"]
     assert row.configurations == 12 and row.tau == pytest.approx(1.0)
