@@ -295,7 +295,7 @@ def configurations(trials: pd.DataFrame, axes: Sequence[str], names: Sequence[st
     keys = list(axes) or ["_all"]
     numeric = [GAP, ACCURACY_GAP, *names]
     grouped = keyed.groupby(keys, sort=True)
-    out = grouped[numeric].mean()
+    out = grouped[numeric].mean().copy()  # one block (a mean by blocks leaves many)
     out[MET_THRESHOLD] = grouped[MET_THRESHOLD].all()
     out[SEEDS] = grouped.size()
     return out.reset_index().drop(columns=["_all"], errors="ignore")
