@@ -3,27 +3,20 @@ weights only where a resume needs them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_modules import load_script
 
 from raycompress import record
 
 
 @pytest.fixture(scope="module")
 def packer() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "pack_experiment.py"
-    spec = importlib.util.spec_from_file_location("pack_experiment", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/pack_experiment.py")
 
 
 def _experiment(root: Path) -> Path:

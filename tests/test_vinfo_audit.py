@@ -3,23 +3,15 @@ rule the decoders' own, replayed."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def audit() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vinfo_audit.py"
-    spec = importlib.util.spec_from_file_location("vinfo_audit", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/vinfo_audit.py")
 
 
 def test_the_sample_is_fixed_by_its_seed_and_another_seed_draws_another(audit: ModuleType) -> None:
