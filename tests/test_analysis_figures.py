@@ -291,22 +291,30 @@ def test_the_generalisation_legends_name_each_axis_values() -> None:
 
 
 def test_the_generalisation_figure_plots_what_the_ranking_read() -> None:
-    """𝒱-minimality tracks the gap but for two withheld values planted far off (99): the
-    figure leaves them out as the ranking does, and draws no measure that has no rank."""
+    """𝒱-minimality tracks the gap but for two withheld values planted far off (99), each in
+    one of a configuration's two seeds: the figure leaves them out as the ranking does (the
+    other seed stands for the configuration); a measure withheld in every seed of one
+    configuration has no rank, and the figure draws no measure that has no rank."""
     from synthetic import tidy_from_wide, with_verdicts
 
     levels = {"lr": [0.01, 0.1, 0.2], "width": [8, 16, 32]}
     wide = pd.DataFrame(
-        [{"lr": lr, "width": w, "seed": 0, "gap": lr + w, "accuracy_gap": 0.1,
+        [{"lr": lr, "width": w, "seed": seed, "gap": lr + w, "accuracy_gap": 0.1,
           "v_min/l1/test": lr + w, "nc_trace/l1/train": 1.0}
-         for lr, w in itertools.product(*levels.values())]
+         for lr, w, seed in itertools.product(*levels.values(), [0, 1])]
     )  # fmt: skip
-    wide.loc[[0, 1], "v_min/l1/test"] = 99.0
-    frame = with_verdicts(tidy_from_wide(wide, list(levels)), "v_min", ["t0"], ["t1"])
+    wide.loc[[0, 2], "v_min/l1/test"] = 99.0  # seed 0 of the first two configurations
+    frame = with_verdicts(tidy_from_wide(wide, list(levels)), "v_min", ["t0"], ["t2"])
     figure = figures.generalisation_measures(frame)
     drawn = figure.data[figure.data.measure == "v_min[linear]/l1/test"]
     assert len(drawn) == 9 * 2 and drawn.value.max() < 99  # 9 configurations × 2 axes
-    assert drawn.value.isna().sum() == 2 * 2
+    assert drawn.value.notna().all()
+    figure.close()
+    wide.loc[[1], "v_min/l1/test"] = 99.0  # now both seeds of the first configuration
+    everywhere = with_verdicts(tidy_from_wide(wide, list(levels)), "v_min", ["t0", "t1"], ["t2"])
+    without = figures.generalisation_measures(everywhere)
+    assert "v_min[linear]/l1/test" not in set(without.data.measure)
+    without.close()
     ranking = generalisation.rank_trials(
         generalisation.trial_values(frame), [*levels, "seed"], resamples=0
     )
@@ -314,7 +322,6 @@ def test_the_generalisation_figure_plots_what_the_ranking_read() -> None:
     unranked.loc[0, "rank"] = 1
     only = figures.generalisation_measures(frame, unranked)
     assert set(only.data.measure) == {ranking.measure[0]}
-    figure.close()
     only.close()
 
 
