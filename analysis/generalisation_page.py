@@ -2,6 +2,7 @@
 
     python -m raycompress.analysis.generalisation_page RESULTS --page docs/generalisation.md \\
         [--trials-out docs/generalisation/trials.csv] [--before EARLIER.csv [--before-family F]]
+        [--robust COMPANION [--robust-trials-out docs/generalisation/robust_trials.csv]]
 
 RESULTS is the sweep's experiment folder or the table of `generalisation.trial_values` saved
 as CSV (`--trials-out` writes that table from a folder: one row per trial, what the page is
@@ -13,8 +14,10 @@ compression gap, 𝒱-information, the baselines), the best ten by |Ψ| of every
 (`<!-- minimality -->`), the values that are not measurements (`<!-- withheld -->`), how far
 each axis moves the error gap against what the robust sign-error keeps
 (`<!-- environments -->`), the measures it scores (`<!-- robust -->`), the gap each
-statistic left (`<!-- gaps -->`), and with `--before`, the headline measures' τ, Ψ and CMI in
-an earlier run beside this one's (`<!-- changed -->`).
+statistic left (`<!-- gaps -->`), with `--before`, the headline measures' τ, Ψ and CMI in
+an earlier run beside this one's (`<!-- changed -->`), and with `--robust`, the environments
+and robust sign-error of a companion sweep whose grid is made for it
+(`<!-- companion environments -->`, `<!-- companion robust -->`; `generalisation_robust`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ HEADLINE, BEST, GAPS = "<!-- headline -->", "<!-- best -->", "<!-- gaps -->"
 ACCURACY, MINIMALITY = "<!-- accuracy gap -->", "<!-- minimality -->"
 WITHHELD, ENVIRONMENTS, ROBUST = "<!-- withheld -->", "<!-- environments -->", "<!-- robust -->"
 CHANGED = "<!-- changed -->"
+COMPANION_ENVIRONMENTS = "<!-- companion environments -->"
+COMPANION_ROBUST = "<!-- companion robust -->"
 BEST_COUNT = 10
 # the configuration columns of a committed trial table: what `trial_values` puts before its
 # values (dataset, model and every axis the sweep records)
@@ -182,11 +187,23 @@ def _changed(ranking: pd.DataFrame, before: Before) -> pd.DataFrame:
     return table.map(_number).reset_index()
 
 
+def _companion(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFrame]:
+    """A companion sweep's environments and the measures its robust sign-error scores."""
+    return {
+        COMPANION_ENVIRONMENTS: _environments(trials, config),
+        COMPANION_ROBUST: _robust(gen.rank_trials(trials, config, resamples=0)),
+    }
+
+
 def page_tables(
-    trials: pd.DataFrame, config: list[str], before: Before | None = None
+    trials: pd.DataFrame,
+    config: list[str],
+    before: Before | None = None,
+    companion: tuple[pd.DataFrame, list[str]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every generated table of the page, by its marker; the comparison with an earlier run
-    (CHANGED) where `before` is given."""
+    (CHANGED) where `before` is given, a companion sweep's robust sign-error where
+    `companion` (trial table, configuration columns) is."""
     ranking = gen.rank_trials(trials, config)
     by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP)
     counts = gen.withheld(trials, gen.measures(trials, config))
@@ -211,6 +228,7 @@ def page_tables(
         ROBUST: _robust(ranking),
         GAPS: notes,
         **({CHANGED: _changed(ranking, before)} if before is not None else {}),
+        **(_companion(*companion) if companion is not None else {}),
     }
 
 
@@ -234,13 +252,18 @@ def _wrong_input(args: argparse.Namespace) -> str:
     """What is wrong with the command's input, in one line ('' when nothing is)."""
     if args.before_family and not args.before:
         return "--before-family names the family of --before's values: give --before too"
-    for what, path in (("RESULTS", args.results), ("--before", args.before)):
+    if args.robust_trials_out and not args.robust:
+        return "--robust-trials-out writes --robust's trial table: give --robust too"
+    for what, path in (("RESULTS", args.results), ("--before", args.before),
+                       ("--robust", args.robust)):  # fmt: skip
         if path is not None and not path.exists():
             return f"{what} {path} does not exist: give an experiment folder or a trial table"
     if not args.page.is_file():
         return f"--page {args.page} is not a file: give the markdown page to update"
     text = args.page.read_text()
-    for marker in (*MARKERS, *([CHANGED] if args.before else [])):
+    optional = [*([CHANGED] if args.before else []),
+                *([COMPANION_ENVIRONMENTS, COMPANION_ROBUST] if args.robust else [])]  # fmt: skip
+    for marker in (*MARKERS, *optional):
         if text.count(marker) != 2:
             return f"--page {args.page} needs two {marker} lines around that table: add them"
     return ""
@@ -255,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--before-family", help="the decoder family of the earlier run's unnamed 𝒱-information"
     )
+    p.add_argument(
+        "--robust", type=Path, help="a companion sweep's folder or trial table: its environments"
+    )
+    p.add_argument("--robust-trials-out", type=Path, help="write --robust's trial table here (CSV)")
     args = p.parse_args(argv)
     wrong = _wrong_input(args)
     if wrong:
@@ -262,10 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trials, config = read_trials(args.results)
     before = Before(*read_trials(args.before), args.before_family) if args.before else None
-    if args.trials_out:
-        args.trials_out.parent.mkdir(parents=True, exist_ok=True)
-        trials.to_csv(args.trials_out)
-    tables = page_tables(trials, config, before)
+    companion = read_trials(args.robust) if args.robust else None
+    written = [(trials, args.trials_out)]
+    if companion is not None:
+        written.append((companion[0], args.robust_trials_out))
+    for table, out in written:
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out)
+    tables = page_tables(trials, config, before, companion)
     args.page.write_text(_written(args.page.read_text(), tables))
     for table in tables.values():
         print(markdown(table), end="\n\n")

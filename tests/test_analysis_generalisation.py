@@ -12,6 +12,7 @@ from scipy.stats import kendalltau
 
 from raycompress.analysis import generalisation as gen
 from raycompress.analysis.generalisation import ACCURACY_GAP, GAP
+from raycompress.results import TRIAL_ID
 from tests.synthetic import tidy_from_wide, with_verdicts
 
 
@@ -354,6 +355,8 @@ def test_the_minimality_table_gives_each_statistic_its_interval_over_seeds() -> 
     [
         (["--before-family", "linear"], "--before-family names the family of --before's values"),
         (["--before", "nowhere.csv"], "--before nowhere.csv does not exist"),
+        (["--robust-trials-out", "r.csv"], "--robust-trials-out writes --robust's trial table"),
+        (["--robust", "nowhere"], "--robust nowhere does not exist"),
         ([], "needs two <!-- headline --> lines around that table: add them"),
     ],
 )
@@ -526,3 +529,39 @@ def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case
     row = ranking.loc["mu"]
     assert row.robust_worst == pytest.approx(1.0) and row.environments == 8  # ordered pairs
     assert row.robust_worst_at == "width 8 → 16 at lr=0.01 and 3 more"  # both ways, both lr
+
+
+def test_a_companion_sweep_fills_the_robust_tables_the_main_grid_cannot(tmp_path) -> None:
+    """The main grid (2 seeds) keeps no environment; a companion of 6 seeds whose axes move the
+    error gap far beyond the noise fills the companion tables from its own trial table, the
+    command writing that table where asked."""
+    from raycompress.analysis import generalisation_page as page_of
+
+    rng = np.random.default_rng(12)
+    levels = {"lr": [0.01, 0.1], "width": [8, 16], "batch_size": [100, 400]}
+    main = gen.trial_values(tidy_from_wide(_wide(levels, 2, rng), list(levels)))
+    companion = {"lr": [0.01, 0.1], "width": [8, 16]}
+    wide = _grid(companion, seeds=6)
+    wide[ACCURACY_GAP] = wide.lr + wide.width * 0.01
+    wide[GAP] = wide[ACCURACY_GAP] + rng.normal(0, 1e-4, len(wide))
+    wide["mu"] = wide.lr * 2 - wide.width * 0.01  # follows lr, runs against width
+    companion_config = [*companion, "seed"]  # a trial table's order: configuration, epoch, values
+    wide = wide.assign(epoch=3, met_threshold=True)[
+        [*companion_config, "epoch", "met_threshold", GAP, ACCURACY_GAP, "mu"]
+    ]
+    tables = page_of.page_tables(main, [*levels, "seed"], companion=(wide, companion_config))
+    assert "none: no environment kept" in set(tables[page_of.ROBUST].measure)
+    kept = tables[page_of.COMPANION_ENVIRONMENTS].set_index("axis")["kept (ESS ≥ 12)"]
+    assert kept.to_dict() == {"lr": 4, "width": 4}  # 2 ordered pairs × 2 settings of the other
+    robust = tables[page_of.COMPANION_ROBUST].set_index("measure")
+    assert robust.loc["mu", "robust_worst"] == "1"
+    assert robust.loc["mu", "robust_worst_at"].startswith("width 8 → 16")
+    page = tmp_path / "page.md"
+    page.write_text("".join(f"{m}\nold\n{m}\n" for m in tables))
+    main.to_csv(tmp_path / "main.csv")
+    wide.to_csv(tmp_path / "companion.csv", index_label=TRIAL_ID)
+    args = ["--page", str(page), "--robust", str(tmp_path / "companion.csv"),
+            "--robust-trials-out", str(tmp_path / "out" / "robust.csv")]  # fmt: skip
+    assert page_of.main([str(tmp_path / "main.csv"), *args]) == 0
+    assert "| mu | 1 |" in page.read_text().split(page_of.COMPANION_ROBUST)[1]
+    assert len(pd.read_csv(tmp_path / "out" / "robust.csv")) == len(wide)
