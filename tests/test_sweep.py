@@ -12,6 +12,7 @@ from raycompress.sweep import check_trials, main
 EXPECTED_TRIALS = {
     "thesis": 4, "imbalance": 5, "lr": 10, "seeds": 20, "demo": 2, "thesis_fmnist": 2,
     "thesis_fmnist_converged": 2, "architectures": 4, "thesis_recipe": 6, "generalisation": 72,
+    "generalisation_robust": 20,
 }  # fmt: skip
 
 
