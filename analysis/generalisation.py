@@ -608,7 +608,10 @@ class Environments:
         """The environments at the worst of `errors` (`sign_errors`), in words."""
         if not len(errors):
             return ""
-        worst = [self.names[e] for e in errors.index[errors == errors.max()]]
+        # an environment and its reverse give one error, summed in another order: equal to
+        # the last bits, not exactly
+        at_worst = np.isclose(errors, errors.max(), rtol=0, atol=1e-12)
+        worst = [self.names[e] for e in errors.index[at_worst]]
         return worst[0] + (f" and {len(worst) - 1} more" if len(worst) > 1 else "")
 
 

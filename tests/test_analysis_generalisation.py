@@ -529,6 +529,10 @@ def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case
     row = ranking.loc["mu"]
     assert row.robust_worst == pytest.approx(1.0) and row.environments == 8  # ordered pairs
     assert row.robust_worst_at == "width 8 → 16 at lr=0.01 and 3 more"  # both ways, both lr
+    envs = gen.Environments.of(wide, list(levels), wide[ACCURACY_GAP].to_numpy(), 10_000)
+    # a reverse environment's error, summed in another order, may differ in its last bits
+    near = pd.Series([0.04, np.nextafter(0.04, 1), 0.01], index=[0, 1, 2])
+    assert envs.deciding(near) == f"{envs.names[0]} and 1 more"
 
 
 def test_a_companion_sweep_fills_the_robust_tables_the_main_grid_cannot(tmp_path) -> None:
