@@ -11,6 +11,7 @@ from raycompress.analysis import generalisation_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 TRIALS = DOCS / "generalisation" / "trials.csv"
+ROBUST = DOCS / "generalisation" / "robust_trials.csv"  # the generalisation_robust sweep
 # the two-seed run of 2026-12-02, on which the CMI scores below were recomputed independently
 TWO_SEEDS = DOCS / "generalisation" / "trials_2026-12-02.csv"
 
@@ -18,8 +19,10 @@ TWO_SEEDS = DOCS / "generalisation" / "trials_2026-12-02.csv"
 def test_the_published_tables_are_the_ones_the_committed_values_give() -> None:
     trials, config = generalisation_page.read_trials(TRIALS)
     assert len(trials) == 72 and {"lr", "batch_size", "widths", "train_size", "seed"} <= {*config}
+    companion = generalisation_page.read_trials(ROBUST)
+    assert len(companion[0]) == 20 and {"widths", "train_size", "seed"} <= {*companion[1]}
     page = (DOCS / "generalisation.md").read_text()
-    assert generalisation_page.with_tables(page, trials, config) == page
+    assert generalisation_page.with_tables(page, trials, config, companion=companion) == page
 
 
 @pytest.mark.parametrize(
