@@ -718,9 +718,10 @@ def rank_trials(
     how it tracks `gap`: one row per measure (RANK, then RANKING, with `psi_<axis>` per swept
     axis), sorted by |Ψ| (by |τ| where Ψ is undefined), ties sharing a rank; a measure with
     values withheld from some configuration keeps its statistics there but no rank. The robust
-    sign-error keeps environments of effective sample size ≥ `min_ess`; its Hoeffding weights
-    always use the error gap (train − test accuracy, a difference of two rates estimated on
-    `test_points` samples). The intervals of τ, Ψ and each ψ over seeds (`seed_intervals`):
+    sign-error keeps environments of effective sample size ≥ `min_ess` and, whatever `gap`,
+    reads the error gap (train − test accuracy, a difference of two rates estimated on
+    `test_points` samples), the gap whose differences weigh its seed pairs, as Dziugaite et
+    al. score it. The intervals of τ, Ψ and each ψ over seeds (`seed_intervals`):
     `resamples` bootstrap draws of the seeds (0: none), seeded by `seed`. The CMI score by
     the convention `cmi`."""
     if gap not in (GAP, ACCURACY_GAP):
@@ -743,7 +744,7 @@ def rank_trials(
     axis_pairs = AxisPairs.of(conf, axes)
     error_gap = trials[ACCURACY_GAP].to_numpy(dtype=np.float64)
     envs = Environments.of(trials, axes, error_gap, test_points) if axes else None
-    g_conf, g_trials = conf[gap].to_numpy(np.float64), trials[gap].to_numpy(np.float64)
+    g_conf = conf[gap].to_numpy(np.float64)
     rows = []
     for name in names:
         mu, per_trial = conf[name].to_numpy(np.float64), trials[name].to_numpy(np.float64)
@@ -770,7 +771,7 @@ def rank_trials(
                 gaps.append("CMI needs the measure and the gap in every configuration")
         errors = pd.Series(dtype=np.float64)
         if envs is not None:
-            errors = envs.sign_errors(per_trial, g_trials, min_ess)
+            errors = envs.sign_errors(per_trial, error_gap, min_ess)
             if not len(errors):
                 gaps.append(no_environment(envs, min_ess, test_points))
         row["environments"] = len(errors)

@@ -146,9 +146,8 @@ def _environments(trials: pd.DataFrame, config: list[str]) -> pd.DataFrame:
 
 
 def _robust(ranking: pd.DataFrame) -> pd.DataFrame:
-    """The measures the robust sign-error scores, its worst case first: `ranking` against the
-    error gap (`gen.ACCURACY_GAP`), the gap whose differences weigh its seed pairs, as
-    Dziugaite et al. score it."""
+    """The measures the robust sign-error scores (against the error gap, whatever the gap the
+    ranking was made against), its worst case first."""
     scored = ranking[ranking.environments > 0].sort_values("robust_worst", kind="stable")
     if scored.empty:
         return pd.DataFrame({"measure": ["none: no environment kept"]})
@@ -191,10 +190,9 @@ def _changed(ranking: pd.DataFrame, before: Before) -> pd.DataFrame:
 
 def _companion(trials: pd.DataFrame, config: list[str]) -> dict[str, pd.DataFrame]:
     """A companion sweep's environments and the measures its robust sign-error scores."""
-    by_accuracy = gen.rank_trials(trials, config, gen.ACCURACY_GAP, resamples=0)
     return {
         COMPANION_ENVIRONMENTS: _environments(trials, config),
-        COMPANION_ROBUST: _robust(by_accuracy),
+        COMPANION_ROBUST: _robust(gen.rank_trials(trials, config, resamples=0)),
     }
 
 
@@ -228,7 +226,7 @@ def page_tables(
         MINIMALITY: _shown(_beside_minimality(by_accuracy), withheld, n),
         WITHHELD: _withheld(counts),
         ENVIRONMENTS: _environments(trials, config),
-        ROBUST: _robust(by_accuracy),
+        ROBUST: _robust(ranking),
         GAPS: notes,
         **({CHANGED: _changed(ranking, before)} if before is not None else {}),
         **(_companion(*companion) if companion is not None else {}),

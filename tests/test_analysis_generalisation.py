@@ -529,6 +529,11 @@ def test_the_robust_sign_error_names_the_environments_that_decide_its_worst_case
     row = ranking.loc["mu"]
     assert row.robust_worst == pytest.approx(1.0) and row.environments == 8  # ordered pairs
     assert row.robust_worst_at == "width 8 → 16 at lr=0.01 and 3 more"  # both ways, both lr
+    # read against the error gap whatever the gap ranked: a loss gap that runs the other way
+    # leaves every robust column as it was
+    turned = gen.rank_trials(wide.assign(**{GAP: -wide[GAP]}), [*levels, "seed"], resamples=0)
+    robust = ["robust_worst", "robust_mean", "robust_p90", "environments", "robust_worst_at"]
+    pd.testing.assert_frame_equal(turned.set_index("measure")[robust], ranking[robust])
     envs = gen.Environments.of(wide, list(levels), wide[ACCURACY_GAP].to_numpy(), 10_000)
     # a reverse environment's error, summed in another order, may differ in its last bits
     near = pd.Series([0.04, np.nextafter(0.04, 1), 0.01], index=[0, 1, 2])
