@@ -274,6 +274,11 @@ def _wrong_input(args: argparse.Namespace) -> str:
     return ""
 
 
+def _save(trials: pd.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    trials.to_csv(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("results", type=Path, help="experiment folder or committed trial table (CSV)")
@@ -295,13 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     trials, config = read_trials(args.results)
     before = Before(*read_trials(args.before), args.before_family) if args.before else None
     companion = read_trials(args.robust) if args.robust else None
-    written = [(trials, args.trials_out)]
-    if companion is not None:
-        written.append((companion[0], args.robust_trials_out))
-    for table, out in written:
-        if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(out)
+    if args.trials_out:
+        _save(trials, args.trials_out)
+    if companion is not None and args.robust_trials_out:
+        _save(companion[0], args.robust_trials_out)
     tables = page_tables(trials, config, before, companion)
     args.page.write_text(_written(args.page.read_text(), tables))
     for table in tables.values():
